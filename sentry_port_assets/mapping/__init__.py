@@ -1,0 +1,1 @@
+"""Ocean's mapping language: config models, the jq compiler and the entity engine."""

@@ -1,0 +1,106 @@
+"""Models for the mapping YAML, in Ocean's format, accepted unchanged.
+
+The Sentry-side options of a selector (`includeMembers`, `tag`, `sentryQuery`, `statsPeriod`) say what the raw
+assets fetch; `query` is the jq filter applied to every raw item. The Sentry search query is spelt `sentryQuery`
+so it cannot be confused with the jq `query`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Kind = Literal["user", "team", "project", "project-tag", "issue", "issue-tag", "comment"]
+KINDS: tuple[str, ...] = ("user", "team", "project", "project-tag", "issue", "issue-tag", "comment")
+
+DEFAULT_TAG = "environment"
+# What Sentry (and so Ocean) applies when no query is sent; "" syncs every status.
+DEFAULT_SENTRY_QUERY = "is:unresolved"
+
+# Which selector options each kind takes; anything else is a misspelling, not an option.
+SELECTOR_OPTIONS: dict[str, frozenset[str]] = {
+    "user": frozenset(),
+    "team": frozenset({"includeMembers"}),
+    "project": frozenset(),
+    "project-tag": frozenset({"tag"}),
+    "issue": frozenset({"sentryQuery", "statsPeriod"}),
+    "issue-tag": frozenset({"tag", "sentryQuery", "statsPeriod"}),
+    "comment": frozenset(),
+}
+
+
+class Selector(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    query: str = "true"
+    include_members: bool = Field(False, alias="includeMembers")
+    tag: str = DEFAULT_TAG
+    sentry_query: str = Field(DEFAULT_SENTRY_QUERY, alias="sentryQuery")
+    stats_period: str | None = Field(None, alias="statsPeriod")
+
+
+class EntityMappings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    identifier: Any
+    title: Any = None
+    icon: Any = None
+    blueprint: Any
+    team: Any = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    relations: dict[str, Any] = Field(default_factory=dict)
+
+
+class EntityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mappings: EntityMappings
+
+
+class PortConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    entity: EntityConfig
+    items_to_parse: str | None = Field(None, alias="itemsToParse")
+    items_to_parse_name: str = Field("item", alias="itemsToParseName")
+    items_to_parse_top_level_transform: bool = Field(True, alias="itemsToParseTopLevelTransform")
+
+
+class ResourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    selector: Selector = Field(default_factory=Selector)
+    port: PortConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _selector_options_fit_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("selector"), dict):
+            kind = data.get("kind")
+            allowed = SELECTOR_OPTIONS.get(kind) if isinstance(kind, str) else None
+            if allowed is not None:
+                extra = sorted(set(data["selector"]) - allowed - {"query"})
+                if extra:
+                    raise ValueError(
+                        f"selector option(s) {extra} do not apply to kind {kind!r}; "
+                        f"it takes {sorted(allowed | {'query'})}"
+                    )
+        return data
+
+
+class MappingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    delete_dependent_entities: bool = Field(False, alias="deleteDependentEntities")
+    create_missing_related_entities: bool = Field(True, alias="createMissingRelatedEntities")
+    enable_merge_entity: bool = Field(True, alias="enableMergeEntity")
+    entity_deletion_threshold: float = Field(0.9, alias="entityDeletionThreshold", ge=0, le=1)
+    resources: list[ResourceConfig] = Field(default_factory=list)
+
+    def resources_of(self, *kinds: str) -> list[ResourceConfig]:
+        return [r for r in self.resources if r.kind in kinds]
+
+    def uses(self, *kinds: str) -> bool:
+        return any(r.kind in kinds for r in self.resources)

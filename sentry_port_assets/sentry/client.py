@@ -1,0 +1,303 @@
+"""Async Sentry API client: every HTTP call to Sentry goes through here, with its limits, retries and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from sentry_port_assets.sentry.errors import (
+    SentryAuthError,
+    SentryNotFoundError,
+    SentryOrganizationNotFound,
+    SentryPermissionError,
+    SentryRequestError,
+)
+from sentry_port_assets.sentry.pagination import next_page_url
+from sentry_port_assets.sentry.ratelimit import RateLimitGovernor, RateLimitHeaders
+
+PAGE_SIZE = 100
+# A 429 means "wait for the reset", not failure; this only stops a server that never lets us through.
+MAX_RATE_LIMIT_WAITS = 50
+
+log = logging.getLogger(__name__)
+
+Item = dict[str, Any]
+
+
+@dataclass
+class FetchStats:
+    """What a fetch cost; reported as Dagster metadata and in progress lines."""
+
+    requests: int = 0
+    pages: int = 0
+    items: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def as_metadata(self, wait_seconds: float) -> dict[str, float | int]:
+        return {
+            "requests": self.requests,
+            "pages": self.pages,
+            "http_429": self.rate_limited,
+            "retries": self.retries,
+            "rate_limit_wait_seconds": round(wait_seconds, 2),
+            "seconds": round(time.monotonic() - self.started, 2),
+        }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 5
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, bounded."""
+        return random.uniform(0, min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt))
+
+
+class _Transient(Exception):
+    """A failure worth retrying: 5xx, timeout, dropped connection, unreadable body."""
+
+
+class SentryClient:
+    """`async with SentryClient(...) as client:` then the list_* methods. Holds no secret in any message."""
+
+    def __init__(
+        self,
+        host: str,
+        organization: str,
+        token: str,
+        *,
+        timeout_seconds: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        self.organization = organization
+        self.retry = retry
+        self.governor = RateLimitGovernor()
+        self.stats = FetchStats()
+        parts = urlsplit(host.rstrip("/"))
+        self._origin = (parts.scheme, parts.netloc)
+        self._http = httpx.AsyncClient(
+            base_url=f"{host.rstrip('/')}/api/0",
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_seconds),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> SentryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    # ----- the resources -------------------------------------------------------------------------
+
+    async def get_organization(self) -> Item:
+        try:
+            return await self._get_json("/organizations/{org}/", f"/organizations/{self.organization}/")
+        except SentryNotFoundError:
+            raise SentryOrganizationNotFound(self.organization) from None
+
+    async def list_members(self) -> list[Item]:
+        return await self._list("/organizations/{org}/members/", f"/organizations/{self.organization}/members/")
+
+    async def list_teams(self) -> list[Item]:
+        return await self._list("/organizations/{org}/teams/", f"/organizations/{self.organization}/teams/")
+
+    async def list_team_members(self, team_slug: str) -> list[Item]:
+        return await self._list("/teams/{org}/{team}/members/", f"/teams/{self.organization}/{team_slug}/members/")
+
+    async def list_projects(self) -> tuple[list[Item], int]:
+        """This organization's projects, and how many of other organizations `/projects/` also returned."""
+        everything = await self._list("/projects/", "/projects/")
+        mine = [p for p in everything if (p.get("organization") or {}).get("slug") == self.organization]
+        return mine, len(everything) - len(mine)
+
+    async def list_issues(self, project: Item, query: str, stats_period: str | None) -> list[Item]:
+        params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE}
+        if stats_period is not None:
+            params["statsPeriod"] = stats_period
+        return await self._list(
+            "/organizations/{org}/issues/", f"/organizations/{self.organization}/issues/", params, page_param=None
+        )
+
+    async def get_issue(self, issue_id: str) -> Item:
+        return await self._get_json(
+            "/organizations/{org}/issues/{issue}/", f"/organizations/{self.organization}/issues/{issue_id}/"
+        )
+
+    async def list_project_tag_values(self, project_slug: str, key: str) -> list[Item]:
+        return await self._list(
+            "/projects/{org}/{project}/tags/{key}/values/",
+            f"/projects/{self.organization}/{project_slug}/tags/{key}/values/",
+        )
+
+    async def list_issue_tag_values(self, issue_id: str, key: str) -> list[Item]:
+        return await self._list(
+            "/organizations/{org}/issues/{issue}/tags/{key}/values/",
+            f"/organizations/{self.organization}/issues/{issue_id}/tags/{key}/values/",
+        )
+
+    # ----- pagination, limits, retries ------------------------------------------------------------
+
+    async def _list(
+        self, endpoint: str, path: str, params: dict[str, Any] | None = None, page_param: str | None = "per_page"
+    ) -> list[Item]:
+        """Every page of a list endpoint, following `rel="next"` while it has results."""
+        query = dict(params or {})
+        if page_param:
+            query[page_param] = PAGE_SIZE
+        items: list[Item] = []
+        url: str | None = path
+        first = True
+        while url is not None:
+            # The next URL already carries every parameter: sending them again loops on page one.
+            response, page = await self._send(endpoint, url, query if first else None)
+            if not isinstance(page, list):
+                raise SentryRequestError(f"GET {endpoint} answered {type(page).__name__}, expected a JSON list")
+            items.extend(page)
+            self.stats.pages += 1
+            self.stats.items += len(page)
+            first = False
+            url = self._same_origin(next_page_url(response.headers.get("link")))
+        return items
+
+    async def _get_json(self, endpoint: str, path: str) -> Item:
+        _, body = await self._send(endpoint, path, None)
+        return body
+
+    def _same_origin(self, url: str | None) -> str | None:
+        """Keep the token on the configured host even if a Link points elsewhere."""
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        return urlunsplit((*self._origin, parts.path, parts.query, ""))
+
+    async def _send(self, endpoint: str, url: str, params: dict[str, Any] | None) -> tuple[httpx.Response, Any]:
+        """One GET with the governor, retries and typed errors; returns the answer and its parsed JSON."""
+        governor = self.governor.for_endpoint(endpoint)
+        failures = 0
+        waits = 0
+        while True:
+            ticket = await governor.acquire()
+            headers: RateLimitHeaders | None = None
+            rate_limited = False
+            try:
+                self.stats.requests += 1
+                response = await self._http.get(url, params=params)
+                headers = RateLimitHeaders.parse(response.headers)
+                if response.status_code == 429:
+                    rate_limited = True
+                elif response.status_code >= 500:
+                    raise _Transient(f"HTTP {response.status_code}")
+                else:
+                    self._raise_for_client_error(response, endpoint)
+                    try:
+                        return response, json.loads(response.content)
+                    except ValueError as exc:
+                        raise _Transient(f"unreadable JSON ({exc.__class__.__name__})") from None
+            except (httpx.TimeoutException, httpx.TransportError, _Transient) as exc:
+                failures += 1
+                if failures > self.retry.max_retries:
+                    raise SentryRequestError(
+                        f"GET {endpoint} failed {failures} times in a row; last error: {_describe(exc)}. "
+                        "Sentry may be down or overloaded; the run fails rather than sync partial data."
+                    ) from None
+                self.stats.retries += 1
+                await governor.release(ticket, headers)
+                ticket = -1
+                await asyncio.sleep(self.retry.delay(failures - 1))
+                continue
+            finally:
+                if ticket >= 0:
+                    await governor.release(ticket, headers, rate_limited)
+            # Only a 429 gets here: the governor now knows the window is spent and waits for its reset.
+            self.stats.rate_limited += 1
+            waits += 1
+            if waits > MAX_RATE_LIMIT_WAITS:
+                raise SentryRequestError(
+                    f"GET {endpoint} was still rate limited after {MAX_RATE_LIMIT_WAITS} waits for the window reset."
+                )
+            if headers is None or headers.reset is None or (headers.remaining or 0) > 0:
+                # No window to wait for (a concurrency 429, or no headers): back off briefly.
+                await asyncio.sleep(self.retry.delay(min(waits, 4)))
+
+    @staticmethod
+    def _raise_for_client_error(response: httpx.Response, endpoint: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status == 401:
+            raise SentryAuthError(endpoint)
+        if status == 403:
+            raise SentryPermissionError(endpoint)
+        if status == 404:
+            raise SentryNotFoundError(endpoint, response.request.url.path)
+        raise SentryRequestError(f"GET {endpoint} answered HTTP {status}: {_detail(response)}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        text = body.get("detail") if isinstance(body, dict) else None
+    except ValueError:
+        text = None
+    return str(text or response.text)[:300]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({exc.__class__.__name__})"
+    return str(exc) or exc.__class__.__name__
+
+
+async def gather_limited(calls: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Run calls together (the governor paces them); the first failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+@asynccontextmanager
+async def progress_reporter(
+    report: Callable[[str], None], label: str, client: SentryClient, interval: float = 5.0
+) -> AsyncIterator[None]:
+    """Logs a progress line every `interval` seconds while the block runs."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            s = client.stats
+            report(
+                f"{label}: {s.items} items so far, {s.requests} requests, {s.pages} pages, "
+                f"{client.governor.wait_seconds:.1f}s waiting on rate limits, "
+                f"{time.monotonic() - s.started:.0f}s elapsed"
+            )
+
+    task = asyncio.ensure_future(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

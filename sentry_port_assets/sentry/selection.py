@@ -1,0 +1,77 @@
+"""What the active mapping needs from Sentry, and which raw items each mapping resource reads.
+
+Raw asset values (what the Dagster IO manager stores):
+- `sentry/members`, `sentry/teams`, `sentry/projects`: `list[item]` (teams carry `__members` when any team
+  resource sets `includeMembers: true`).
+- `sentry/project_tags`: `{tag_key: [{**project, "__tags": <one value object>}]}`, one row per project per value.
+- `sentry/issues`: `{issue_filter_key: [issue]}`, one list per distinct Sentry query of the issue resources.
+- `sentry/issue_tags`: `{issue_filter_key: {tag_key: [{**issue, "__tags": [value objects]}]}}`, one row per issue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
+
+Item = dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class IssueFilter:
+    """The Sentry side of an issue resource's selector: its search query and stats period."""
+
+    query: str
+    stats_period: str | None = None
+
+    @classmethod
+    def of(cls, resource: ResourceConfig) -> IssueFilter:
+        return cls(resource.selector.sentry_query, resource.selector.stats_period)
+
+    @property
+    def key(self) -> str:
+        period = "" if self.stats_period is None else f" statsPeriod={self.stats_period}"
+        return f"query={self.query!r}{period}"
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    members: bool
+    teams: bool
+    team_members: bool
+    projects: bool
+    project_tag_keys: tuple[str, ...]
+    issue_filters: tuple[IssueFilter, ...]
+    issue_tag_keys: dict[IssueFilter, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, mapping: MappingConfig) -> FetchPlan:
+        issue_resources = mapping.resources_of("issue", "issue-tag")
+        tag_keys: dict[IssueFilter, set[str]] = {}
+        for r in mapping.resources_of("issue-tag"):
+            tag_keys.setdefault(IssueFilter.of(r), set()).add(r.selector.tag)
+        return cls(
+            members=mapping.uses("user"),
+            teams=mapping.uses("team"),
+            team_members=any(r.selector.include_members for r in mapping.resources_of("team")),
+            projects=mapping.uses("project", "project-tag", "issue", "issue-tag"),
+            project_tag_keys=tuple(sorted({r.selector.tag for r in mapping.resources_of("project-tag")})),
+            issue_filters=tuple(sorted({IssueFilter.of(r) for r in issue_resources})),
+            issue_tag_keys={f: tuple(sorted(keys)) for f, keys in sorted(tag_keys.items())},
+        )
+
+
+def items_for_resource(resource: ResourceConfig, raw: Any) -> list[Item]:
+    """The raw items one mapping resource maps, from the value of the raw asset of its kind."""
+    kind = resource.kind
+    if kind == "team" and not resource.selector.include_members:
+        # Ocean leaves `__members` out unless the resource asks for it.
+        return [{k: v for k, v in team.items() if k != "__members"} for team in raw]
+    if kind == "project-tag":
+        return list(raw.get(resource.selector.tag, []))
+    if kind == "issue":
+        return list(raw.get(IssueFilter.of(resource).key, []))
+    if kind == "issue-tag":
+        return list(raw.get(IssueFilter.of(resource).key, {}).get(resource.selector.tag, []))
+    return list(raw)
