@@ -1,0 +1,281 @@
+"""A Sentry Web API emulator (starlette) that behaves like sentry.io where it matters to a client.
+
+It serves a `SentryDataset` with Sentry's `Link` pagination and cursors, per-endpoint fixed-window rate limits
+and concurrency limits with Sentry's headers and 429 bodies (no `Retry-After`), optional latency, and fault
+injection. Tests and benchmarks run it on loopback with `ServerThread`; the demo runs it in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sentry_port_assets.emulators.sentry_data import SentryDataset
+
+FaultKind = Literal["500", "slow", "drop", "malformed", "401", "403"]
+MAX_PAGE = 100
+
+
+@dataclass
+class Fault:
+    """Makes matching requests fail: `times` of them (None: every one), skipping the first `after`."""
+
+    kind: FaultKind
+    endpoint: str | None = None  # an endpoint template such as "/organizations/{org}/issues/"; None: all
+    times: int | None = 1
+    after: int = 0
+    slow_seconds: float = 5.0
+    seen: int = 0
+    fired: int = 0
+
+    def fires(self, endpoint: str) -> bool:
+        if self.endpoint is not None and self.endpoint != endpoint:
+            return False
+        self.seen += 1
+        if self.seen <= self.after or (self.times is not None and self.fired >= self.times):
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class EmulatorConfig:
+    token: str = "test-token"
+    rate_limit: int | None = None  # requests per window, per endpoint
+    window_seconds: int = 1
+    concurrent_limit: int | None = None  # requests in flight, per endpoint
+    latency_seconds: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
+
+
+@dataclass
+class EndpointStats:
+    requests: int = 0
+    rate_limited: int = 0
+    concurrency_limited: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+class _Window:
+    def __init__(self) -> None:
+        self.start = -1.0
+        self.count = 0
+
+
+class SentryEmulatorState:
+    def __init__(self, dataset: SentryDataset, config: EmulatorConfig) -> None:
+        self.dataset = dataset
+        self.config = config
+        self.endpoints: dict[str, EndpointStats] = {}
+        self.windows: dict[str, _Window] = {}
+        self.paths: Counter[str] = Counter()
+
+    def stats(self, endpoint: str) -> EndpointStats:
+        return self.endpoints.setdefault(endpoint, EndpointStats())
+
+    @property
+    def total_requests(self) -> int:
+        return sum(s.requests for s in self.endpoints.values())
+
+    @property
+    def total_429(self) -> int:
+        return sum(s.rate_limited + s.concurrency_limited for s in self.endpoints.values())
+
+
+def _rate_headers(cfg: EmulatorConfig, window: _Window | None, st: EndpointStats) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if cfg.rate_limit is not None and window is not None:
+        headers["X-Sentry-Rate-Limit-Limit"] = str(cfg.rate_limit)
+        headers["X-Sentry-Rate-Limit-Remaining"] = str(max(cfg.rate_limit - window.count, 0))
+        headers["X-Sentry-Rate-Limit-Reset"] = str(int(window.start + cfg.window_seconds))
+    if cfg.concurrent_limit is not None:
+        headers["X-Sentry-Rate-Limit-ConcurrentLimit"] = str(cfg.concurrent_limit)
+        headers["X-Sentry-Rate-Limit-ConcurrentRemaining"] = str(max(cfg.concurrent_limit - st.in_flight, 0))
+    return headers
+
+
+def _issue_matches(issue: dict[str, Any], query: str) -> bool:
+    for token in query.split():
+        if token.startswith("is:"):
+            wanted = token[3:]
+            wanted = "ignored" if wanted == "archived" else wanted
+            if issue.get("status") != wanted:
+                return False
+        elif ":" not in token and token.lower() not in issue.get("title", "").lower():
+            return False
+    return True
+
+
+def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None = None) -> Starlette:
+    """The emulator app; its `state.sentry` (a SentryEmulatorState) holds the data, config and counters."""
+    cfg = config or EmulatorConfig()
+    state = SentryEmulatorState(dataset, cfg)
+
+    def page(request: Request, items: list[Any], size_param: str = "per_page") -> Response:
+        try:
+            size = min(int(request.query_params.get(size_param, MAX_PAGE)), MAX_PAGE)
+            offset = int(request.query_params.get("cursor", "0:0:0").split(":")[1])
+        except (ValueError, IndexError):
+            return JSONResponse({"detail": "Invalid cursor parameter."}, status_code=400)
+        chunk = items[offset: offset + size]
+        base = {k: v for k, v in request.query_params.multi_items() if k != "cursor"}
+        url = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
+
+        def link(cursor: str, rel: str, results: bool) -> str:
+            query = urlencode([*base.items(), ("cursor", cursor)])
+            return f'<{url}?{query}>; rel="{rel}"; results="{str(results).lower()}"; cursor="{cursor}"'
+
+        prev_cursor = f"0:{max(offset - size, 0)}:1"
+        next_cursor = f"0:{offset + size}:0"
+        header = ", ".join([link(prev_cursor, "previous", offset > 0),
+                            link(next_cursor, "next", offset + size < len(items))])
+        return JSONResponse(chunk, headers={"Link": header})
+
+    def org_or_404(request: Request) -> Response | None:
+        if request.path_params.get("org") != dataset.slug:
+            return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        return None
+
+    async def organization(request: Request) -> Response:
+        return org_or_404(request) or JSONResponse(dataset.organization)
+
+    async def members(request: Request) -> Response:
+        return org_or_404(request) or page(request, dataset.members)
+
+    async def teams(request: Request) -> Response:
+        return org_or_404(request) or page(request, dataset.teams)
+
+    async def team_members(request: Request) -> Response:
+        roster = dataset.team_members.get(request.path_params["team"])
+        if org_or_404(request) or roster is None:
+            return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        return page(request, roster)
+
+    async def projects(request: Request) -> Response:
+        return page(request, dataset.projects)
+
+    async def org_issues(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        wanted = set(request.query_params.getlist("project"))
+        query = request.query_params.get("query", "is:unresolved")
+        found = [i for i in dataset.issues
+                 if (not wanted or i["project"]["id"] in wanted) and _issue_matches(i, query)]
+        return page(request, found, size_param="limit")
+
+    async def one_issue(request: Request) -> Response:
+        issue = next((i for i in dataset.issues if i["id"] == request.path_params["issue"]), None)
+        if org_or_404(request) or issue is None:
+            return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        return JSONResponse(issue)
+
+    async def project_tag_values(request: Request) -> Response:
+        slug, key = request.path_params["project"], request.path_params["key"]
+        if org_or_404(request) or all(p["slug"] != slug for p in dataset.org_projects()):
+            return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        return page(request, dataset.project_tag_values.get((slug, key), []))
+
+    async def issue_tag_values(request: Request) -> Response:
+        issue_id, key = request.path_params["issue"], request.path_params["key"]
+        if org_or_404(request) or all(i["id"] != issue_id for i in dataset.issues):
+            return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        return page(request, dataset.issue_tag_values.get((issue_id, key), []))
+
+    handlers = {
+        "/organizations/{org}/": organization,
+        "/organizations/{org}/members/": members,
+        "/organizations/{org}/teams/": teams,
+        "/teams/{org}/{team}/members/": team_members,
+        "/projects/": projects,
+        "/organizations/{org}/issues/": org_issues,
+        "/organizations/{org}/issues/{issue}/": one_issue,
+        "/projects/{org}/{project}/tags/{key}/values/": project_tag_values,
+        "/organizations/{org}/issues/{issue}/tags/{key}/values/": issue_tag_values,
+    }
+
+    def governed(endpoint: str, handler: Any) -> Any:
+        async def endpoint_fn(request: Request) -> Response:
+            return await _serve(state, endpoint, handler, request)
+
+        return endpoint_fn
+
+    routes = [Route(f"/api/0{template}", governed(template, fn)) for template, fn in handlers.items()]
+    app = Starlette(routes=routes)
+    app.state.sentry = state
+    return app
+
+
+async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, request: Request) -> Response:
+    cfg = state.config
+    st = state.stats(endpoint)
+    st.requests += 1
+    state.paths[request.url.path] += 1
+    if request.headers.get("authorization") != f"Bearer {cfg.token}":
+        return JSONResponse({"detail": "Invalid token"}, status_code=401)
+
+    window = None
+    if cfg.rate_limit is not None:
+        now = time.time()
+        start = math.floor(now / cfg.window_seconds) * cfg.window_seconds
+        window = state.windows.setdefault(endpoint, _Window())
+        if window.start != start:
+            window.start, window.count = start, 0
+        window.count += 1  # like Sentry, a refused request still counts against the window
+        if window.count > cfg.rate_limit:
+            st.rate_limited += 1
+            return JSONResponse(
+                {"detail": "You are attempting to use this endpoint too frequently. "
+                           f"Limit is {cfg.rate_limit} requests in {cfg.window_seconds} seconds"},
+                status_code=429, headers=_rate_headers(cfg, window, st))
+    if cfg.concurrent_limit is not None and st.in_flight >= cfg.concurrent_limit:
+        st.concurrency_limited += 1
+        return JSONResponse(
+            {"detail": "You are attempting to go above the allowed concurrency for this endpoint. "
+                       f"Concurrency limit is {cfg.concurrent_limit}"},
+            status_code=429, headers=_rate_headers(cfg, window, st))
+
+    st.in_flight += 1
+    st.max_in_flight = max(st.max_in_flight, st.in_flight)
+    try:
+        fault = next((f for f in cfg.faults if f.fires(endpoint)), None)
+        if cfg.latency_seconds:
+            await asyncio.sleep(cfg.latency_seconds)
+        if fault is not None:
+            if fault.kind == "500":
+                return JSONResponse({"detail": "Internal Error"}, status_code=500)
+            if fault.kind == "401":
+                return JSONResponse({"detail": "Invalid token"}, status_code=401)
+            if fault.kind == "403":
+                return JSONResponse({"detail": "You do not have permission to perform this action."},
+                                    status_code=403)
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.slow_seconds)
+            if fault.kind == "drop":
+                return _DroppedConnection()
+        response = await handler(request)
+        if fault is not None and fault.kind == "malformed":
+            link = {"Link": response.headers["link"]} if "link" in response.headers else {}
+            return Response(b'[{"id": "1", "title": "trunc', media_type="application/json", headers=link)
+        response.headers.update(_rate_headers(cfg, window, st))
+        return response
+    finally:
+        st.in_flight -= 1
+
+
+class _DroppedConnection(Response):
+    """Starts the answer, then fails: the server closes the connection mid-response."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        raise ConnectionAbortedError("emulated dropped connection")

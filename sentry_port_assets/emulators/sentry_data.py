@@ -1,0 +1,218 @@
+"""Datasets for the Sentry API emulator: the bundled demo organization and synthetic orgs for benchmarks.
+
+Both grow from the seed's sample payloads (`sentry/seed_samples.json`), so every item has the real shape, and
+both include what real organizations have: a pending invite (`user: null`), team-assigned issues (no email),
+issues of every status, a project with no environment, a tag with more than 100 values, and a project of
+another organization in `/projects/`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+Item = dict[str, Any]
+
+SEED_FILE = Path(__file__).resolve().parent.parent / "sentry" / "seed_samples.json"
+DEMO_ORGANIZATION = "test-org"
+ENVIRONMENTS = ("production", "staging", "development")
+STATUSES = ("unresolved", "unresolved", "unresolved", "resolved", "resolved", "ignored")
+PLATFORMS = ("python-fastapi", "node", "node-fastify", "go", "javascript-react", "java-spring-boot")
+MANY_VALUES_TAG = "release"
+
+
+@dataclass
+class SentryDataset:
+    organization: Item
+    members: list[Item]
+    teams: list[Item]
+    team_members: dict[str, list[Item]]
+    projects: list[Item]  # as `/projects/` returns them: other organizations' included
+    issues: list[Item]
+    project_tag_values: dict[tuple[str, str], list[Item]] = field(default_factory=dict)  # (project slug, key)
+    issue_tag_values: dict[tuple[str, str], list[Item]] = field(default_factory=dict)  # (issue id, key)
+
+    @property
+    def slug(self) -> str:
+        return self.organization["slug"]
+
+    def org_projects(self) -> list[Item]:
+        return [p for p in self.projects if p["organization"]["slug"] == self.slug]
+
+    def remove_issue(self, issue_id: str) -> None:
+        self.issues = [i for i in self.issues if i["id"] != issue_id]
+        for key in [k for k in self.issue_tag_values if k[0] == issue_id]:
+            del self.issue_tag_values[key]
+
+
+@lru_cache(maxsize=1)
+def _seed() -> dict[str, Item]:
+    return json.loads(SEED_FILE.read_text(encoding="utf-8"))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _tag_value(key: str, value: str, count: int, first: datetime, last: datetime) -> Item:
+    return {"key": key, "name": value, "value": value, "count": count, "firstSeen": _iso(first), "lastSeen": _iso(last)}
+
+
+def build_org(
+    slug: str = DEMO_ORGANIZATION,
+    *,
+    teams: int = 3,
+    members: int = 10,
+    projects: int = 5,
+    issues: int = 50,
+    environments: tuple[str, ...] = ENVIRONMENTS,
+    many_values: int = 150,
+    seed: int = 7,
+) -> SentryDataset:
+    """A deterministic organization; the first user, team, project and issue are the seed's samples."""
+    rnd = random.Random(seed)
+    samples = _seed()
+    base = datetime(2024, 3, 4, 12, 0, tzinfo=timezone.utc)
+    org_url = f"https://{slug}.sentry.io"
+    organization = copy.deepcopy(samples["Project"]["organization"])
+    organization.update(slug=slug, name=slug.replace("-", " ").title(), links={"organizationUrl": org_url,
+                                                                               "regionUrl": "https://us.sentry.io"})
+
+    # Members: the seed's user, the seed's team member (danny), generated ones, and one pending invite.
+    member_list: list[Item] = [copy.deepcopy(samples["User"])]
+    danny = copy.deepcopy(samples["Team"]["__members"][0])
+    danny.pop("teamRole", None)
+    danny.pop("teamSlug", None)
+    member_list.append(danny)
+    for i in range(2, members - 1):
+        m = copy.deepcopy(samples["User"])
+        email = f"dev{i}@{slug}.example"
+        joined = base - timedelta(days=400 - i)
+        m.update(id=str(20000000 + i), email=email, name=f"Developer {i}", orgRole=rnd.choice(["member", "admin"]),
+                 dateCreated=_iso(joined), inviterName="Port Admin")
+        m["role"] = m["orgRole"]
+        m["roleName"] = m["orgRole"].title()
+        m["user"].update(id=str(3000000 + i), name=f"Developer {i}", username=email, email=email,
+                         dateJoined=_iso(joined), lastLogin=_iso(base - timedelta(days=i)),
+                         emails=[{"id": str(4000000 + i), "email": email, "is_verified": True}])
+        member_list.append(m)
+    invite = copy.deepcopy(samples["User"])
+    invite.update(id=str(29999999), email=f"new.hire@{slug}.example", name=f"new.hire@{slug}.example", user=None,
+                  pending=True, inviteStatus="pending", orgRole="member", role="member", roleName="Member")
+    member_list.append(invite)
+
+    # Projects: the seed's project, the seed team's two projects, then generated ones.
+    project_list: list[Item] = []
+    names = ["python-fastapi", "admin-service", "oauth-service"] + [f"service-{i}" for i in range(3, projects)]
+    for i, name in enumerate(names[:projects]):
+        p = copy.deepcopy(samples["Project"])
+        if i:
+            p.update(id=str(4504931759095808 + i * 1000), slug=name, name=name, platform=PLATFORMS[i % len(PLATFORMS)],
+                     dateCreated=_iso(base - timedelta(days=300 - i)), status="active")
+        p["organization"] = copy.deepcopy(organization)
+        project_list.append(p)
+    other = copy.deepcopy(samples["Project"])
+    other.update(id="9999000000000001", slug="python-fastapi", name="python-fastapi")
+    other["organization"].update(id="9999", slug="other-org", name="Other Org",
+                                 links={"organizationUrl": "https://other-org.sentry.io"})
+
+    # Teams: the seed's platform-team, then generated ones; projects and members spread round robin.
+    team_list: list[Item] = []
+    team_members: dict[str, list[Item]] = {}
+    active = [m for m in member_list if m["user"] is not None]
+    for t in range(teams):
+        team = copy.deepcopy(samples["Team"])
+        team.pop("__members", None)
+        if t:
+            team.update(id=str(1275104 + t), slug=f"team-{t}", name=f"Team {t}",
+                        dateCreated=_iso(base - timedelta(days=500 - t)), teamRole=rnd.choice(["contributor", "admin"]))
+        summary = team["projects"][0]
+        owned = [p for k, p in enumerate(project_list) if k % teams == t] if t else project_list[1:3]
+        team["projects"] = [dict(copy.deepcopy(summary), id=p["id"], slug=p["slug"], name=p["name"],
+                                 platform=p["platform"]) for p in owned]
+        roster = [active[1]] if t == 0 else [m for k, m in enumerate(active) if k % teams == t]
+        team_members[team["slug"]] = [dict(copy.deepcopy(m), teamRole=None, teamSlug=team["slug"]) for m in roster]
+        team["memberCount"] = len(roster)
+        team_list.append(team)
+
+    # Environments per project: the first has all of them, one has none, the rest a random non-empty subset.
+    project_envs: dict[str, list[str]] = {}
+    tag_values: dict[tuple[str, str], list[Item]] = {}
+    for i, p in enumerate(project_list):
+        if i == 0:
+            envs = list(environments)
+        elif i == len(project_list) - 1 and len(project_list) > 2:
+            envs = []
+        else:
+            envs = sorted(rnd.sample(list(environments), rnd.randint(1, len(environments))))
+        project_envs[p["slug"]] = envs
+        tag_values[(p["slug"], "environment")] = [
+            _tag_value("environment", e, rnd.randint(1, 500), base - timedelta(days=30), base) for e in envs]
+    if many_values:
+        tag_values[(project_list[0]["slug"], MANY_VALUES_TAG)] = [
+            _tag_value(MANY_VALUES_TAG, f"1.{v // 10}.{v % 10}", v + 1, base - timedelta(days=60), base)
+            for v in range(many_values)]
+
+    # Issues: the seed's issue first, then generated ones across projects with environments.
+    issue_list: list[Item] = []
+    issue_tags: dict[tuple[str, str], list[Item]] = {}
+    with_envs = [p for p in project_list if project_envs[p["slug"]]]
+    for n in range(issues):
+        if n == 0:
+            issue = copy.deepcopy(samples["Issue"])
+            project = project_list[0]
+        else:
+            project = with_envs[n % len(with_envs)]
+            issue = copy.deepcopy(samples["Issue"])
+            issue_id = str(4605173695 + n * 7)
+            kind = ("ZeroDivisionError", "KeyError", "TypeError", "ValueError", "TimeoutError")[n % 5]
+            seen = base - timedelta(hours=n * 5)
+            issue.update(id=issue_id, shortId=f"{project['slug'].upper()}-{n + 1}",
+                         title=f"{kind}: failure #{n} in {project['slug']}", culprit=f"handler_{n % 9}",
+                         permalink=f"{org_url}/issues/{issue_id}/", status=STATUSES[n % len(STATUSES)],
+                         isUnhandled=n % 3 != 0, count=str(rnd.randint(1, 5000)), firstSeen=_iso(seen),
+                         lastSeen=_iso(seen + timedelta(minutes=n)))
+            issue["substatus"] = {"unresolved": "ongoing", "resolved": None, "ignored": "archived_forever"}[
+                issue["status"]]
+            issue["metadata"] = dict(issue["metadata"], type=kind, value=f"failure #{n}")
+            issue["project"] = {k: project[k] for k in ("id", "name", "slug")} | {"platform": project["platform"]}
+            pick = n % 4
+            if pick == 0:
+                issue["assignedTo"] = None
+            elif pick == 3:
+                team = team_list[n % len(team_list)]
+                issue["assignedTo"] = {"type": "team", "id": team["id"], "name": team["slug"]}
+            else:
+                who = active[n % len(active)]
+                issue["assignedTo"] = {"type": "user", "id": who["id"], "name": who["name"], "email": who["email"]}
+        issue_list.append(issue)
+        envs = project_envs[project["slug"]]
+        chosen = envs if n == 0 else sorted(rnd.sample(envs, rnd.randint(1, len(envs))))
+        issue_tags[(issue["id"], "environment")] = [
+            _tag_value("environment", e, rnd.randint(1, 50), base - timedelta(days=3), base) for e in chosen]
+    if many_values:
+        issue_tags[(issue_list[0]["id"], MANY_VALUES_TAG)] = [
+            _tag_value(MANY_VALUES_TAG, f"1.{v // 10}.{v % 10}", 1, base - timedelta(days=2), base)
+            for v in range(many_values)]
+
+    return SentryDataset(
+        organization=organization,
+        members=member_list,
+        teams=team_list,
+        team_members=team_members,
+        projects=project_list + [other],
+        issues=issue_list,
+        project_tag_values=tag_values,
+        issue_tag_values=issue_tags,
+    )
+
+
+def demo_dataset() -> SentryDataset:
+    """The embedded default: 3 teams, 10 members, 5 projects, 3 environments, 50 issues."""
+    return build_org()
