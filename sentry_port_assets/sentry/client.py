@@ -115,10 +115,10 @@ class SentryClient:
             raise SentryOrganizationNotFound(self.organization) from None
 
     async def list_members(self) -> list[Item]:
-        return await self._list("/organizations/{org}/members/", f"/organizations/{self.organization}/members/")
+        return await self._org_list("/organizations/{org}/members/", "members/")
 
     async def list_teams(self) -> list[Item]:
-        return await self._list("/organizations/{org}/teams/", f"/organizations/{self.organization}/teams/")
+        return await self._org_list("/organizations/{org}/teams/", "teams/")
 
     async def list_team_members(self, team_slug: str) -> list[Item]:
         return await self._list("/teams/{org}/{team}/members/", f"/teams/{self.organization}/{team_slug}/members/")
@@ -133,9 +133,7 @@ class SentryClient:
         params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE}
         if stats_period is not None:
             params["statsPeriod"] = stats_period
-        return await self._list(
-            "/organizations/{org}/issues/", f"/organizations/{self.organization}/issues/", params, page_param=None
-        )
+        return await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None)
 
     async def get_issue(self, issue_id: str) -> Item:
         return await self._get_json(
@@ -177,6 +175,14 @@ class SentryClient:
             first = False
             url = self._same_origin(next_page_url(response.headers.get("link")))
         return items
+
+    async def _org_list(self, endpoint: str, tail: str, params: dict[str, Any] | None = None,
+                        page_param: str | None = "per_page") -> list[Item]:
+        """A list under /organizations/{org}/: there a 404 means the organization slug is wrong."""
+        try:
+            return await self._list(endpoint, f"/organizations/{self.organization}/{tail}", params, page_param)
+        except SentryNotFoundError:
+            raise SentryOrganizationNotFound(self.organization) from None
 
     async def _get_json(self, endpoint: str, path: str) -> Item:
         _, body = await self._send(endpoint, path, None)

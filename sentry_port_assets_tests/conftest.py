@@ -1,0 +1,45 @@
+"""Shared fixtures: emulators on loopback, started by the tests themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sentry_port_assets.emulators.sentry_api import EmulatorConfig, SentryEmulatorState, create_sentry_emulator
+from sentry_port_assets.emulators.sentry_data import SentryDataset, demo_dataset
+from sentry_port_assets.emulators.serve import ServerThread
+
+
+class RunningSentry:
+    def __init__(self, server: ServerThread, state: SentryEmulatorState) -> None:
+        self.server = server
+        self.state = state
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def organization(self) -> str:
+        return self.state.dataset.slug
+
+    @property
+    def token(self) -> str:
+        return self.state.config.token
+
+
+@pytest.fixture
+def sentry_emulator() -> Iterator[Callable[..., RunningSentry]]:
+    """`sentry_emulator(dataset=None, **EmulatorConfig fields)` starts an emulator on 127.0.0.1."""
+    started: list[ServerThread] = []
+
+    def start(dataset: SentryDataset | None = None, **config: object) -> RunningSentry:
+        app = create_sentry_emulator(dataset or demo_dataset(), EmulatorConfig(**config))  # type: ignore[arg-type]
+        server = ServerThread(app).start()
+        started.append(server)
+        return RunningSentry(server, app.state.sentry)
+
+    yield start
+    for server in started:
+        server.stop()
