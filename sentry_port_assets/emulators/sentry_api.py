@@ -65,6 +65,7 @@ class EndpointStats:
     concurrency_limited: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    first_admitted: float | None = None  # epoch seconds, for benchmarks' floors
 
 
 class _Window:
@@ -247,6 +248,10 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
 
     st.in_flight += 1
     st.max_in_flight = max(st.max_in_flight, st.in_flight)
+    if st.first_admitted is None:
+        st.first_admitted = time.time()
+    # Like Sentry's middleware, the headers describe the limits as they stood when the request was admitted.
+    rate_headers = _rate_headers(cfg, window, st)
     try:
         fault = next((f for f in cfg.faults if f.fires(endpoint)), None)
         if cfg.latency_seconds:
@@ -267,7 +272,7 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
         if fault is not None and fault.kind == "malformed":
             link = {"Link": response.headers["link"]} if "link" in response.headers else {}
             return Response(b'[{"id": "1", "title": "trunc', media_type="application/json", headers=link)
-        response.headers.update(_rate_headers(cfg, window, st))
+        response.headers.update(rate_headers)
         return response
     finally:
         st.in_flight -= 1

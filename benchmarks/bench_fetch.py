@@ -1,0 +1,155 @@
+"""Fetch benchmark: our rate-limit governor vs Ocean's strategy, side by side, against the Sentry emulator.
+
+A synthetic org (20 projects, 2,000 issues, 3 environments, environment tags) behind the emulator on loopback,
+with 40 requests per second per endpoint, 25 concurrent, 20 ms latency. Both runs fetch what the default
+mapping needs (issues with the empty Sentry query, so all 2,000 are read). Prints requests, 429s, wall seconds
+and the floor: the least time the emulator's limits allow for the requests each run made.
+
+    python benchmarks/bench_fetch.py            # the full size (about two minutes)
+    python benchmarks/bench_fetch.py --issues 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from sentry_port_assets.emulators.sentry_api import EmulatorConfig, create_sentry_emulator
+from sentry_port_assets.emulators.sentry_data import build_org
+from sentry_port_assets.emulators.serve import ServerThread
+from sentry_port_assets.sentry.client import SentryClient, _Transient
+from sentry_port_assets.sentry.errors import SentryRequestError
+from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
+from sentry_port_assets.sentry.ratelimit import RateLimitHeaders
+from sentry_port_assets.sentry.selection import IssueFilter
+
+LIMIT, WINDOW, CONCURRENT, LATENCY = 40, 1, 25, 0.02
+
+# Which endpoint waits on which: the floor of a chain is the sum of its stages' floors.
+CHAINS = [
+    ["/organizations/{org}/members/"],
+    ["/organizations/{org}/teams/", "/teams/{org}/{team}/members/"],
+    ["/projects/", "/projects/{org}/{project}/tags/{key}/values/"],
+    ["/projects/", "/organizations/{org}/issues/", "/organizations/{org}/issues/{issue}/tags/{key}/values/"],
+]
+
+
+class OceanStyleClient(SentryClient):
+    """Ocean's strategy: a fixed 5 requests at a time, one rate-limit counter for every endpoint, headers about
+    concurrency ignored, no wait when `remaining` hits 0 (only after a 429, until the last `Reset` seen)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(5)
+        self._reset: float | None = None
+
+    async def _send(self, endpoint: str, url: str, params: dict[str, Any] | None) -> tuple[httpx.Response, Any]:
+        while True:
+            async with self._slots:
+                self.stats.requests += 1
+                response = await self._http.get(url, params=params)
+                headers = RateLimitHeaders.parse(response.headers)
+                if headers.reset is not None:
+                    self._reset = headers.reset  # one global counter, whichever endpoint answered last
+            if response.status_code == 429:
+                self.stats.rate_limited += 1
+                await asyncio.sleep(max((self._reset or time.time() + 1) - time.time(), 0))
+                continue
+            if response.status_code >= 500:
+                raise SentryRequestError(f"HTTP {response.status_code}")  # Ocean does not retry a 500
+            self._raise_for_client_error(response, endpoint)
+            try:
+                return response, response.json()
+            except ValueError as exc:
+                raise _Transient(str(exc)) from None
+
+
+async def fetch_default_mapping(client: SentryClient) -> dict[str, int]:
+    everything = IssueFilter("")
+    vanished = Vanished()
+
+    async def people() -> tuple[int, int]:
+        members, teams = await asyncio.gather(client.list_members(), fetch_teams(client, True, vanished))
+        return len(members), len(teams)
+
+    async def projects_and_issues() -> tuple[int, int, int]:
+        projects, _ = await client.list_projects()
+        tags, issues = await asyncio.gather(fetch_project_tags(client, projects, ["environment"], vanished),
+                                            fetch_issues(client, projects, [everything]))
+        issue_tags = await fetch_issue_tags(client, issues, {everything: ["environment"]}, vanished)
+        return len(tags["environment"]), len(issues[everything.key]), len(issue_tags[everything.key]["environment"])
+
+    (members, teams), (project_envs, issues, issue_rows) = await asyncio.gather(people(), projects_and_issues())
+    return {"members": members, "teams": teams, "project_env_rows": project_envs, "issues": issues,
+            "issue_tag_rows": issue_rows}
+
+
+def floor_seconds(requests: Counter[str], first_admitted: dict[str, float]) -> float:
+    """Least wall time the limits allow for these requests. Per endpoint: with n <= limit, the concurrency bound;
+    past it, the rest of the window the endpoint's first request fell in, then one full window for each further
+    batch of `limit`, then one latency. Endpoints that wait on each other add up along their chain."""
+
+    def stage(endpoint: str) -> float:
+        n = requests.get(endpoint, 0)
+        if not n:
+            return 0.0
+        concurrency = math.ceil(n / CONCURRENT) * LATENCY
+        if n <= LIMIT:
+            return concurrency
+        start = first_admitted[endpoint]
+        rest_of_first_window = WINDOW - (start % WINDOW)
+        return max(rest_of_first_window + (math.ceil(n / LIMIT) - 2) * WINDOW + LATENCY, concurrency)
+
+    return max(sum(stage(e) for e in chain) for chain in CHAINS)
+
+
+def run(label: str, client_cls: type[SentryClient], dataset_args: dict[str, Any]) -> dict[str, Any]:
+    app = create_sentry_emulator(build_org(**dataset_args), EmulatorConfig(
+        token="bench", rate_limit=LIMIT, window_seconds=WINDOW, concurrent_limit=CONCURRENT,
+        latency_seconds=LATENCY))
+    state = app.state.sentry
+    with ServerThread(app) as server:
+        async def go() -> tuple[dict[str, int], float]:
+            async with client_cls(server.url, "test-org", "bench") as client:
+                started = time.monotonic()
+                counts = await fetch_default_mapping(client)
+                return counts, time.monotonic() - started
+
+        counts, wall = asyncio.run(go())
+    per_endpoint = Counter({e: s.requests for e, s in state.endpoints.items()})
+    ok = Counter({e: s.requests - s.rate_limited - s.concurrency_limited for e, s in state.endpoints.items()})
+    floor = floor_seconds(ok, {e: s.first_admitted for e, s in state.endpoints.items() if s.first_admitted})
+    return {"label": label, "counts": counts, "requests": sum(per_endpoint.values()), "http_429": state.total_429,
+            "wall": wall, "floor": floor, "ratio": wall / floor if floor else float("nan"),
+            "max_in_flight": max(s.max_in_flight for s in state.endpoints.values())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=20)
+    parser.add_argument("--issues", type=int, default=2000)
+    args = parser.parse_args()
+    dataset_args = {"projects": args.projects, "issues": args.issues, "teams": 5, "members": 40, "many_values": 0}
+    print(f"emulator: {LIMIT} requests/{WINDOW}s per endpoint, {CONCURRENT} concurrent, {LATENCY * 1000:.0f} ms "
+          f"latency; org: {args.projects} projects, {args.issues} issues, 3 environments")
+    results = [run("sentry_port_assets", SentryClient, dataset_args),
+               run("ocean strategy", OceanStyleClient, dataset_args)]
+    assert results[0]["counts"] == results[1]["counts"], "both strategies must fetch the same data"
+    print(f"fetched: {results[0]['counts']}")
+    print(f"{'strategy':<20}{'requests':>10}{'429s':>8}{'wall s':>9}{'floor s':>9}{'wall/floor':>12}{'max in flight':>15}")
+    for r in results:
+        print(f"{r['label']:<20}{r['requests']:>10}{r['http_429']:>8}{r['wall']:>9.2f}{r['floor']:>9.2f}"
+              f"{r['ratio']:>12.3f}{r['max_in_flight']:>15}")
+    ours, ocean = results
+    print(f"target wall <= 1.25 x floor: {'MET' if ours['ratio'] <= 1.25 else 'MISSED'} ({ours['ratio']:.3f}); "
+          f"429s ours {ours['http_429']} vs ocean {ocean['http_429']}; ocean wall / ours {ocean['wall'] / ours['wall']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
