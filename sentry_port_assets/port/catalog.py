@@ -1,0 +1,587 @@
+"""The local catalog: an SQLite file that keeps Port's semantics, the embedded default target.
+
+What it keeps, as Port does:
+- blueprints: create (409 when the identifier is taken; relation targets must exist), patch (top-level keys
+  sent replace the stored ones), read;
+- upsert: `merge=False` replaces the entity; `merge=True` updates only the fields sent, properties and relations
+  key by key; identifiers may be search queries that match exactly one existing entity;
+- validation: unknown properties or relations, wrong property types, missing required properties or relations
+  are refused (422) per entity;
+- relations: an identifier, a list of identifiers (`many`), null, or a search query
+  `{combinator, rules:[{property, operator, value}]}` resolved against the target blueprint (a single relation
+  must match exactly one entity); a missing related entity is a 404 unless `create_missing_related_entities`,
+  which creates it with only its identifier;
+- search with pagination (`limit` <= 1000, `next` cursor);
+- delete: dependents are the entities with a REQUIRED relation to a deleted entity. Without `delete_dependents`
+  a delete that has dependents is refused as a whole (all or nothing); with it they go too (transitively).
+  Non-required relations pointing at a deleted entity are cleared.
+
+It stores entities and blueprints only: no credentials, tokens or settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sentry_port_assets.port.query import QueryError, is_search_query, matches
+
+Entity = dict[str, Any]
+Blueprint = dict[str, Any]
+
+IDENTIFIER_RE = re.compile(r"^(?!\.{1,2}$)[\w@_.+:\\/=-]+$", re.UNICODE)
+MAX_IDENTIFIER = 1000
+MAX_BLUEPRINT_ID = 100
+MAX_SEARCH_LIMIT = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blueprints (identifier TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entities (
+    blueprint TEXT NOT NULL, identifier TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (blueprint, identifier)
+);
+CREATE TABLE IF NOT EXISTS edges (
+    src_bp TEXT NOT NULL, src_id TEXT NOT NULL, relation TEXT NOT NULL, dst_bp TEXT NOT NULL, dst_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_bp, dst_id);
+CREATE INDEX IF NOT EXISTS edges_src ON edges (src_bp, src_id);
+"""
+
+
+class CatalogError(Exception):
+    """A refusal with Port's error shape: HTTP status, error code, message."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": False, "error": self.error, "message": self.message}
+
+
+@dataclass
+class UpsertOutcome:
+    identifier: str
+    index: int
+    ok: bool
+    created: bool = False
+    entity: Entity | None = None
+    status: int = 200
+    error: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class DeleteOutcome:
+    deleted: list[str] = field(default_factory=list)
+    dependents: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalize_team(team: Any) -> list[str]:
+    if team is None:
+        return []
+    if isinstance(team, str):
+        return [team]
+    return list(team)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def _check_property(name: str, spec: Mapping[str, Any], value: Any) -> None:
+    if value is None:
+        return
+    kind = spec.get("type")
+    allowed = _TYPES.get(kind) if isinstance(kind, str) else None
+    if allowed is not None:
+        ok = isinstance(value, allowed) and not (kind == "number" and isinstance(value, bool))
+        if not ok:
+            raise CatalogError(
+                422, "invalid_request", f"property {name!r} must be of type {kind}, got {type(value).__name__}"
+            )
+    if "enum" in spec and value not in spec["enum"]:
+        raise CatalogError(422, "invalid_request", f"property {name!r} must be one of {spec['enum']!r}")
+
+
+class LocalCatalog:
+    """Port's catalog semantics over one SQLite file. Safe to share between threads (one lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._bp_cache: dict[str, Blueprint] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> LocalCatalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LocalCatalog({str(self.path)!r})"
+
+    # -- transactions ---------------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self._db.execute("ROLLBACK")
+
+    # -- blueprints -----------------------------------------------------------------------------------
+
+    def get_blueprint(self, identifier: str) -> Blueprint | None:
+        with self._lock:
+            cached = self._bp_cache.get(identifier)
+            if cached is not None:
+                return copy.deepcopy(cached)
+            row = self._db.execute("SELECT body FROM blueprints WHERE identifier = ?", (identifier,)).fetchone()
+            if row is None:
+                return None
+            bp = json.loads(row[0])
+            self._bp_cache[identifier] = bp
+            return copy.deepcopy(bp)
+
+    def _blueprint(self, identifier: str) -> Blueprint:
+        bp = self._bp_cache.get(identifier)
+        if bp is None:
+            bp = self.get_blueprint(identifier)
+            if bp is None:
+                raise CatalogError(404, "not_found", f"blueprint {identifier!r} does not exist")
+            bp = self._bp_cache[identifier]
+        return bp
+
+    def list_blueprints(self) -> list[Blueprint]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM blueprints ORDER BY identifier").fetchall()
+            return [json.loads(r[0]) for r in rows]
+
+    def _validate_blueprint(self, bp: Mapping[str, Any]) -> None:
+        ident = bp.get("identifier")
+        if not isinstance(ident, str) or not ident or len(ident) > MAX_BLUEPRINT_ID or not IDENTIFIER_RE.match(ident):
+            raise CatalogError(422, "invalid_request", f"invalid blueprint identifier {ident!r}")
+        for name, rel in (bp.get("relations") or {}).items():
+            target = rel.get("target") if isinstance(rel, Mapping) else None
+            if not isinstance(target, str):
+                raise CatalogError(422, "invalid_request", f"relation {name!r} of {ident!r} has no target")
+            if target != ident and self.get_blueprint(target) is None:
+                raise CatalogError(
+                    404, "not_found", f"relation {name!r} of blueprint {ident!r} targets {target!r}, which does not exist"
+                )
+
+    def create_blueprint(self, blueprint: Mapping[str, Any]) -> Blueprint:
+        with self._lock:
+            bp = copy.deepcopy(dict(blueprint))
+            self._validate_blueprint(bp)
+            if self.get_blueprint(bp["identifier"]) is not None:
+                raise CatalogError(409, "identifier_taken", f"blueprint {bp['identifier']!r} already exists")
+            bp.setdefault("title", bp["identifier"])
+            bp.setdefault("schema", {"properties": {}, "required": []})
+            bp["schema"].setdefault("properties", {})
+            bp["schema"].setdefault("required", [])
+            bp.setdefault("relations", {})
+            now = _now()
+            bp["createdAt"] = bp["updatedAt"] = now
+            self._db.execute("INSERT INTO blueprints VALUES (?, ?)", (bp["identifier"], json.dumps(bp)))
+            self._bp_cache[bp["identifier"]] = bp
+            return copy.deepcopy(bp)
+
+    def patch_blueprint(self, identifier: str, patch: Mapping[str, Any]) -> Blueprint:
+        with self._lock:
+            current = self.get_blueprint(identifier)
+            if current is None:
+                raise CatalogError(404, "not_found", f"blueprint {identifier!r} does not exist")
+            updated = {**current, **copy.deepcopy(dict(patch)), "identifier": identifier}
+            self._validate_blueprint(updated)
+            updated["updatedAt"] = _now()
+            self._db.execute("UPDATE blueprints SET body = ? WHERE identifier = ?", (json.dumps(updated), identifier))
+            self._bp_cache[identifier] = updated
+            return copy.deepcopy(updated)
+
+    # -- entities: reads ------------------------------------------------------------------------------
+
+    def _get(self, blueprint: str, identifier: str) -> Entity | None:
+        row = self._db.execute(
+            "SELECT body FROM entities WHERE blueprint = ? AND identifier = ?", (blueprint, identifier)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get_entity(self, blueprint: str, identifier: str) -> Entity | None:
+        with self._lock:
+            return self._get(blueprint, identifier)
+
+    def _iter_entities(self, blueprint: str, after: str | None = None) -> Iterable[Entity]:
+        cursor = after
+        while True:
+            if cursor is None:
+                rows = self._db.execute(
+                    "SELECT identifier, body FROM entities WHERE blueprint = ? ORDER BY identifier LIMIT 1000",
+                    (blueprint,),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT identifier, body FROM entities WHERE blueprint = ? AND identifier > ? "
+                    "ORDER BY identifier LIMIT 1000",
+                    (blueprint, cursor),
+                ).fetchall()
+            if not rows:
+                return
+            for _, body in rows:
+                yield json.loads(body)
+            cursor = rows[-1][0]
+
+    def entities(self, blueprint: str) -> list[Entity]:
+        with self._lock:
+            return list(self._iter_entities(blueprint))
+
+    def count(self, blueprint: str | None = None) -> int:
+        with self._lock:
+            if blueprint is None:
+                return self._db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM entities WHERE blueprint = ?", (blueprint,)).fetchone()[0]
+
+    def search(
+        self,
+        blueprint: str,
+        query: Mapping[str, Any] | None = None,
+        *,
+        limit: int = MAX_SEARCH_LIMIT,
+        from_: str | None = None,
+    ) -> tuple[list[Entity], str | None]:
+        """One page of the entities of `blueprint` matching `query`, and the cursor of the next page (or None)."""
+        with self._lock:
+            self._blueprint(blueprint)
+            if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+                raise CatalogError(422, "invalid_request", f"limit must be between 1 and {MAX_SEARCH_LIMIT}")
+            page: list[Entity] = []
+            has_more = False
+            try:
+                for entity in self._iter_entities(blueprint, from_):
+                    if not matches(entity, query):
+                        continue
+                    if len(page) == limit:
+                        has_more = True
+                        break
+                    page.append(entity)
+            except QueryError as exc:
+                raise CatalogError(422, "invalid_request", str(exc)) from None
+            return page, (page[-1]["identifier"] if has_more else None)
+
+    def search_all(self, query: Mapping[str, Any] | None) -> list[Entity]:
+        with self._lock:
+            out: list[Entity] = []
+            for bp in self.list_blueprints():
+                for entity in self._iter_entities(bp["identifier"]):
+                    if matches(entity, query):
+                        out.append(entity)
+            return out
+
+    def _resolve_query(self, blueprint: str, query: Mapping[str, Any]) -> list[str]:
+        try:
+            return [e["identifier"] for e in self._iter_entities(blueprint) if matches(e, query)]
+        except QueryError as exc:
+            raise CatalogError(422, "invalid_request", str(exc)) from None
+
+    # -- entities: upsert -----------------------------------------------------------------------------
+
+    def upsert_entities(
+        self,
+        blueprint: str,
+        entities: Sequence[Mapping[str, Any]],
+        *,
+        merge: bool = False,
+        create_missing_related: bool = False,
+    ) -> list[UpsertOutcome]:
+        """Upserts each entity on its own: one refusal does not affect the others (Port's bulk semantics).
+
+        Raises CatalogError only for what fails the whole request (the blueprint does not exist)."""
+        with self._lock:
+            bp = self._blueprint(blueprint)
+            outcomes: list[UpsertOutcome] = []
+            self._begin()
+            try:
+                for index, entity in enumerate(entities):
+                    self._db.execute("SAVEPOINT one")
+                    try:
+                        stored, created = self._upsert_one(bp, entity, merge, create_missing_related)
+                    except CatalogError as exc:
+                        self._db.execute("ROLLBACK TO one")
+                        self._db.execute("RELEASE one")
+                        ident = entity.get("identifier") if isinstance(entity, Mapping) else None
+                        outcomes.append(
+                            UpsertOutcome(
+                                identifier=ident if isinstance(ident, str) else json.dumps(ident),
+                                index=index,
+                                ok=False,
+                                status=exc.status,
+                                error=exc.error,
+                                message=exc.message,
+                            )
+                        )
+                    else:
+                        self._db.execute("RELEASE one")
+                        outcomes.append(
+                            UpsertOutcome(identifier=stored["identifier"], index=index, ok=True, created=created, entity=stored)
+                        )
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+            return outcomes
+
+    def upsert_entity(
+        self, blueprint: str, entity: Mapping[str, Any], *, merge: bool = False, create_missing_related: bool = False
+    ) -> UpsertOutcome:
+        return self.upsert_entities(blueprint, [entity], merge=merge, create_missing_related=create_missing_related)[0]
+
+    def _upsert_one(
+        self, bp: Blueprint, entity: Mapping[str, Any], merge: bool, create_missing: bool
+    ) -> tuple[Entity, bool]:
+        bp_id = bp["identifier"]
+        if not isinstance(entity, Mapping):
+            raise CatalogError(422, "invalid_request", "an entity must be a JSON object")
+        ident = entity.get("identifier")
+        if is_search_query(ident):
+            found = self._resolve_query(bp_id, ident)
+            if len(found) != 1:
+                raise CatalogError(
+                    404 if not found else 422,
+                    "not_found" if not found else "invalid_request",
+                    f"the search identifier matched {len(found)} entities of {bp_id!r} (it must match exactly one)",
+                )
+            ident = found[0]
+        if not isinstance(ident, str) or not ident or len(ident) > MAX_IDENTIFIER or not IDENTIFIER_RE.match(ident):
+            raise CatalogError(422, "invalid_request", f"invalid entity identifier {ident!r}")
+
+        schema_props: dict[str, Any] = (bp.get("schema") or {}).get("properties") or {}
+        required_props: list[str] = (bp.get("schema") or {}).get("required") or []
+        bp_relations: dict[str, Any] = bp.get("relations") or {}
+
+        props_in = entity.get("properties") or {}
+        if not isinstance(props_in, Mapping):
+            raise CatalogError(422, "invalid_request", "'properties' must be an object")
+        for name, value in props_in.items():
+            spec = schema_props.get(name)
+            if spec is None:
+                raise CatalogError(
+                    422, "invalid_request", f"property {name!r} is not in the schema of blueprint {bp_id!r}"
+                )
+            _check_property(name, spec, value)
+
+        rels_in = entity.get("relations") or {}
+        if not isinstance(rels_in, Mapping):
+            raise CatalogError(422, "invalid_request", "'relations' must be an object")
+        resolved: dict[str, Any] = {}
+        for name, value in rels_in.items():
+            rel = bp_relations.get(name)
+            if rel is None:
+                raise CatalogError(422, "invalid_request", f"relation {name!r} is not in blueprint {bp_id!r}")
+            resolved[name] = self._resolve_relation(bp_id, ident, name, rel, value, create_missing)
+
+        existing = self._get(bp_id, ident)
+        now = _now()
+        if existing is not None and merge:
+            body = existing
+            for key in ("title", "icon"):
+                if key in entity:
+                    body[key] = entity[key]
+            if "team" in entity:
+                body["team"] = normalize_team(entity["team"])
+            body["properties"] = {**(body.get("properties") or {}), **dict(props_in)}
+            body["relations"] = {**(body.get("relations") or {}), **resolved}
+        else:
+            body = {
+                "identifier": ident,
+                "title": entity.get("title"),
+                "icon": entity.get("icon"),
+                "team": normalize_team(entity.get("team")),
+                "properties": dict(props_in),
+                "relations": resolved,
+                "createdAt": existing["createdAt"] if existing else now,
+            }
+        body["blueprint"] = bp_id
+        body["updatedAt"] = now
+
+        for name in required_props:
+            if body["properties"].get(name) is None:
+                raise CatalogError(422, "invalid_request", f"required property {name!r} of {bp_id!r} is missing")
+        for name, rel in bp_relations.items():
+            if rel.get("required") and body["relations"].get(name) in (None, []):
+                raise CatalogError(422, "invalid_request", f"required relation {name!r} of {bp_id!r} is missing")
+
+        self._write(bp, body)
+        return body, existing is None
+
+    def _resolve_relation(
+        self, bp_id: str, ident: str, name: str, rel: Mapping[str, Any], value: Any, create_missing: bool
+    ) -> Any:
+        target = rel["target"]
+        many = bool(rel.get("many"))
+        if value is None:
+            return [] if many else None
+        if is_search_query(value):
+            found = self._resolve_query(target, value)
+            if many:
+                return found
+            if len(found) != 1:
+                raise CatalogError(
+                    422,
+                    "invalid_request",
+                    f"the search relation {name!r} of {ident!r} matched {len(found)} entities of {target!r} "
+                    "(a single relation must match exactly one)",
+                )
+            return found[0]
+        if many:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise CatalogError(422, "invalid_request", f"relation {name!r} is many: expected a list of identifiers")
+            ids = list(dict.fromkeys(value))
+        else:
+            if not isinstance(value, str):
+                raise CatalogError(422, "invalid_request", f"relation {name!r} expects one identifier")
+            ids = [value]
+        for target_id in ids:
+            if target == bp_id and target_id == ident:
+                continue
+            if self._get(target, target_id) is None:
+                if not create_missing:
+                    raise CatalogError(
+                        404,
+                        "not_found",
+                        f"relation {name!r} of {ident!r} points at {target_id!r}, which is not an entity of {target!r}",
+                    )
+                if not IDENTIFIER_RE.match(target_id) or len(target_id) > MAX_IDENTIFIER:
+                    raise CatalogError(422, "invalid_request", f"invalid related identifier {target_id!r}")
+                now = _now()
+                stub = {
+                    "identifier": target_id, "title": None, "icon": None, "team": [], "properties": {},
+                    "relations": {}, "blueprint": target, "createdAt": now, "updatedAt": now,
+                }
+                self._write(self._blueprint(target), stub)
+        return ids if many else ids[0]
+
+    def _write(self, bp: Blueprint, body: Entity) -> None:
+        bp_id, ident = bp["identifier"], body["identifier"]
+        self._db.execute(
+            "INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT (blueprint, identifier) DO UPDATE SET body = excluded.body",
+            (bp_id, ident, json.dumps(body)),
+        )
+        self._db.execute("DELETE FROM edges WHERE src_bp = ? AND src_id = ?", (bp_id, ident))
+        rels = bp.get("relations") or {}
+        edges = []
+        for name, value in (body.get("relations") or {}).items():
+            target = (rels.get(name) or {}).get("target")
+            if target is None or value is None:
+                continue
+            for dst in value if isinstance(value, list) else [value]:
+                edges.append((bp_id, ident, name, target, dst))
+        if edges:
+            self._db.executemany("INSERT INTO edges VALUES (?, ?, ?, ?, ?)", edges)
+
+    # -- entities: delete -----------------------------------------------------------------------------
+
+    def _dependents(self, bp_id: str, ident: str) -> list[tuple[str, str, str, bool]]:
+        rows = self._db.execute(
+            "SELECT src_bp, src_id, relation FROM edges WHERE dst_bp = ? AND dst_id = ?", (bp_id, ident)
+        ).fetchall()
+        out = []
+        for src_bp, src_id, relation in rows:
+            rel = ((self._blueprint(src_bp).get("relations") or {}).get(relation)) or {}
+            out.append((src_bp, src_id, relation, bool(rel.get("required"))))
+        return out
+
+    def delete_entities(self, blueprint: str, identifiers: Sequence[str], *, delete_dependents: bool) -> DeleteOutcome:
+        """Deletes the given entities (missing ones are ignored). All or nothing when there are dependents."""
+        with self._lock:
+            self._blueprint(blueprint)
+            self._begin()
+            try:
+                present = [i for i in dict.fromkeys(identifiers) if self._get(blueprint, i) is not None]
+                doomed: dict[tuple[str, str], None] = {(blueprint, i): None for i in present}
+                dependents: list[tuple[str, str]] = []
+                queue = list(doomed)
+                while queue:
+                    node = queue.pop()
+                    for src_bp, src_id, _rel, required in self._dependents(*node):
+                        key = (src_bp, src_id)
+                        if not required or key in doomed:
+                            continue
+                        if not delete_dependents:
+                            raise CatalogError(
+                                422,
+                                "has_dependents",
+                                f"entity {node[1]!r} of {node[0]!r} has dependent entities ({src_id!r} of {src_bp!r}); "
+                                "nothing was deleted (set delete_dependents=true to delete them too)",
+                            )
+                        doomed[key] = None
+                        dependents.append(key)
+                        queue.append(key)
+                for bp_id, ident in doomed:
+                    self._db.execute("DELETE FROM entities WHERE blueprint = ? AND identifier = ?", (bp_id, ident))
+                    self._db.execute("DELETE FROM edges WHERE src_bp = ? AND src_id = ?", (bp_id, ident))
+                for bp_id, ident in doomed:
+                    for src_bp, src_id, relation, _required in self._dependents(bp_id, ident):
+                        self._clear_relation(src_bp, src_id, relation, ident)
+                    self._db.execute("DELETE FROM edges WHERE dst_bp = ? AND dst_id = ?", (bp_id, ident))
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+            return DeleteOutcome(deleted=present, dependents=dependents)
+
+    def _clear_relation(self, src_bp: str, src_id: str, relation: str, target_id: str) -> None:
+        body = self._get(src_bp, src_id)
+        if body is None:
+            return
+        value = (body.get("relations") or {}).get(relation)
+        if isinstance(value, list):
+            body["relations"][relation] = [v for v in value if v != target_id]
+        elif value == target_id:
+            body["relations"][relation] = None
+        self._db.execute(
+            "UPDATE entities SET body = ? WHERE blueprint = ? AND identifier = ?", (json.dumps(body), src_bp, src_id)
+        )
+
+
+def open_catalog_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection (the CLI must not create a catalog by looking at one)."""
+    return sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+
+
+def default_catalog_path() -> Path:
+    """PORT_LOCAL_CATALOG, else $DAGSTER_HOME/sentry_port/catalog.sqlite, else ./.sentry_port/catalog.sqlite."""
+    from sentry_port_assets.config import env_value, state_dir
+
+    explicit = env_value("PORT_LOCAL_CATALOG")
+    return Path(explicit) if explicit else state_dir() / "catalog.sqlite"

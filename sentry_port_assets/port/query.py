@@ -1,0 +1,107 @@
+"""Port's search queries, evaluated the way Port evaluates them.
+
+A query is `{"combinator": "and"|"or", "rules": [rule | query, ...]}`; a rule is
+`{"property": "$identifier"|"$title"|"$team"|"$blueprint"|<property name>, "operator": op, "value": v}`.
+Used by the local catalog (search, search relations, search identifiers) and by the reconciler (to compare
+a search relation with the identifier Port resolved it to).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+OPERATORS = ("=", "!=", "in", "notIn", "contains", "containsAny", "beginsWith", "endsWith", "isEmpty", "isNotEmpty")
+
+
+class QueryError(ValueError):
+    """The query is malformed (unknown operator or combinator, missing keys)."""
+
+
+def is_search_query(value: Any) -> bool:
+    return isinstance(value, Mapping) and "combinator" in value and "rules" in value
+
+
+def _field(entity: Mapping[str, Any], prop: str) -> Any:
+    if prop == "$identifier":
+        return entity.get("identifier")
+    if prop == "$title":
+        return entity.get("title")
+    if prop == "$team":
+        return entity.get("team")
+    if prop == "$blueprint":
+        return entity.get("blueprint")
+    if prop == "$icon":
+        return entity.get("icon")
+    return (entity.get("properties") or {}).get(prop)
+
+
+def _rule_matches(entity: Mapping[str, Any], rule: Mapping[str, Any]) -> bool:
+    if is_search_query(rule):
+        return matches(entity, rule)
+    try:
+        prop = rule["property"]
+        op = rule["operator"]
+    except (KeyError, TypeError) as exc:
+        raise QueryError(f"a search rule needs 'property' and 'operator': {rule!r}") from exc
+    value = rule.get("value")
+    actual = _field(entity, prop)
+    if op == "=":
+        if isinstance(actual, list):
+            return value in actual
+        return actual == value and actual is not None
+    if op == "!=":
+        return actual != value
+    if op == "in":
+        if not isinstance(value, list):
+            raise QueryError(f"operator 'in' needs a list value: {rule!r}")
+        if isinstance(actual, list):
+            return any(a in value for a in actual)
+        return actual is not None and actual in value
+    if op == "notIn":
+        if not isinstance(value, list):
+            raise QueryError(f"operator 'notIn' needs a list value: {rule!r}")
+        return actual not in value
+    if op == "contains":
+        if isinstance(actual, str) and isinstance(value, str):
+            return value in actual
+        if isinstance(actual, list):
+            return value in actual
+        return False
+    if op == "containsAny":
+        values = value if isinstance(value, list) else [value]
+        if isinstance(actual, str):
+            return any(isinstance(v, str) and v in actual for v in values)
+        if isinstance(actual, list):
+            return any(v in actual for v in values)
+        return False
+    if op == "beginsWith":
+        return isinstance(actual, str) and isinstance(value, str) and actual.startswith(value)
+    if op == "endsWith":
+        return isinstance(actual, str) and isinstance(value, str) and actual.endswith(value)
+    if op == "isEmpty":
+        return actual in (None, "", [], {})
+    if op == "isNotEmpty":
+        return actual not in (None, "", [], {})
+    raise QueryError(f"unknown search operator {op!r} (expected one of {', '.join(OPERATORS)})")
+
+
+def matches(entity: Mapping[str, Any], query: Mapping[str, Any] | None) -> bool:
+    """Whether `entity` satisfies `query` (None or an empty rule list matches everything)."""
+    if not query:
+        return True
+    combinator = query.get("combinator", "and")
+    rules = query.get("rules") or []
+    if combinator not in ("and", "or"):
+        raise QueryError(f"unknown combinator {combinator!r} (expected 'and' or 'or')")
+    if not isinstance(rules, list):
+        raise QueryError("'rules' must be a list")
+    if not rules:
+        return True
+    results = (_rule_matches(entity, rule) for rule in rules)
+    return all(results) if combinator == "and" else any(results)
+
+
+def resolve(query: Mapping[str, Any], entities: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The identifiers of the entities matching `query`, in the order given."""
+    return [e["identifier"] for e in entities if matches(e, query)]

@@ -1,0 +1,401 @@
+"""Reconciliation: make the target hold exactly what the resync produced, safely.
+
+1. Read what the target holds for every blueprint written or owned (paginated search).
+2. Diff each produced entity with the held copy (title, icon, team, properties, relations, as Ocean compares; with
+   merge=True only the fields sent). Search relations are resolved against the state the target will have, so an
+   unchanged entity with a search relation is unchanged. Only what changed is upserted: a second run with no
+   change sends zero upserts.
+3. Upsert in blueprint dependency order (relation targets first) unless missing related entities are created.
+4. Stale = held entities of OWNED blueprints that the resync did not produce. Entities of blueprints written but
+   not owned (e.g. `_user`, written with merge) are never deleted. Stale entities are deleted (bulk, <= 100 ids,
+   sources before their targets) only when: allow_delete, no blocked_reason from the caller, the resync produced
+   entities, no upsert failed, and the stale share of the held entities in owned blueprints is at most
+   deletion_threshold. Otherwise nothing is deleted and the report says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sentry_port_assets.port.catalog import normalize_team
+from sentry_port_assets.port.query import QueryError, is_search_query, matches
+from sentry_port_assets.port.results import EnsureReport, EntityResult
+from sentry_port_assets.port.target import PortTarget
+
+Entity = dict[str, Any]
+
+
+@dataclass
+class BlueprintCounts:
+    owned: bool = False
+    held: int = 0
+    produced: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    stale: int = 0
+    deleted: int = 0
+
+
+@dataclass
+class Failure:
+    identifier: str
+    blueprint: str
+    operation: str  # "upsert" | "delete" | "validate"
+    status: int | None
+    error: str | None
+    message: str | None
+    trace_id: str | None = None
+
+
+@dataclass
+class PublishReport:
+    target: str
+    blueprints: dict[str, BlueprintCounts] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    upserts_sent: int = 0
+    duplicates: int = 0
+    stale_total: int = 0
+    held_owned_total: int = 0
+    deletes_performed: bool = False
+    delete_skipped_reason: str | None = None
+    ensure: EnsureReport | None = None
+    seconds: float = 0.0
+    target_stats: dict[str, Any] = field(default_factory=dict)
+
+    def total(self, name: str) -> int:
+        return sum(getattr(c, name) for c in self.blueprints.values())
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_metadata(self, max_failures: int = 200) -> dict[str, Any]:
+        """Plain ints, strings, lists and dicts (the Dagster asset wraps them in MetadataValue as it likes)."""
+        return {
+            "target": self.target,
+            "created": self.total("created"),
+            "updated": self.total("updated"),
+            "unchanged": self.total("unchanged"),
+            "deleted": self.total("deleted"),
+            "failed": self.total("failed"),
+            "stale": self.stale_total,
+            "upserts_sent": self.upserts_sent,
+            "duplicates_dropped": self.duplicates,
+            "deletes": "performed" if self.deletes_performed else ("skipped: " + self.delete_skipped_reason if self.delete_skipped_reason else "nothing stale"),
+            "per_blueprint": {bp: asdict(c) for bp, c in sorted(self.blueprints.items())},
+            "failures": [asdict(f) for f in self.failures[:max_failures]],
+            "failures_total": len(self.failures),
+            "blueprints_ensured": self.ensure.to_metadata() if self.ensure else None,
+            "seconds": round(self.seconds, 3),
+            "target_stats": dict(self.target_stats),
+        }
+
+
+# -- comparison --------------------------------------------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _norm_relation(value: Any) -> Any:
+    if value is None or value == []:
+        return None
+    if isinstance(value, list):
+        return sorted(set(value))
+    return value
+
+
+class _Resolver:
+    """Resolves search relations against the state the target will hold after this run."""
+
+    def __init__(self, held: Mapping[str, Mapping[str, Entity]], desired: Mapping[str, Mapping[str, Entity]], merge: bool):
+        self._held = held
+        self._desired = desired
+        self._merge = merge
+        self._projected: dict[str, list[Entity]] = {}
+
+    def _state(self, blueprint: str) -> list[Entity]:
+        if blueprint not in self._projected:
+            state = {k: dict(v) for k, v in self._held.get(blueprint, {}).items()}
+            for ident, entity in self._desired.get(blueprint, {}).items():
+                base = state.get(ident) if self._merge else None
+                if base is None:
+                    state[ident] = {**entity, "identifier": ident}
+                else:
+                    merged = {**base, **{k: v for k, v in entity.items() if k not in ("properties", "relations")}}
+                    merged["properties"] = {**(base.get("properties") or {}), **(entity.get("properties") or {})}
+                    state[ident] = merged
+            self._projected[blueprint] = list(state.values())
+        return self._projected[blueprint]
+
+    def resolve(self, target: str, many: bool, query: Mapping[str, Any]) -> tuple[bool, Any]:
+        try:
+            found = [e["identifier"] for e in self._state(target) if matches(e, query)]
+        except QueryError:
+            return False, None
+        if many:
+            return True, found
+        if len(found) != 1:
+            return False, None
+        return True, found[0]
+
+
+def _differs(
+    desired: Mapping[str, Any],
+    held: Mapping[str, Any],
+    merge: bool,
+    rel_defs: Mapping[str, Any],
+    resolver: _Resolver,
+) -> bool:
+    for key in ("title", "icon"):
+        if (key in desired or not merge) and not _same(desired.get(key), held.get(key)):
+            return True
+    if ("team" in desired or not merge) and normalize_team(desired.get("team")) != normalize_team(held.get("team")):
+        return True
+    want_p = desired.get("properties") or {}
+    have_p = held.get("properties") or {}
+    keys = want_p.keys() if merge else want_p.keys() | have_p.keys()
+    if any(not _same(want_p.get(k), have_p.get(k)) for k in keys):
+        return True
+    want_r = desired.get("relations") or {}
+    have_r = held.get("relations") or {}
+    keys = want_r.keys() if merge else want_r.keys() | have_r.keys()
+    for k in keys:
+        value = want_r.get(k)
+        if is_search_query(value):
+            rel = rel_defs.get(k) or {}
+            if "target" not in rel:
+                return True
+            ok, value = resolver.resolve(rel["target"], bool(rel.get("many")), value)
+            if not ok:
+                return True  # ambiguous or no match: send it and let the target answer
+        elif isinstance(value, list) and any(is_search_query(v) for v in value):
+            return True
+        if _norm_relation(value) != _norm_relation(have_r.get(k)):
+            return True
+    return False
+
+
+# -- ordering ----------------------------------------------------------------------------------------
+
+
+def _levels(blueprints: Sequence[str], defs: Mapping[str, Mapping[str, Any] | None]) -> list[list[str]]:
+    """Blueprints grouped so that every relation target written in this run is in an earlier group."""
+    written = set(blueprints)
+    deps = {
+        bp: {
+            rel.get("target")
+            for rel in ((defs.get(bp) or {}).get("relations") or {}).values()
+            if isinstance(rel, Mapping) and rel.get("target") in written and rel.get("target") != bp
+        }
+        for bp in blueprints
+    }
+    levels: list[list[str]] = []
+    done: set[str] = set()
+    remaining = list(blueprints)
+    while remaining:
+        ready = [bp for bp in remaining if deps[bp] <= done]
+        if not ready:  # a cycle: write the rest together
+            ready = list(remaining)
+        levels.append(ready)
+        done.update(ready)
+        remaining = [bp for bp in remaining if bp not in done]
+    return levels
+
+
+# -- the reconciliation --------------------------------------------------------------------------------
+
+
+def _prepare(entities: Iterable[Mapping[str, Any]], merge: bool, report: PublishReport) -> dict[str, dict[str, Entity]]:
+    """Groups by blueprint, drops the `blueprint` key, drops duplicates (merged key by key when merge=True)."""
+    grouped: dict[str, dict[str, Entity]] = {}
+    for raw in entities:
+        bp = raw.get("blueprint")
+        ident = raw.get("identifier")
+        if not isinstance(bp, str) or not bp or not (isinstance(ident, str) and ident or is_search_query(ident)):
+            report.failures.append(
+                Failure(str(ident), str(bp), "validate", None, "invalid_entity", "an entity needs a non-empty identifier and blueprint")
+            )
+            report.blueprints.setdefault(str(bp), BlueprintCounts()).failed += 1
+            continue
+        entity = {k: v for k, v in raw.items() if k != "blueprint"}
+        if merge:
+            for key in ("title", "icon", "team"):
+                if key in entity and entity[key] is None:
+                    del entity[key]  # merge updates only what is sent: an unmapped field must not clear Port's
+        key = ident if isinstance(ident, str) else repr(sorted(ident.items(), key=str))
+        group = grouped.setdefault(bp, {})
+        if key in group:
+            report.duplicates += 1
+            if merge:
+                prev = group[key]
+                entity = {
+                    **prev,
+                    **entity,
+                    "properties": {**(prev.get("properties") or {}), **(entity.get("properties") or {})},
+                    "relations": {**(prev.get("relations") or {}), **(entity.get("relations") or {})},
+                }
+        group[key] = entity
+    return grouped
+
+
+async def reconcile(
+    target: PortTarget,
+    entities: Sequence[Mapping[str, Any]],
+    *,
+    blueprints_owned: set[str] | frozenset[str],
+    merge: bool,
+    create_missing_related: bool,
+    delete_dependents: bool,
+    deletion_threshold: float = 0.9,
+    allow_delete: bool = True,
+    blocked_reason: str | None = None,
+    blueprints: Sequence[Mapping[str, Any]] = (),
+    blueprint_fragments: Sequence[Mapping[str, Any]] = (),
+    ensure_blueprints: bool = False,
+    delete_despite_upsert_failures: bool = False,
+) -> PublishReport:
+    """Publishes `entities` to `target` and deletes what is stale under the safety rules. See the module doc.
+
+    `blueprints` / `blueprint_fragments` are ensured first when `ensure_blueprints` (PORT_INITIALIZE_RESOURCES);
+    their relations also give the write order (else the target's blueprints are read)."""
+    started = time.monotonic()
+    report = PublishReport(target=target.description)
+    if ensure_blueprints and (blueprints or blueprint_fragments):
+        report.ensure = await target.ensure_blueprints(blueprints, blueprint_fragments)
+
+    desired = _prepare(entities, merge, report)
+    written = list(desired)
+    owned = set(blueprints_owned)
+    for bp in written:
+        report.blueprints.setdefault(bp, BlueprintCounts())
+    for bp in owned:
+        report.blueprints.setdefault(bp, BlueprintCounts())
+    for bp, counts in report.blueprints.items():
+        counts.owned = bp in owned
+        counts.produced = len(desired.get(bp, {}))
+
+    # Blueprint definitions: relation targets (search relations, write order).
+    defs: dict[str, Mapping[str, Any] | None] = {bp["identifier"]: bp for bp in blueprints}
+    for bp in written:
+        if bp not in defs:
+            defs[bp] = await target.get_blueprint(bp)
+    search_targets = {
+        (defs.get(bp) or {}).get("relations", {}).get(name, {}).get("target")
+        for bp, group in desired.items()
+        for entity in group.values()
+        for name, value in (entity.get("relations") or {}).items()
+        if is_search_query(value)
+    } - {None}
+
+    # 1. what the target holds
+    to_read = sorted(set(written) | owned | search_targets)
+    pages = await asyncio.gather(*(target.search_entities(bp) for bp in to_read))
+    held: dict[str, dict[str, Entity]] = {bp: {e["identifier"]: e for e in page} for bp, page in zip(to_read, pages)}
+    for bp, counts in report.blueprints.items():
+        counts.held = len(held.get(bp, {}))
+
+    # 2. diff
+    resolver = _Resolver(
+        held, {bp: {k: v for k, v in g.items() if isinstance(v["identifier"], str)} for bp, g in desired.items()}, merge
+    )
+    to_send: dict[str, list[Entity]] = {}
+    for bp, group in desired.items():
+        rel_defs = (defs.get(bp) or {}).get("relations") or {}
+        sending = []
+        for key, entity in group.items():
+            have = held.get(bp, {}).get(key) if isinstance(entity.get("identifier"), str) else None
+            if have is not None and not _differs(entity, have, merge, rel_defs, resolver):
+                report.blueprints[bp].unchanged += 1
+            else:
+                sending.append(entity)
+        if sending:
+            to_send[bp] = sending
+
+    # 3. upsert, relation targets first
+    # every produced identifier counts as produced, failed or not: a failed upsert never makes its entity stale
+    produced: dict[str, set[str]] = {bp: {e["identifier"] for e in g.values() if isinstance(e["identifier"], str)} for bp, g in desired.items()}
+    uncertain: set[str] = set()
+    order = [list(to_send)] if create_missing_related else _levels(list(to_send), defs)
+
+    async def upsert(bp: str) -> None:
+        batch = to_send[bp]
+        report.upserts_sent += len(batch)
+        results = await target.upsert_batch(bp, batch, merge=merge, create_missing=create_missing_related)
+        counts = report.blueprints[bp]
+        for entity, result in zip(batch, results):
+            if result.ok:
+                produced[bp].add(result.identifier)
+                if result.created:
+                    counts.created += 1
+                else:
+                    counts.updated += 1
+            else:
+                if not isinstance(entity.get("identifier"), str):
+                    uncertain.add(bp)
+                counts.failed += 1
+                report.failures.append(
+                    Failure(result.identifier, bp, "upsert", result.status, result.error, result.message, result.trace_id)
+                )
+
+    for level in order:
+        await asyncio.gather(*(upsert(bp) for bp in level))
+
+    # 4. stale entities of owned blueprints, and the safety rules
+    stale: dict[str, list[str]] = {}
+    for bp in owned:
+        ids = [i for i in held.get(bp, {}) if i not in produced.get(bp, set())]
+        report.blueprints[bp].stale = len(ids)
+        if ids:
+            stale[bp] = ids
+    report.stale_total = sum(len(v) for v in stale.values())
+    report.held_owned_total = sum(len(held.get(bp, {})) for bp in owned)
+    upsert_failures = sum(1 for f in report.failures if f.operation in ("upsert", "validate"))
+
+    reason: str | None = None
+    if not allow_delete:
+        reason = "deletes are disabled for this run (allow_delete=False)"
+    elif blocked_reason:
+        reason = blocked_reason
+    elif not entities:
+        reason = "the resync produced no entities (empty mapping or empty source): nothing is deleted"
+    elif upsert_failures and not delete_despite_upsert_failures:
+        reason = f"{upsert_failures} entities failed to publish: nothing is deleted until a resync succeeds completely"
+    elif uncertain & set(stale):
+        reason = f"entities with search identifiers failed in {sorted(uncertain)}: their identifiers are unknown"
+    elif report.stale_total and report.stale_total / max(report.held_owned_total, 1) > deletion_threshold:
+        share = report.stale_total / max(report.held_owned_total, 1)
+        reason = (
+            f"{report.stale_total} of {report.held_owned_total} entities ({share:.0%}) would be deleted, more than "
+            f"entityDeletionThreshold {deletion_threshold}"
+        )
+
+    if stale and reason is None:
+        report.deletes_performed = True
+        delete_order = [bp for level in reversed(_levels(list(stale), defs)) for bp in level]
+        for bp in delete_order:
+            result = await target.delete(bp, stale[bp], delete_dependents=delete_dependents)
+            report.blueprints[bp].deleted += len(result.deleted)
+            for failure in result.failures:
+                report.failures.append(
+                    Failure(failure.identifier, bp, "delete", failure.status, failure.error, failure.message, failure.trace_id)
+                )
+    elif stale:
+        report.delete_skipped_reason = reason
+
+    report.seconds = time.monotonic() - started
+    report.target_stats = target.stats()
+    return report

@@ -1,0 +1,234 @@
+"""Where entities are published: Port's API or the local catalog, behind one interface.
+
+`target_from_env()` picks one: Port when PORT_CLIENT_ID and PORT_CLIENT_SECRET are set, else the local catalog
+at PORT_LOCAL_CATALOG (or its default path).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
+from sentry_port_assets.port.catalog import CatalogError, LocalCatalog, default_catalog_path
+from sentry_port_assets.port.errors import PortConfigError, PortNotFoundError
+from sentry_port_assets.port.results import DeleteResult, EnsureReport, EntityResult
+
+Entity = dict[str, Any]
+Blueprint = dict[str, Any]
+
+
+class PortTarget(abc.ABC):
+    """The operations the reconciler needs. Every method is async; `aclose()` releases connections."""
+
+    #: "port" or "local"
+    kind: str = "?"
+
+    @property
+    @abc.abstractmethod
+    def description(self) -> str:
+        """Where entities go (a URL or a path), safe to show: never a credential."""
+
+    @abc.abstractmethod
+    async def ensure_blueprints(
+        self, blueprints: Iterable[Mapping[str, Any]], fragments: Iterable[Mapping[str, Any]] = ()
+    ) -> EnsureReport: ...
+
+    @abc.abstractmethod
+    async def get_blueprint(self, identifier: str) -> Blueprint | None: ...
+
+    @abc.abstractmethod
+    async def search_entities(self, blueprint: str) -> list[Entity]:
+        """Every entity of `blueprint` (all pages); [] when the blueprint does not exist."""
+
+    @abc.abstractmethod
+    async def upsert_batch(
+        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
+    ) -> list[EntityResult]:
+        """Upserts any number of entities (split into Port-sized batches); one result per entity, in order."""
+
+    @abc.abstractmethod
+    async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult: ...
+
+    def stats(self) -> dict[str, int | float]:
+        return {}
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> PortTarget:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class LocalCatalogTarget(PortTarget):
+    """The local catalog (SQLite, Port's semantics)."""
+
+    kind = "local"
+
+    def __init__(self, catalog: LocalCatalog | str | Path) -> None:
+        self._owns = not isinstance(catalog, LocalCatalog)
+        self.catalog = catalog if isinstance(catalog, LocalCatalog) else LocalCatalog(catalog)
+        self.requests = {"upserted": 0, "deleted": 0}
+
+    @property
+    def description(self) -> str:
+        return f"local catalog {self.catalog.path}"
+
+    async def ensure_blueprints(
+        self, blueprints: Iterable[Mapping[str, Any]], fragments: Iterable[Mapping[str, Any]] = ()
+    ) -> EnsureReport:
+        async def get(i: str) -> Blueprint | None:
+            return self.catalog.get_blueprint(i)
+
+        async def create(bp: Blueprint) -> Any:
+            return self.catalog.create_blueprint(bp)
+
+        async def patch(i: str, body: Blueprint) -> Any:
+            return self.catalog.patch_blueprint(i, body)
+
+        try:
+            return await _ensure(get, create, patch, blueprints, fragments)
+        except CatalogError as exc:
+            raise PortConfigError(f"the local catalog refused a blueprint: {exc.message}", status=exc.status, error=exc.error) from None
+
+    async def get_blueprint(self, identifier: str) -> Blueprint | None:
+        return self.catalog.get_blueprint(identifier)
+
+    async def search_entities(self, blueprint: str) -> list[Entity]:
+        if self.catalog.get_blueprint(blueprint) is None:
+            return []
+        return self.catalog.entities(blueprint)
+
+    async def upsert_batch(
+        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
+    ) -> list[EntityResult]:
+        try:
+            outcomes = self.catalog.upsert_entities(
+                blueprint, entities, merge=merge, create_missing_related=create_missing
+            )
+        except CatalogError as exc:
+            return [
+                EntityResult(identifier=str(e.get("identifier")), ok=False, status=exc.status, error=exc.error, message=exc.message)
+                for e in entities
+            ]
+        self.requests["upserted"] += sum(o.ok for o in outcomes)
+        return [
+            EntityResult(identifier=o.identifier, ok=o.ok, created=o.created, status=o.status if not o.ok else (201 if o.created else 200), error=o.error, message=o.message)
+            for o in outcomes
+        ]
+
+    async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult:
+        result = DeleteResult()
+        for start in range(0, len(ids), 100):
+            chunk = list(ids[start : start + 100])
+            try:
+                outcome = self.catalog.delete_entities(blueprint, chunk, delete_dependents=delete_dependents)
+            except CatalogError as exc:
+                result.failures += [
+                    EntityResult(identifier=i, ok=False, status=exc.status, error=exc.error, message=exc.message) for i in chunk
+                ]
+            else:
+                result.deleted += outcome.deleted
+                self.requests["deleted"] += len(outcome.deleted)
+        return result
+
+    def stats(self) -> dict[str, int | float]:
+        return dict(self.requests)
+
+    async def aclose(self) -> None:
+        if self._owns:
+            self.catalog.close()
+
+
+class PortApiTarget(PortTarget):
+    """Port's REST API through PortClient."""
+
+    kind = "port"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @property
+    def description(self) -> str:
+        return f"Port at {self.client.base_url}"
+
+    async def ensure_blueprints(
+        self, blueprints: Iterable[Mapping[str, Any]], fragments: Iterable[Mapping[str, Any]] = ()
+    ) -> EnsureReport:
+        return await self.client.ensure_blueprints(blueprints, fragments)
+
+    async def get_blueprint(self, identifier: str) -> Blueprint | None:
+        return await self.client.get_blueprint(identifier)
+
+    async def search_entities(self, blueprint: str) -> list[Entity]:
+        try:
+            return await self.client.search_entities(blueprint)
+        except PortNotFoundError:
+            return []
+
+    async def upsert_batch(
+        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
+    ) -> list[EntityResult]:
+        return await self.client.upsert_entities(blueprint, entities, merge=merge, create_missing_related=create_missing)
+
+    async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult:
+        return await self.client.delete_entities(blueprint, ids, delete_dependents=delete_dependents)
+
+    def stats(self) -> dict[str, int | float]:
+        return self.client.stats.as_metadata()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def initialize_resources_from_env() -> bool:
+    """PORT_INITIALIZE_RESOURCES (default true): whether to ensure blueprints before publishing."""
+    from sentry_port_assets.config import env_value
+
+    value = (env_value("PORT_INITIALIZE_RESOURCES") or "true").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def target_from_env(*, source_is_demo: bool = False, catalog_path: str | Path | None = None, **client_options: Any) -> PortTarget:
+    """Port when PORT_CLIENT_ID and PORT_CLIENT_SECRET are set (PORT_BASE_URL, default https://api.getport.io),
+    else the local catalog (`catalog_path`, else PORT_LOCAL_CATALOG, else the default path).
+
+    Raises PortConfigError when only one credential is set, or when demo data would reach a real Port."""
+    from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, env_value
+
+    client_id = env_value("PORT_CLIENT_ID")
+    client_secret = env_value("PORT_CLIENT_SECRET")
+    if bool(client_id) != bool(client_secret):
+        missing = "PORT_CLIENT_SECRET" if client_id else "PORT_CLIENT_ID"
+        raise PortConfigError(
+            f"{missing} is not set while its partner is: set both PORT_CLIENT_ID and PORT_CLIENT_SECRET to publish to "
+            "Port, or neither to use the local catalog."
+        )
+    if client_id and client_secret:
+        if source_is_demo:
+            raise PortConfigError(
+                "the bundled demo organization is the Sentry source (SENTRY_TOKEN is not set) while Port credentials "
+                "are: demo data must never reach a real Port. Set SENTRY_TOKEN and SENTRY_ORGANIZATION, or unset "
+                "PORT_CLIENT_ID and PORT_CLIENT_SECRET to use the local catalog."
+            )
+        from sentry_port_assets.port.client import PortClient
+
+        base_url = env_value("PORT_BASE_URL", DEFAULT_PORT_BASE_URL) or DEFAULT_PORT_BASE_URL
+        return PortApiTarget(PortClient(client_id, client_secret, base_url, **client_options))
+    path = Path(catalog_path) if catalog_path else default_catalog_path()
+    return LocalCatalogTarget(path)
+
+
+__all__ = [
+    "LocalCatalogTarget",
+    "PortApiTarget",
+    "PortTarget",
+    "initialize_resources_from_env",
+    "target_from_env",
+]
+

@@ -1,0 +1,165 @@
+"""The reconciler: creates, sends nothing when nothing changed, deletes stale entities only under the safety rules."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import pytest
+
+from sentry_port_assets.port.catalog import LocalCatalog
+from sentry_port_assets.port.reconciler import reconcile
+from sentry_port_assets.port.target import LocalCatalogTarget
+from sentry_port_assets_tests import port_fixtures as fx
+
+DEFAULTS = dict(
+    blueprints_owned=fx.OWNED,
+    merge=True,
+    create_missing_related=True,
+    delete_dependents=True,
+    deletion_threshold=0.9,
+    allow_delete=True,
+    blocked_reason=None,
+)
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    cat = LocalCatalog(tmp_path / "catalog.sqlite")
+    cat.create_blueprint(fx.PORT_USER)  # Port's own blueprint exists before us
+    cat.upsert_entities("_user", [{"identifier": "admin@example.com", "title": "Admin", "properties": {"port_role": "Admin"}}])
+    yield cat
+    cat.close()
+
+
+def run(target, entities, **overrides):
+    options = {**DEFAULTS, "blueprints": fx.blueprints(), "blueprint_fragments": [fx.USER_FRAGMENT], "ensure_blueprints": True, **overrides}
+    return asyncio.run(reconcile(target, entities, **options))
+
+
+def everything():
+    return fx.dataset() + [fx.port_user_link(i) for i in range(6)]
+
+
+def test_first_run_creates_second_run_sends_nothing(catalog):
+    target = LocalCatalogTarget(catalog)
+    first = run(target, everything())
+    meta = first.to_metadata()
+    assert meta["failed"] == 0, meta["failures"]
+    assert meta["per_blueprint"]["tUser"]["created"] == 6
+    assert meta["per_blueprint"]["tIssue"]["created"] == 8
+    assert meta["per_blueprint"]["_user"]["created"] == 6
+    assert catalog.get_entity("tIssue", "ISSUE-1")["relations"]["assignee"] == "user1@example.com"
+    assert catalog.get_entity("_user", "user2@example.com")["relations"]["sentry_user"] == "user2@example.com"
+
+    second = run(target, everything())
+    assert second.upserts_sent == 0
+    assert second.total("unchanged") == len(everything())
+    assert second.total("deleted") == 0
+
+    # one property changes: exactly one upsert, counted as updated
+    changed = everything()
+    changed[0]["properties"]["role"] = "admin"
+    third = run(target, changed)
+    assert third.upserts_sent == 1 and third.total("updated") == 1
+
+
+def test_merge_compares_only_fields_sent(catalog):
+    target = LocalCatalogTarget(catalog)
+    run(target, everything())
+    # someone edits the _user entity in Port: our merge write does not own those fields
+    catalog.upsert_entities("_user", [{"identifier": "user1@example.com", "title": "Renamed in Port", "properties": {"port_role": "Member"}}], merge=True)
+    again = run(target, everything())
+    assert again.upserts_sent == 0
+    assert catalog.get_entity("_user", "user1@example.com")["title"] == "Renamed in Port"
+
+
+def test_stale_deleted_only_in_owned_blueprints(catalog):
+    target = LocalCatalogTarget(catalog)
+    run(target, everything())
+    fewer = [e for e in everything() if e["identifier"] not in ("ISSUE-3", "user5@example.com")]
+    report = run(target, fewer)
+    assert report.deletes_performed, report.delete_skipped_reason
+    assert catalog.get_entity("tIssue", "ISSUE-3") is None
+    assert catalog.get_entity("tUser", "user5@example.com") is None
+    # _user is written with merge but not owned: its entities, ours and Port's own, stay
+    assert catalog.get_entity("_user", "user5@example.com") is not None
+    assert catalog.get_entity("_user", "admin@example.com") is not None
+    assert report.blueprints["_user"].stale == 0 and report.blueprints["_user"].deleted == 0
+    assert report.blueprints["tIssue"].deleted == 1 and report.blueprints["tUser"].deleted == 1
+
+
+def test_threshold_blocks_deletes(catalog):
+    target = LocalCatalogTarget(catalog)
+    run(target, everything())
+    only_one = [fx.user(0)]
+    report = run(target, only_one, deletion_threshold=0.5)
+    assert not report.deletes_performed
+    assert "entityDeletionThreshold" in report.delete_skipped_reason
+    assert catalog.count("tIssue") == 8 and catalog.count("tUser") == 6
+    assert report.to_metadata()["deletes"].startswith("skipped")
+
+
+@pytest.mark.parametrize(
+    "overrides, why",
+    [
+        ({"allow_delete": False}, "allow_delete"),
+        ({"blocked_reason": "sentry/issues failed in this resync"}, "sentry/issues failed"),
+    ],
+)
+def test_deletes_blocked_by_the_caller(catalog, overrides, why):
+    target = LocalCatalogTarget(catalog)
+    run(target, everything())
+    report = run(target, [e for e in everything() if e["identifier"] != "ISSUE-7"], **overrides)
+    assert report.stale_total == 1
+    assert not report.deletes_performed and why in report.delete_skipped_reason
+    assert catalog.count("tIssue") == 8
+
+
+def test_empty_resync_deletes_nothing(catalog):
+    target = LocalCatalogTarget(catalog)
+    run(target, everything())
+    report = run(target, [], deletion_threshold=1.0)
+    assert not report.deletes_performed and "no entities" in report.delete_skipped_reason
+    assert catalog.count("tUser") == 6
+
+
+def test_failed_upserts_are_reported_and_block_deletes(catalog):
+    target = LocalCatalogTarget(catalog)
+    run(target, everything())
+    broken = everything()
+    broken = [e for e in broken if e["identifier"] != "ISSUE-7"]  # ISSUE-7 is now stale
+    bad = next(e for e in broken if e["identifier"] == "ISSUE-2")
+    bad["properties"]["status"] = "exploded"  # not in the enum: Port refuses it
+    report = run(target, broken)
+    meta = report.to_metadata()
+    assert meta["failed"] == 1
+    [failure] = meta["failures"]
+    assert failure["identifier"] == "ISSUE-2" and failure["blueprint"] == "tIssue" and failure["status"] == 422
+    assert "status" in failure["message"]
+    assert not report.deletes_performed and "failed to publish" in report.delete_skipped_reason
+    assert catalog.get_entity("tIssue", "ISSUE-7") is not None and catalog.get_entity("tIssue", "ISSUE-2") is not None
+
+
+def test_relation_targets_written_first_without_create_missing(catalog):
+    target = LocalCatalogTarget(catalog)
+    entities = list(reversed(everything()))  # issues and teams come before the users they point at
+    report = run(target, entities, create_missing_related=False)
+    assert report.to_metadata()["failed"] == 0, report.failures
+    assert catalog.count("tUser") == 6
+
+
+def test_metadata_is_plain_data(catalog):
+    import json
+
+    report = run(LocalCatalogTarget(catalog), everything())
+    meta = report.to_metadata()
+    assert json.loads(json.dumps(meta)) == meta
+    assert {"created", "updated", "unchanged", "deleted", "failed", "per_blueprint", "failures"} <= meta.keys()
+
+
+def test_duplicates_are_merged_not_sent_twice(catalog):
+    target = LocalCatalogTarget(catalog)
+    entities = everything() + [copy.deepcopy(fx.user(1))]
+    report = run(target, entities)
+    assert report.duplicates == 1 and report.blueprints["tUser"].created == 6
