@@ -1,0 +1,1 @@
+"""Dagster assets: raw Sentry data (group `sentry`), Port entities (group `port`), and the publish step."""

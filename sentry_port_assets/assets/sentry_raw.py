@@ -1,0 +1,144 @@
+"""Raw Sentry assets (group `sentry`): exactly what the API returns, enriched the way the mapping expects.
+
+Each asset fetches only what the active mapping needs; when no mapping resource reads its kind it makes no
+request and says so in its metadata. Shapes of the stored values: see `sentry_port_assets.sentry.selection`.
+"""
+
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from dagster import AssetExecutionContext, AssetIn, AssetKey, Output, asset
+
+from sentry_port_assets.assets.metadata import preview_table
+from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.sentry.client import SentryClient, progress_reporter
+from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
+from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.sentry.selection import FetchPlan
+
+T = TypeVar("T")
+Item = dict[str, Any]
+GROUP = "sentry"
+KINDS = {"sentry"}
+
+
+def _fetch(context: AssetExecutionContext, sentry: SentryResource, label: str,
+           fetch: Callable[[SentryClient], Awaitable[T]]) -> tuple[T, dict[str, Any]]:
+    """Runs one asset's fetch with progress lines; returns its value and the cost as metadata."""
+    sentry.warn_if_demo(context.log)
+
+    async def run() -> tuple[T, dict[str, Any]]:
+        async with sentry.get_client() as client:
+            async with progress_reporter(context.log.info, label, client, sentry.progress_interval_seconds):
+                value = await fetch(client)
+            return value, client.stats.as_metadata(client.governor.wait_seconds)
+
+    value, cost = asyncio.run(run())
+    context.log.info(f"{label}: done, {cost}")
+    return value, {**cost, "source": "demo organization" if sentry.is_demo else sentry.host}
+
+
+def _output(value: T, count: int, cost: dict[str, Any], preview: Sequence[Item], columns: Sequence[str],
+            **extra: Any) -> Output[T]:
+    return Output(value, metadata={"dagster/row_count": count, "items": count, **cost, **extra,
+                                   "preview": preview_table(preview, columns)})
+
+
+def _skipped(value: T, reason: str) -> Output[T]:
+    return Output(value, metadata={"dagster/row_count": 0, "items": 0, "requests": 0, "skipped": reason})
+
+
+def _flat(groups: dict[str, Any]) -> list[Item]:
+    out: list[Item] = []
+    for v in groups.values():
+        out.extend(_flat(v) if isinstance(v, dict) else v)
+    return out
+
+
+@asset(key=AssetKey(["sentry", "members"]), group_name=GROUP, kinds=KINDS,
+       description="Organization members (kind `user`), pending invites included.")
+def sentry_members(context: AssetExecutionContext, sentry: SentryResource,
+                   mapping: MappingResource) -> Output[list[Item]]:
+    if not FetchPlan.of(mapping.load()).members:
+        return _skipped([], "no mapping resource of kind user")
+    members, cost = _fetch(context, sentry, "members", lambda c: c.list_members())
+    return _output(members, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"])
+
+
+@asset(key=AssetKey(["sentry", "teams"]), group_name=GROUP, kinds=KINDS,
+       description="Teams (kind `team`), with `__members` when a team resource sets includeMembers: true.")
+def sentry_teams(context: AssetExecutionContext, sentry: SentryResource,
+                 mapping: MappingResource) -> Output[list[Item]]:
+    plan = FetchPlan.of(mapping.load())
+    if not plan.teams:
+        return _skipped([], "no mapping resource of kind team")
+    vanished = Vanished()
+    teams, cost = _fetch(context, sentry, "teams", lambda c: fetch_teams(c, plan.team_members, vanished))
+    return _output(teams, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
+                   with_members=plan.team_members, vanished=len(vanished.items))
+
+
+@asset(key=AssetKey(["sentry", "projects"]), group_name=GROUP, kinds=KINDS,
+       description="This organization's projects from `/projects/` (other organizations' are filtered out).")
+def sentry_projects(context: AssetExecutionContext, sentry: SentryResource,
+                    mapping: MappingResource) -> Output[list[Item]]:
+    if not FetchPlan.of(mapping.load()).projects:
+        return _skipped([], "no mapping resource of kind project, project-tag, issue or issue-tag")
+
+    async def fetch(client: SentryClient) -> tuple[list[Item], int]:
+        await client.get_organization()  # a wrong slug fails here, clearly, not as "zero projects"
+        return await client.list_projects()
+
+    (projects, other_orgs), cost = _fetch(context, sentry, "projects", fetch)
+    return _output(projects, len(projects), cost, projects, ["slug", "platform", "status"],
+                   other_organizations_filtered_out=other_orgs)
+
+
+@asset(key=AssetKey(["sentry", "project_tags"]), group_name=GROUP, kinds=KINDS,
+       ins={"projects": AssetIn(key=AssetKey(["sentry", "projects"]))},
+       description="Tag values per project (kind `project-tag`): one row per project per value, every key selected.")
+def sentry_project_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
+                        projects: list[Item]) -> Output[dict[str, list[Item]]]:
+    keys = FetchPlan.of(mapping.load()).project_tag_keys
+    if not keys:
+        return _skipped({}, "no mapping resource of kind project-tag")
+    vanished = Vanished()
+    rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys, vanished))
+    flat = _flat(rows)
+    return _output(rows, len(flat), cost, flat, ["slug", "__tags.key", "__tags.name", "__tags.count"],
+                   tag_keys=", ".join(keys), vanished=len(vanished.items))
+
+
+@asset(key=AssetKey(["sentry", "issues"]), group_name=GROUP, kinds=KINDS,
+       ins={"projects": AssetIn(key=AssetKey(["sentry", "projects"]))},
+       description="Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.")
+def sentry_issues(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
+                  projects: list[Item]) -> Output[dict[str, list[Item]]]:
+    filters = FetchPlan.of(mapping.load()).issue_filters
+    if not filters:
+        return _skipped({}, "no mapping resource of kind issue or issue-tag")
+    issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
+    flat = _flat(issues)
+    return _output(issues, len(flat), cost, flat, ["id", "shortId", "status", "project.slug"],
+                   sentry_queries=", ".join(f.key for f in filters))
+
+
+@asset(key=AssetKey(["sentry", "issue_tags"]), group_name=GROUP, kinds=KINDS,
+       ins={"issues": AssetIn(key=AssetKey(["sentry", "issues"]))},
+       description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
+def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
+                      issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
+    tag_keys = FetchPlan.of(mapping.load()).issue_tag_keys
+    if not tag_keys:
+        return _skipped({}, "no mapping resource of kind issue-tag")
+    vanished = Vanished()
+    rows, cost = _fetch(context, sentry, "issue tags", lambda c: fetch_issue_tags(c, issues, tag_keys, vanished))
+    if vanished.items:
+        context.log.warning(f"{len(vanished.items)} issues were deleted in Sentry during the fetch and are left out")
+    flat = _flat(rows)
+    return _output(rows, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items))
+
+
+raw_assets = [sentry_members, sentry_teams, sentry_projects, sentry_project_tags, sentry_issues, sentry_issue_tags]

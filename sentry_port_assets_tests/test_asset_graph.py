@@ -1,0 +1,96 @@
+"""The asset graph users inspect as lineage: a snapshot, and the same graph served by dagster-webserver."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sentry_port_assets import defs
+
+# The data flow of DESIGN.md: asset -> its upstream assets.
+EXPECTED_GRAPH: dict[str, set[str]] = {
+    "sentry/members": set(),
+    "sentry/teams": set(),
+    "sentry/projects": set(),
+    "sentry/project_tags": {"sentry/projects"},
+    "sentry/issues": {"sentry/projects"},
+    "sentry/issue_tags": {"sentry/issues"},
+}
+EXPECTED_GROUPS = {"sentry/": "sentry", "port/": "port"}
+
+
+def graph_of_definitions() -> dict[str, set[str]]:
+    graph = defs.resolve_asset_graph()
+    return {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+            for key in graph.get_all_asset_keys()}
+
+
+def test_asset_graph_snapshot() -> None:
+    assert graph_of_definitions() == EXPECTED_GRAPH
+
+
+def test_every_asset_is_in_its_group() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        name = key.to_user_string()
+        [group] = [g for prefix, g in EXPECTED_GROUPS.items() if name.startswith(prefix)]
+        assert graph.get(key).group_name == group, name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def webserver(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    env.pop("SENTRY_TOKEN", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-m", "sentry_port_assets", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster-webserver exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("dagster-webserver did not answer within 180 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_webserver_serves_the_asset_graph(webserver: str) -> None:
+    query = "{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }"
+    deadline = time.monotonic() + 120
+    while True:  # the code location may still be loading when the server first answers
+        body = httpx.post(f"{webserver}/graphql", json={"query": query}, timeout=30).json()
+        nodes = (body.get("data") or {}).get("assetNodes") or []
+        if nodes or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    served = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes}
+    assert served == graph_of_definitions() == EXPECTED_GRAPH
