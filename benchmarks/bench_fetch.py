@@ -26,7 +26,7 @@ from sentry_port_assets.emulators.serve import ServerThread
 from sentry_port_assets.sentry.client import SentryClient, _Transient
 from sentry_port_assets.sentry.errors import SentryRequestError
 from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
-from sentry_port_assets.sentry.ratelimit import RateLimitHeaders
+from sentry_port_assets.sentry.ratelimit import RESET_MARGIN_SECONDS, RateLimitHeaders
 from sentry_port_assets.sentry.selection import IssueFilter
 
 LIMIT, WINDOW, CONCURRENT, LATENCY = 40, 1, 25, 0.02
@@ -59,7 +59,8 @@ class OceanStyleClient(SentryClient):
                     self._reset = headers.reset  # one global counter, whichever endpoint answered last
             if response.status_code == 429:
                 self.stats.rate_limited += 1
-                await asyncio.sleep(max((self._reset or time.time() + 1) - time.time(), 0))
+                # The same small margin past `Reset` as ours, so the comparison is of strategy, not of clocks.
+                await asyncio.sleep(max((self._reset or time.time() + 1) + RESET_MARGIN_SECONDS - time.time(), 0))
                 continue
             if response.status_code >= 500:
                 raise SentryRequestError(f"HTTP {response.status_code}")  # Ocean does not retry a 500
