@@ -105,3 +105,28 @@ def dataset(users: int = 6, teams: int = 2, issues: int = 8) -> list[dict[str, A
     out += [team(t, [m for m in range(users) if m % teams == t]) for t in range(teams)]
     out += [issue(n, n % teams, n % users if n % 3 else None) for n in range(issues)]
     return out
+
+
+# -- the Port emulator on loopback ----------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+
+@contextlib.contextmanager
+def serve_port(catalog, **options: Any) -> Iterator[tuple[str, Any]]:
+    """(base_url, emulator state) for a Port emulator over `catalog` on a loopback port."""
+    from sentry_port_assets.emulators.port import create_port_emulator
+    from sentry_port_assets.emulators.serve import ServerThread
+
+    app = create_port_emulator(catalog, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, **options)
+    with ServerThread(app) as server:
+        yield server.url, app.state.port
+
+
+def client(base_url: str, **options: Any):
+    from sentry_port_assets.port.client import PortClient
+
+    options.setdefault("backoff_base", 0.01)
+    options.setdefault("backoff_max", 0.05)
+    return PortClient(CLIENT_ID, CLIENT_SECRET, base_url, **options)

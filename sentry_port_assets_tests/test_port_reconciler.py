@@ -9,7 +9,7 @@ import pytest
 
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.reconciler import reconcile
-from sentry_port_assets.port.target import LocalCatalogTarget
+from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
 from sentry_port_assets_tests import port_fixtures as fx
 
 DEFAULTS = dict(
@@ -32,17 +32,34 @@ def catalog(tmp_path):
     cat.close()
 
 
-def run(target, entities, **overrides):
+@pytest.fixture(params=["local", "api"])
+def make_target(request, catalog):
+    """A factory of fresh targets over `catalog`: directly, or through the Port emulator over real HTTP."""
+    if request.param == "local":
+        yield lambda: LocalCatalogTarget(catalog)
+        return
+    with fx.serve_port(catalog) as (url, state):
+        factory = lambda: PortApiTarget(fx.client(url))  # noqa: E731
+        factory.emulator = state
+        yield factory
+
+
+def run(make_target, entities, **overrides):
     options = {**DEFAULTS, "blueprints": fx.blueprints(), "blueprint_fragments": [fx.USER_FRAGMENT], "ensure_blueprints": True, **overrides}
-    return asyncio.run(reconcile(target, entities, **options))
+
+    async def go():
+        async with make_target() as target:
+            return await reconcile(target, entities, **options)
+
+    return asyncio.run(go())
 
 
 def everything():
     return fx.dataset() + [fx.port_user_link(i) for i in range(6)]
 
 
-def test_first_run_creates_second_run_sends_nothing(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_first_run_creates_second_run_sends_nothing(catalog, make_target):
+    target = make_target
     first = run(target, everything())
     meta = first.to_metadata()
     assert meta["failed"] == 0, meta["failures"]
@@ -52,8 +69,12 @@ def test_first_run_creates_second_run_sends_nothing(catalog):
     assert catalog.get_entity("tIssue", "ISSUE-1")["relations"]["assignee"] == "user1@example.com"
     assert catalog.get_entity("_user", "user2@example.com")["relations"]["sentry_user"] == "user2@example.com"
 
+    emulator = getattr(make_target, "emulator", None)
+    upsert_requests_before = emulator.stats.upsert_requests if emulator else 0
     second = run(target, everything())
     assert second.upserts_sent == 0
+    if emulator:  # over HTTP: Port received no write at all
+        assert emulator.stats.upsert_requests == upsert_requests_before
     assert second.total("unchanged") == len(everything())
     assert second.total("deleted") == 0
 
@@ -64,8 +85,8 @@ def test_first_run_creates_second_run_sends_nothing(catalog):
     assert third.upserts_sent == 1 and third.total("updated") == 1
 
 
-def test_merge_compares_only_fields_sent(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_merge_compares_only_fields_sent(catalog, make_target):
+    target = make_target
     run(target, everything())
     # someone edits the _user entity in Port: our merge write does not own those fields
     catalog.upsert_entities("_user", [{"identifier": "user1@example.com", "title": "Renamed in Port", "properties": {"port_role": "Member"}}], merge=True)
@@ -74,8 +95,8 @@ def test_merge_compares_only_fields_sent(catalog):
     assert catalog.get_entity("_user", "user1@example.com")["title"] == "Renamed in Port"
 
 
-def test_stale_deleted_only_in_owned_blueprints(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_stale_deleted_only_in_owned_blueprints(catalog, make_target):
+    target = make_target
     run(target, everything())
     fewer = [e for e in everything() if e["identifier"] not in ("ISSUE-3", "user5@example.com")]
     report = run(target, fewer)
@@ -89,8 +110,8 @@ def test_stale_deleted_only_in_owned_blueprints(catalog):
     assert report.blueprints["tIssue"].deleted == 1 and report.blueprints["tUser"].deleted == 1
 
 
-def test_threshold_blocks_deletes(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_threshold_blocks_deletes(catalog, make_target):
+    target = make_target
     run(target, everything())
     only_one = [fx.user(0)]
     report = run(target, only_one, deletion_threshold=0.5)
@@ -107,8 +128,8 @@ def test_threshold_blocks_deletes(catalog):
         ({"blocked_reason": "sentry/issues failed in this resync"}, "sentry/issues failed"),
     ],
 )
-def test_deletes_blocked_by_the_caller(catalog, overrides, why):
-    target = LocalCatalogTarget(catalog)
+def test_deletes_blocked_by_the_caller(catalog, make_target, overrides, why):
+    target = make_target
     run(target, everything())
     report = run(target, [e for e in everything() if e["identifier"] != "ISSUE-7"], **overrides)
     assert report.stale_total == 1
@@ -116,16 +137,16 @@ def test_deletes_blocked_by_the_caller(catalog, overrides, why):
     assert catalog.count("tIssue") == 8
 
 
-def test_empty_resync_deletes_nothing(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_empty_resync_deletes_nothing(catalog, make_target):
+    target = make_target
     run(target, everything())
     report = run(target, [], deletion_threshold=1.0)
     assert not report.deletes_performed and "no entities" in report.delete_skipped_reason
     assert catalog.count("tUser") == 6
 
 
-def test_failed_upserts_are_reported_and_block_deletes(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_failed_upserts_are_reported_and_block_deletes(catalog, make_target):
+    target = make_target
     run(target, everything())
     broken = everything()
     broken = [e for e in broken if e["identifier"] != "ISSUE-7"]  # ISSUE-7 is now stale
@@ -141,25 +162,25 @@ def test_failed_upserts_are_reported_and_block_deletes(catalog):
     assert catalog.get_entity("tIssue", "ISSUE-7") is not None and catalog.get_entity("tIssue", "ISSUE-2") is not None
 
 
-def test_relation_targets_written_first_without_create_missing(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_relation_targets_written_first_without_create_missing(catalog, make_target):
+    target = make_target
     entities = list(reversed(everything()))  # issues and teams come before the users they point at
     report = run(target, entities, create_missing_related=False)
     assert report.to_metadata()["failed"] == 0, report.failures
     assert catalog.count("tUser") == 6
 
 
-def test_metadata_is_plain_data(catalog):
+def test_metadata_is_plain_data(catalog, make_target):
     import json
 
-    report = run(LocalCatalogTarget(catalog), everything())
+    report = run(make_target, everything())
     meta = report.to_metadata()
     assert json.loads(json.dumps(meta)) == meta
     assert {"created", "updated", "unchanged", "deleted", "failed", "per_blueprint", "failures"} <= meta.keys()
 
 
-def test_duplicates_are_merged_not_sent_twice(catalog):
-    target = LocalCatalogTarget(catalog)
+def test_duplicates_are_merged_not_sent_twice(catalog, make_target):
+    target = make_target
     entities = everything() + [copy.deepcopy(fx.user(1))]
     report = run(target, entities)
     assert report.duplicates == 1 and report.blueprints["tUser"].created == 6

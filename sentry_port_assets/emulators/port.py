@@ -1,0 +1,441 @@
+"""A Port API emulator on top of the local catalog: the endpoints PortClient uses, with Port's answers.
+
+- `POST /v1/auth/access_token` issues tokens that expire after `token_ttl_seconds` (then 401 `token_expired`);
+- blueprints `GET/POST/PATCH`, bulk upsert (200, or 207 with per-entity errors; 413 over `max_body_bytes`),
+  single upsert, blueprint search with `limit`/`from`/`next`, search all, bulk delete, single delete;
+- `x-ratelimit-limit/remaining/reset` on every answer and 429 once a window is spent (`rate_limit` requests per
+  `window_seconds`, windows counted from the emulator's start; answered 429s do not count);
+- `X-Trace-Id` on every answer;
+- fault injection per route: `Fault(route, kind="status"|"slow"|"drop"|"429", times=…, skip=…)`.
+
+`app = create_port_emulator(path_or_catalog, client_id=…, client_secret=…)`; `app.state.port` is a
+`PortEmulatorState` (stats, catalog, faults, `expire_tokens()`). Serve it with `ServerThread(app)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sentry_port_assets.port.catalog import CatalogError, LocalCatalog
+
+MAX_BODY_BYTES = 1024 * 1024
+
+ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"^/v1/auth/access_token$"), "token"),
+    ("POST", re.compile(r"^/v1/blueprints$"), "blueprint_create"),
+    ("GET", re.compile(r"^/v1/blueprints/[^/]+$"), "blueprint_get"),
+    ("PATCH", re.compile(r"^/v1/blueprints/[^/]+$"), "blueprint_patch"),
+    ("POST", re.compile(r"^/v1/blueprints/[^/]+/entities/bulk$"), "bulk_upsert"),
+    ("POST", re.compile(r"^/v1/blueprints/[^/]+/entities/search$"), "search"),
+    ("POST", re.compile(r"^/v1/blueprints/[^/]+/entities$"), "upsert"),
+    ("POST", re.compile(r"^/v1/blueprints/[^/]+/bulk/entities/delete$"), "bulk_delete"),
+    ("GET", re.compile(r"^/v1/blueprints/[^/]+/entities/[^/]+$"), "entity_get"),
+    ("DELETE", re.compile(r"^/v1/blueprints/[^/]+/entities/[^/]+$"), "delete"),
+    ("POST", re.compile(r"^/v1/entities/search$"), "search_all"),
+]
+
+
+def route_name(method: str, path: str) -> str:
+    for m, pattern, name in ROUTES:
+        if m == method and pattern.match(path):
+            return name
+    return "other"
+
+
+@dataclass
+class Fault:
+    """Affects `times` requests to `route` ("*" for any) after letting `skip` through.
+
+    kind: "status" answers `status` (default 500); "slow" waits `delay` seconds, then answers normally;
+    "drop" starts the answer and drops the connection; "429" answers 429 with a reset of `delay` seconds."""
+
+    route: str
+    kind: str = "status"
+    times: int = 1
+    status: int = 500
+    delay: float = 0.0
+    skip: int = 0
+    seen: int = 0
+    fired: int = 0
+
+    def take(self, route: str) -> bool:
+        if self.route not in ("*", route):
+            return False
+        self.seen += 1
+        if self.seen > self.skip and self.fired < self.times:
+            self.fired += 1
+            return True
+        return False
+
+
+@dataclass
+class EmulatorStats:
+    requests: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    faults_fired: Counter = field(default_factory=Counter)
+    http_429: int = 0
+    tokens_issued: int = 0
+    upsert_requests: int = 0
+    entities_created: int = 0
+    entities_updated: int = 0
+    entities_failed: int = 0
+    delete_requests: int = 0
+    entities_deleted: int = 0
+    max_batch: int = 0
+    max_body_bytes: int = 0
+    bodies_413: int = 0
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def writes(self) -> int:
+        return self.entities_created + self.entities_updated + self.entities_deleted
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+
+class PortEmulatorState:
+    def __init__(
+        self,
+        catalog: LocalCatalog,
+        *,
+        client_id: str,
+        client_secret: str,
+        token_ttl_seconds: float,
+        rate_limit: int | None,
+        window_seconds: float,
+        faults: Iterable[Fault],
+        max_body_bytes: int,
+        reset_header: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self.catalog = catalog
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.token_ttl_seconds = token_ttl_seconds
+        self.rate_limit = rate_limit
+        self.window_seconds = window_seconds
+        self.faults: list[Fault] = list(faults)
+        self.max_body_bytes = max_body_bytes
+        self.reset_header = reset_header
+        self.clock = clock
+        self.stats = EmulatorStats()
+        self._tokens: dict[str, float] = {}
+        self._t0 = time.monotonic()
+        self._window_index = -1
+        self._window_count = 0
+
+    def __repr__(self) -> str:
+        return f"PortEmulatorState(catalog={self.catalog!r}, client_id={self.client_id!r})"
+
+    # tokens
+    def issue_token(self) -> str:
+        token = secrets.token_urlsafe(24)
+        self._tokens[token] = self.clock() + self.token_ttl_seconds
+        self.stats.tokens_issued += 1
+        return token
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far now answers 401 token_expired."""
+        for token in self._tokens:
+            self._tokens[token] = -math.inf
+
+    def check_token(self, header: str | None) -> None:
+        if not header or not header.lower().startswith("bearer "):
+            raise _ApiError(401, "unauthorized", "missing bearer token")
+        expires = self._tokens.get(header[7:].strip())
+        if expires is None:
+            raise _ApiError(401, "unauthorized", "invalid token")
+        if self.clock() >= expires:
+            raise _ApiError(401, "token_expired", "the access token expired")
+
+    def credentials_ok(self, client_id: Any, client_secret: Any) -> bool:
+        return secrets.compare_digest(str(client_id), self.client_id) and secrets.compare_digest(
+            str(client_secret), self._client_secret
+        )
+
+    def add_fault(self, fault: Fault) -> Fault:
+        self.faults.append(fault)
+        return fault
+
+    # rate limit: fixed windows from the emulator's start
+    def admit(self) -> tuple[bool, dict[str, str]]:
+        if not self.rate_limit:
+            return True, {}
+        elapsed = time.monotonic() - self._t0
+        index = int(elapsed // self.window_seconds)
+        if index != self._window_index:
+            self._window_index, self._window_count = index, 0
+        until_reset = (index + 1) * self.window_seconds - elapsed
+        admitted = self._window_count < self.rate_limit
+        if admitted:
+            self._window_count += 1
+        reset = f"{until_reset:.3f}" if self.reset_header == "seconds" else f"{time.time() + until_reset:.3f}"
+        return admitted, {
+            "x-ratelimit-limit": str(self.rate_limit),
+            "x-ratelimit-remaining": str(max(0, self.rate_limit - self._window_count)),
+            "x-ratelimit-reset": reset,
+        }
+
+
+class _Gate:
+    """Trace ids, rate limit and faults, in front of the routes."""
+
+    def __init__(self, app: ASGIApp, state: PortEmulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        route = route_name(scope["method"], scope["path"])
+        state.stats.requests[route] += 1
+        trace_id = uuid.uuid4().hex
+        admitted, limit_headers = state.admit()
+        extra = [(b"x-trace-id", trace_id.encode())] + [(k.encode(), v.encode()) for k, v in limit_headers.items()]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + extra}
+                state.stats.statuses[message["status"]] += 1
+            await send(message)
+
+        if not admitted:
+            state.stats.http_429 += 1
+            await JSONResponse({"ok": False, "error": "rate_limit_exceeded", "message": "too many requests"}, 429)(
+                scope, receive, send_with_headers
+            )
+            return
+        for fault in state.faults:
+            if not fault.take(route):
+                continue
+            state.stats.faults_fired[f"{route}:{fault.kind}"] += 1
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.delay)
+                break
+            if fault.kind == "drop":
+                await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": b'{"ok": tr', "more_body": True})
+                raise ConnectionAbortedError("fault injection: connection dropped")
+            if fault.kind == "429":
+                state.stats.http_429 += 1
+                extra = [h for h in extra if h[0] != b"x-ratelimit-reset"] + [(b"x-ratelimit-reset", f"{fault.delay:.3f}".encode())]
+                await JSONResponse({"ok": False, "error": "rate_limit_exceeded", "message": "burst"}, 429)(scope, receive, send_with_headers)
+                return
+            await JSONResponse({"ok": False, "error": "internal_error", "message": "fault injection"}, fault.status)(
+                scope, receive, send_with_headers
+            )
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() == "true"
+
+
+async def _body(request: Request, state: PortEmulatorState) -> Any:
+    raw = await request.body()
+    state.stats.max_body_bytes = max(state.stats.max_body_bytes, len(raw))
+    if len(raw) > state.max_body_bytes:
+        state.stats.bodies_413 += 1
+        raise _ApiError(413, "payload_too_large", f"request body of {len(raw)} bytes is over {state.max_body_bytes}")
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:
+        raise _ApiError(400, "invalid_request", "the body is not JSON") from None
+
+
+def create_port_emulator(
+    catalog_path_or_catalog: str | Path | LocalCatalog,
+    *,
+    client_id: str,
+    client_secret: str,
+    token_ttl_seconds: float = 3 * 3600,
+    rate_limit: int | None = None,
+    window_seconds: float = 1.0,
+    faults: Iterable[Fault] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
+    reset_header: str = "seconds",
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    catalog = (
+        catalog_path_or_catalog
+        if isinstance(catalog_path_or_catalog, LocalCatalog)
+        else LocalCatalog(catalog_path_or_catalog)
+    )
+    state = PortEmulatorState(
+        catalog,
+        client_id=client_id,
+        client_secret=client_secret,
+        token_ttl_seconds=token_ttl_seconds,
+        rate_limit=rate_limit,
+        window_seconds=window_seconds,
+        faults=faults,
+        max_body_bytes=max_body_bytes,
+        reset_header=reset_header,
+        clock=clock,
+    )
+    stats = state.stats
+
+    def authed(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def wrapper(request: Request) -> Response:
+            try:
+                if handler is not token:
+                    state.check_token(request.headers.get("authorization"))
+                return await handler(request)
+            except _ApiError as exc:
+                return JSONResponse({"ok": False, "error": exc.error, "message": exc.message}, exc.status)
+            except CatalogError as exc:
+                return JSONResponse(exc.as_json(), exc.status)
+
+        return wrapper
+
+    async def token(request: Request) -> Response:
+        body = await _body(request, state)
+        if not isinstance(body, dict) or not state.credentials_ok(body.get("clientId"), body.get("clientSecret")):
+            raise _ApiError(401, "unauthorized", "invalid client id or client secret")
+        return JSONResponse(
+            {"ok": True, "accessToken": state.issue_token(), "expiresIn": state.token_ttl_seconds, "tokenType": "Bearer"}
+        )
+
+    async def blueprint_get(request: Request) -> Response:
+        bp = catalog.get_blueprint(request.path_params["bp"])
+        if bp is None:
+            raise _ApiError(404, "not_found", f"blueprint {request.path_params['bp']!r} does not exist")
+        return JSONResponse({"ok": True, "blueprint": bp})
+
+    async def blueprint_create(request: Request) -> Response:
+        body = await _body(request, state)
+        return JSONResponse({"ok": True, "blueprint": catalog.create_blueprint(body)}, 201)
+
+    async def blueprint_patch(request: Request) -> Response:
+        body = await _body(request, state)
+        return JSONResponse({"ok": True, "blueprint": catalog.patch_blueprint(request.path_params["bp"], body)})
+
+    def _upsert(bp: str, entities: list[Any], request: Request) -> list[Any]:
+        if not _flag(request, "upsert"):
+            for e in entities:
+                if isinstance(e, dict) and isinstance(e.get("identifier"), str) and catalog.get_entity(bp, e["identifier"]):
+                    raise _ApiError(409, "identifier_taken", f"entity {e['identifier']!r} already exists (upsert=false)")
+        outcomes = catalog.upsert_entities(
+            bp, entities, merge=_flag(request, "merge"), create_missing_related=_flag(request, "create_missing_related_entities")
+        )
+        stats.upsert_requests += 1
+        for o in outcomes:
+            if o.ok and o.created:
+                stats.entities_created += 1
+            elif o.ok:
+                stats.entities_updated += 1
+            else:
+                stats.entities_failed += 1
+        return outcomes
+
+    async def bulk_upsert(request: Request) -> Response:
+        body = await _body(request, state)
+        entities = body.get("entities") if isinstance(body, dict) else None
+        if not isinstance(entities, list) or not entities:
+            raise _ApiError(422, "invalid_request", "'entities' must be a non-empty list")
+        if len(entities) > 20:
+            raise _ApiError(422, "invalid_request", f"at most 20 entities per request, got {len(entities)}")
+        stats.max_batch = max(stats.max_batch, len(entities))
+        outcomes = _upsert(request.path_params["bp"], entities, request)
+        ok = [{"identifier": o.identifier, "index": o.index, "created": o.created} for o in outcomes if o.ok]
+        errors = [
+            {"identifier": o.identifier, "index": o.index, "statusCode": o.status, "error": o.error, "message": o.message}
+            for o in outcomes
+            if not o.ok
+        ]
+        return JSONResponse({"ok": not errors, "entities": ok, "errors": errors}, 207 if errors else 200)
+
+    async def upsert(request: Request) -> Response:
+        body = await _body(request, state)
+        [outcome] = _upsert(request.path_params["bp"], [body], request)
+        if not outcome.ok:
+            raise _ApiError(outcome.status, outcome.error or "invalid_request", outcome.message or "")
+        return JSONResponse({"ok": True, "entity": outcome.entity}, 201)
+
+    async def search(request: Request) -> Response:
+        body = await _body(request, state)
+        limit = body.get("limit", 1000)
+        entities, nxt = catalog.search(request.path_params["bp"], body.get("query"), limit=limit, from_=body.get("from"))
+        include = body.get("include")
+        if include:
+            entities = [{k: v for k, v in e.items() if k in include or k == "identifier"} for e in entities]
+        return JSONResponse({"ok": True, "entities": entities, "next": nxt})
+
+    async def search_all(request: Request) -> Response:
+        body = await _body(request, state)
+        return JSONResponse({"ok": True, "entities": catalog.search_all(body or None)})
+
+    async def entity_get(request: Request) -> Response:
+        entity = catalog.get_entity(request.path_params["bp"], request.path_params["id"])
+        if entity is None:
+            raise _ApiError(404, "not_found", "entity not found")
+        return JSONResponse({"ok": True, "entity": entity})
+
+    async def bulk_delete(request: Request) -> Response:
+        body = await _body(request, state)
+        ids = body.get("entities") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise _ApiError(422, "invalid_request", "'entities' must be a non-empty list of identifiers")
+        if len(ids) > 100:
+            raise _ApiError(422, "invalid_request", f"at most 100 identifiers per request, got {len(ids)}")
+        stats.delete_requests += 1
+        outcome = catalog.delete_entities(request.path_params["bp"], ids, delete_dependents=_flag(request, "delete_dependents"))
+        stats.entities_deleted += len(outcome.deleted) + len(outcome.dependents)
+        return JSONResponse({"ok": True, "deletedEntities": outcome.deleted})
+
+    async def delete_one(request: Request) -> Response:
+        bp, ident = request.path_params["bp"], request.path_params["id"]
+        if catalog.get_entity(bp, ident) is None:
+            raise _ApiError(404, "not_found", f"entity {ident!r} of {bp!r} not found")
+        stats.delete_requests += 1
+        outcome = catalog.delete_entities(bp, [ident], delete_dependents=_flag(request, "delete_dependents"))
+        stats.entities_deleted += len(outcome.deleted) + len(outcome.dependents)
+        return JSONResponse({"ok": True})
+
+    routes = [
+        Route("/v1/auth/access_token", authed(token), methods=["POST"]),
+        Route("/v1/blueprints", authed(blueprint_create), methods=["POST"]),
+        Route("/v1/blueprints/{bp}", authed(blueprint_get), methods=["GET"]),
+        Route("/v1/blueprints/{bp}", authed(blueprint_patch), methods=["PATCH"]),
+        Route("/v1/blueprints/{bp}/entities/bulk", authed(bulk_upsert), methods=["POST"]),
+        Route("/v1/blueprints/{bp}/entities/search", authed(search), methods=["POST"]),
+        Route("/v1/blueprints/{bp}/entities", authed(upsert), methods=["POST"]),
+        Route("/v1/blueprints/{bp}/bulk/entities/delete", authed(bulk_delete), methods=["POST"]),
+        Route("/v1/blueprints/{bp}/entities/{id}", authed(entity_get), methods=["GET"]),
+        Route("/v1/blueprints/{bp}/entities/{id}", authed(delete_one), methods=["DELETE"]),
+        Route("/v1/entities/search", authed(search_all), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(_Gate, state=state)
+    app.state.port = state
+    return app
