@@ -1,0 +1,115 @@
+"""`sentry-port catalog [--blueprint B] [--json] [--path P]`: what the local catalog holds.
+
+Registered by `sentry_port_assets/cli.py` with `add_catalog_parser(subparsers)`; also runs on its own:
+`python -m sentry_port_assets.port.cli_catalog`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from sentry_port_assets.port.catalog import default_catalog_path, open_catalog_readonly
+
+
+def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "catalog",
+        help="show what the local catalog (the SQLite stand-in for Port) holds",
+        description="Show the blueprints and entities in the local catalog. Path: --path, else PORT_LOCAL_CATALOG, "
+        "else $DAGSTER_HOME/sentry_port/catalog.sqlite, else ./.sentry_port/catalog.sqlite.",
+    )
+    parser.add_argument("--blueprint", "-b", help="list the entities of this blueprint")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--path", help="the catalog file (default: see above)")
+    parser.set_defaults(func=run_catalog)
+    return parser
+
+
+def _read(path: Path, blueprint: str | None) -> dict[str, Any]:
+    db = open_catalog_readonly(path)
+    try:
+        blueprints = [json.loads(r[0]) for r in db.execute("SELECT body FROM blueprints ORDER BY identifier")]
+        counts = dict(db.execute("SELECT blueprint, COUNT(*) FROM entities GROUP BY blueprint").fetchall())
+        names = [blueprint] if blueprint else [bp["identifier"] for bp in blueprints]
+        entities = {
+            name: [json.loads(r[0]) for r in db.execute("SELECT body FROM entities WHERE blueprint = ? ORDER BY identifier", (name,))]
+            for name in names
+        }
+    finally:
+        db.close()
+    return {
+        "path": str(path),
+        "blueprints": [
+            {"identifier": bp["identifier"], "title": bp.get("title"), "entities": counts.get(bp["identifier"], 0)}
+            for bp in blueprints
+        ],
+        "entities": entities,
+    }
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    path = Path(args.path) if args.path else default_catalog_path()
+    if not path.exists():
+        print(
+            f"no local catalog at {path}: run the sentry_port_sync job first "
+            "(dagster job execute -m sentry_port_assets -j sentry_port_sync), or pass --path / set PORT_LOCAL_CATALOG",
+            file=err,
+        )
+        return 1
+    try:
+        data = _read(path, args.blueprint)
+    except sqlite3.DatabaseError as exc:
+        print(f"{path} is not a readable local catalog: {exc}", file=err)
+        return 1
+    known = {bp["identifier"] for bp in data["blueprints"]}
+    if args.blueprint and args.blueprint not in known:
+        print(f"blueprint {args.blueprint!r} is not in {path} (known: {', '.join(sorted(known)) or 'none'})", file=err)
+        return 1
+    if args.json:
+        if args.blueprint:
+            json.dump(data["entities"][args.blueprint], out, indent=2, ensure_ascii=False)
+        else:
+            json.dump(data, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+        return 0
+    total = sum(bp["entities"] for bp in data["blueprints"])
+    print(f"local catalog {path}: {total} entities in {len(data['blueprints'])} blueprints", file=out)
+    if not args.blueprint:
+        width = max([len(bp["identifier"]) for bp in data["blueprints"]] + [9])
+        print(f"{'BLUEPRINT'.ljust(width)}  ENTITIES  TITLE", file=out)
+        for bp in data["blueprints"]:
+            print(f"{bp['identifier'].ljust(width)}  {str(bp['entities']).rjust(8)}  {bp['title'] or ''}", file=out)
+        return 0
+    rows = data["entities"][args.blueprint]
+    print(f"{args.blueprint}: {len(rows)} entities", file=out)
+    for e in rows:
+        print(f"- {e['identifier']}  {_short(e.get('title') or '', 40)}", file=out)
+        for name, value in sorted((e.get("properties") or {}).items()):
+            print(f"    {name}: {_short(value)}", file=out)
+        for name, value in sorted((e.get("relations") or {}).items()):
+            print(f"    -> {name}: {_short(value)}", file=out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sentry-port")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_catalog_parser(subparsers)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

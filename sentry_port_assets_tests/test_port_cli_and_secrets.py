@@ -1,0 +1,131 @@
+"""`sentry-port catalog`, the target chosen from the environment, and no secret anywhere it could leak."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import pytest
+
+from sentry_port_assets.emulators.port import Fault
+from sentry_port_assets.port.catalog import LocalCatalog
+from sentry_port_assets.port.cli_catalog import main as catalog_main, run_catalog
+from sentry_port_assets.port.errors import PortConfigError, PortError
+from sentry_port_assets.port.reconciler import reconcile
+from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget, target_from_env
+from sentry_port_assets_tests import port_fixtures as fx
+
+
+def _publish(target, entities):
+    async def go():
+        async with target:
+            return await reconcile(
+                target, entities, blueprints_owned=fx.OWNED, merge=True, create_missing_related=True,
+                delete_dependents=True, deletion_threshold=0.9, allow_delete=True, blocked_reason=None,
+                blueprints=fx.blueprints(), blueprint_fragments=[fx.USER_FRAGMENT], ensure_blueprints=True,
+            )
+
+    return asyncio.run(go())
+
+
+def test_catalog_cli_lists_blueprints_and_entities(tmp_path, capsys):
+    path = tmp_path / "c.sqlite"
+    _publish(LocalCatalogTarget(path), fx.dataset())
+    assert catalog_main(["catalog", "--path", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "tIssue" in table and "8" in table and "16 entities in 4 blueprints" in table
+
+    assert catalog_main(["catalog", "--path", str(path), "--blueprint", "tIssue", "--json"]) == 0
+    issues = json.loads(capsys.readouterr().out)
+    assert [e["identifier"] for e in issues][:2] == ["ISSUE-0", "ISSUE-1"]
+    assert issues[1]["relations"]["assignee"] == "user1@example.com"
+
+    assert catalog_main(["catalog", "--path", str(path), "--blueprint", "tUser"]) == 0
+    assert "user3@example.com" in capsys.readouterr().out
+    assert catalog_main(["catalog", "--path", str(path), "--blueprint", "nope"]) == 1
+
+
+def test_catalog_cli_does_not_create_a_missing_catalog(tmp_path, monkeypatch):
+    monkeypatch.setenv("PORT_LOCAL_CATALOG", str(tmp_path / "missing.sqlite"))
+    import argparse
+
+    err = io.StringIO()
+    assert run_catalog(argparse.Namespace(path=None, blueprint=None, json=False), io.StringIO(), err) == 1
+    assert "missing.sqlite" in err.getvalue()
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_target_from_env(tmp_path, monkeypatch):
+    for name in ("PORT_CLIENT_ID", "PORT_CLIENT_SECRET", "PORT_BASE_URL", "OCEAN__PORT__CLIENT_ID", "OCEAN__PORT__CLIENT_SECRET", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PORT_LOCAL_CATALOG", str(tmp_path / "env.sqlite"))
+    local = target_from_env()
+    assert isinstance(local, LocalCatalogTarget) and local.catalog.path == tmp_path / "env.sqlite"
+    asyncio.run(local.aclose())
+
+    monkeypatch.delenv("PORT_LOCAL_CATALOG")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    local = target_from_env()
+    assert local.catalog.path == tmp_path / "home" / "sentry_port" / "catalog.sqlite"
+    asyncio.run(local.aclose())
+
+    monkeypatch.setenv("OCEAN__PORT__CLIENT_ID", fx.CLIENT_ID)
+    with pytest.raises(PortConfigError, match="PORT_CLIENT_SECRET"):
+        target_from_env()
+    monkeypatch.setenv("PORT_CLIENT_SECRET", fx.CLIENT_SECRET)
+    with pytest.raises(PortConfigError, match="demo") as demo:
+        target_from_env(source_is_demo=True)
+    assert fx.CLIENT_SECRET not in str(demo.value)
+    monkeypatch.setenv("PORT_BASE_URL", "http://127.0.0.1:9")
+    api = target_from_env()
+    assert isinstance(api, PortApiTarget) and api.description == "Port at http://127.0.0.1:9"
+    assert fx.CLIENT_SECRET not in repr(api.client) and fx.CLIENT_SECRET not in api.description
+    asyncio.run(api.aclose())
+
+
+def _texts(exc: BaseException) -> str:
+    parts = []
+    while exc is not None:
+        parts += [str(exc), repr(exc)]
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def test_no_secret_in_errors_or_in_the_sqlite_file(tmp_path):
+    path = tmp_path / "port.sqlite"
+    catalog = LocalCatalog(path)
+    catalog.create_blueprint(fx.PORT_USER)
+    faults = [Fault("bulk_upsert", status=500, times=1), Fault("search", kind="drop", times=1)]
+    with fx.serve_port(catalog, faults=faults) as (url, emulator):
+        report = _publish(PortApiTarget(fx.client(url)), fx.dataset() + [fx.port_user_link(1)])
+        assert report.ok, report.failures
+        # an entity the emulator refuses: its 207 message goes into the report
+        bad = fx.user(77, active="not a bool")
+        report = _publish(PortApiTarget(fx.client(url)), fx.dataset() + [bad])
+        assert [f.identifier for f in report.failures] == ["user77@example.com"]
+
+        errors: list[BaseException] = []
+        for fault in (Fault("blueprint_get", status=503, times=50), Fault("blueprint_get", status=401, times=50)):
+            emulator.faults[:] = [fault]
+            try:
+                _publish(PortApiTarget(fx.client(url, max_retries=1)), fx.dataset())
+            except PortError as exc:
+                errors.append(exc)
+        emulator.faults[:] = []
+        tokens = list(emulator._tokens)
+    assert len(errors) == 2 and len(tokens) >= 3
+    catalog.close()
+
+    secrets = [fx.CLIENT_SECRET, *tokens]
+    for exc in errors:
+        text = _texts(exc)
+        assert "X-Trace-Id" in text
+        assert not any(s in text for s in secrets), text
+    metadata = json.dumps(report.to_metadata())
+    assert not any(s in metadata for s in secrets)
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("port.sqlite")]
+    assert files
+    for file in files:
+        data = file.read_bytes()
+        assert not any(s.encode() in data for s in secrets), file
