@@ -1,0 +1,133 @@
+"""Benchmark: publish 20,000 entities into the Port emulator under a per-second rate limit, then rerun unchanged.
+
+    python benchmarks/bench_publish.py [--entities 20000] [--rate 50] [--concurrency 8]
+
+Prints, for the first run: requests, wall seconds, the floor (the least time the limit allows for that many
+requests: (ceil(requests / rate) - 1) windows) and the ratio wall / floor (target <= 1.25); for the no-change rerun:
+requests sent and writes (target 0 writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from sentry_port_assets.emulators.port import create_port_emulator
+from sentry_port_assets.emulators.serve import ServerThread
+from sentry_port_assets.port.client import PortClient
+from sentry_port_assets.port.reconciler import reconcile
+from sentry_port_assets.port.target import PortApiTarget
+
+CLIENT_ID, CLIENT_SECRET = "bench-id", "bench-secret"
+
+BLUEPRINTS = [
+    {
+        "identifier": "benchTeam",
+        "title": "Team",
+        "schema": {"properties": {"slug": {"type": "string"}, "memberCount": {"type": "number"}}, "required": []},
+    },
+    {
+        "identifier": "benchUser",
+        "title": "User",
+        "schema": {"properties": {"username": {"type": "string"}, "isActive": {"type": "boolean"}}, "required": []},
+    },
+    {
+        "identifier": "benchIssue",
+        "title": "Issue",
+        "schema": {
+            "properties": {"link": {"type": "string"}, "status": {"type": "string"}, "isUnhandled": {"type": "boolean"}},
+            "required": [],
+        },
+        "relations": {
+            "team": {"target": "benchTeam", "many": False, "required": False},
+            "assignee": {"target": "benchUser", "many": False, "required": False},
+        },
+    },
+]
+USER_FRAGMENT = {"identifier": "_user", "relations": {"sentry_user": {"target": "benchUser", "many": False, "required": False}}}
+OWNED = {"benchTeam", "benchUser", "benchIssue"}
+
+
+def make_entities(total: int) -> list[dict]:
+    teams = max(1, total // 40)
+    users = max(1, total // 10)
+    links = max(1, total // 40)
+    issues = total - teams - users - links
+    out: list[dict] = []
+    for t in range(teams):
+        out.append({"identifier": f"team-{t}", "title": f"Team {t}", "blueprint": "benchTeam", "properties": {"slug": f"team-{t}", "memberCount": 7}, "relations": {}})
+    for u in range(users):
+        out.append({"identifier": f"user{u}@example.com", "title": f"User {u}", "blueprint": "benchUser", "properties": {"username": f"user{u}", "isActive": u % 7 != 0}, "relations": {}})
+    for u in range(links):
+        out.append({"identifier": f"user{u}@example.com", "blueprint": "_user", "relations": {"sentry_user": f"user{u}@example.com"}})
+    for i in range(issues):
+        out.append({
+            "identifier": f"{4000000 + i}-production",
+            "title": f"TypeError: cannot read property of undefined ({i}) - production",
+            "blueprint": "benchIssue",
+            "properties": {"link": f"https://acme.sentry.io/issues/{4000000 + i}/?environment=production", "status": "unresolved", "isUnhandled": i % 3 == 0},
+            "relations": {"team": f"team-{i % teams}", "assignee": f"user{i % users}@example.com" if i % 4 else None},
+        })
+    return out
+
+
+async def publish(url: str, entities: list[dict], concurrency: int):
+    client = PortClient(CLIENT_ID, CLIENT_SECRET, url, max_concurrency=concurrency)
+    async with PortApiTarget(client) as target:
+        report = await reconcile(
+            target, entities, blueprints_owned=OWNED, merge=True, create_missing_related=True, delete_dependents=True,
+            deletion_threshold=0.9, allow_delete=True, blocked_reason=None,
+            blueprints=BLUEPRINTS, blueprint_fragments=[USER_FRAGMENT], ensure_blueprints=True,
+        )
+    return report, client.stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=50, help="requests per second the emulator allows")
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    entities = make_entities(args.entities)
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_port_emulator(
+            Path(tmp) / "port.sqlite", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, rate_limit=args.rate, window_seconds=1.0
+        )
+        stats = app.state.port.stats
+        # Port's own _user blueprint exists in every organization
+        app.state.port.catalog.create_blueprint({"identifier": "_user", "title": "User", "schema": {"properties": {}, "required": []}})
+        with ServerThread(app) as server:
+            started = time.monotonic()
+            report, client_stats = asyncio.run(publish(server.url, entities, args.concurrency))
+            wall = time.monotonic() - started
+            requests = stats.total_requests - stats.http_429
+            floor = (math.ceil(requests / args.rate) - 1) * 1.0
+            meta = report.to_metadata()
+            print(f"first run: {len(entities)} entities at {args.rate} requests/s, concurrency {args.concurrency}")
+            print(f"  requests      {requests} (+{stats.http_429} answered 429)  [{dict(stats.requests)}]")
+            print(f"  created       {meta['created']}  updated {meta['updated']}  failed {meta['failed']}")
+            print(f"  wall seconds  {wall:.2f}")
+            print(f"  floor seconds {floor:.2f}")
+            print(f"  ratio         {wall / floor:.3f}  (target <= 1.25)")
+
+            before_requests, before_429, before_writes = stats.total_requests, stats.http_429, stats.writes
+            started = time.monotonic()
+            report2, _ = asyncio.run(publish(server.url, entities, args.concurrency))
+            wall2 = time.monotonic() - started
+            meta2 = report2.to_metadata()
+            print("no-change rerun:")
+            print(f"  requests      {stats.total_requests - before_requests} (+{stats.http_429 - before_429} answered 429)")
+            print(f"  upserts sent  {report2.upserts_sent}")
+            print(f"  writes        {stats.writes - before_writes}  (target 0)")
+            print(f"  unchanged     {meta2['unchanged']}  deleted {meta2['deleted']}")
+            print(f"  wall seconds  {wall2:.2f}")
+            assert meta["failed"] == 0 and meta["created"] == len(entities), meta["failures"][:5]
+
+
+if __name__ == "__main__":
+    main()
