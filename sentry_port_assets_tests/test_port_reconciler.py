@@ -99,6 +99,11 @@ def test_stale_deleted_only_in_owned_blueprints(catalog, make_target):
     target = make_target
     run(target, everything())
     fewer = [e for e in everything() if e["identifier"] not in ("ISSUE-3", "user5@example.com")]
+    for e in fewer:  # user5 left the organization: no team lists them any more
+        if e["blueprint"] == "tTeam":
+            e["relations"]["members"] = [m for m in e["relations"]["members"] if m != "user5@example.com"]
+        if e["identifier"] == "ISSUE-5":  # and their issue is unassigned
+            e["relations"]["assignee"] = None
     report = run(target, fewer)
     assert report.deletes_performed, report.delete_skipped_reason
     assert catalog.get_entity("tIssue", "ISSUE-3") is None
@@ -184,3 +189,14 @@ def test_duplicates_are_merged_not_sent_twice(catalog, make_target):
     entities = everything() + [copy.deepcopy(fx.user(1))]
     report = run(target, entities)
     assert report.duplicates == 1 and report.blueprints["tUser"].created == 6
+
+
+def test_related_entities_created_as_missing_are_not_stale(catalog, make_target):
+    target = make_target
+    # users are not produced (say their kind is filtered out), issues point at them: Port creates them as missing
+    entities = [e for e in everything() if e["blueprint"] in ("tIssue", "tTeam")]
+    run(target, entities)
+    assert catalog.count("tUser") == 6
+    again = run(target, entities)
+    assert again.stale_total == 0 and again.upserts_sent == 0
+    assert catalog.count("tUser") == 6

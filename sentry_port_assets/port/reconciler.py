@@ -354,10 +354,26 @@ async def reconcile(
     for level in order:
         await asyncio.gather(*(upsert(bp) for bp in level))
 
-    # 4. stale entities of owned blueprints, and the safety rules
+    # 4. stale entities of owned blueprints, and the safety rules. An entity that a produced entity points at is
+    # not stale: deleting it would only clear the relation (or have it created again as a missing related entity).
+    referenced: dict[str, set[str]] = {}
+    for bp, group in desired.items():
+        rel_defs = (defs.get(bp) or {}).get("relations") or {}
+        for entity in group.values():
+            for name, value in (entity.get("relations") or {}).items():
+                target_bp = (rel_defs.get(name) or {}).get("target")
+                if target_bp is None:
+                    continue
+                if is_search_query(value):
+                    ok, value = resolver.resolve(target_bp, True, value)
+                    value = value if ok else []
+                for ref in value if isinstance(value, list) else [value]:
+                    if isinstance(ref, str):
+                        referenced.setdefault(target_bp, set()).add(ref)
     stale: dict[str, list[str]] = {}
     for bp in owned:
-        ids = [i for i in held.get(bp, {}) if i not in produced.get(bp, set())]
+        keep = produced.get(bp, set()) | referenced.get(bp, set())
+        ids = [i for i in held.get(bp, {}) if i not in keep]
         report.blueprints[bp].stale = len(ids)
         if ids:
             stale[bp] = ids
