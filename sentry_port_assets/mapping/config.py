@@ -3,13 +3,16 @@
 The Sentry-side options of a selector (`includeMembers`, `tag`, `sentryQuery`, `statsPeriod`) say what the raw
 assets fetch; `query` is the jq filter applied to every raw item. The Sentry search query is spelt `sentryQuery`
 so it cannot be confused with the jq `query`.
+
+Every model forbids unknown keys, so a misspelt key (`itemToParse`, `identifer`) is an error, not ignored.
+`load_mapping` (loader.py) validates these models AND compiles every jq expression.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 Kind = Literal["user", "team", "project", "project-tag", "issue", "issue-tag", "comment"]
 KINDS: tuple[str, ...] = ("user", "team", "project", "project-tag", "issue", "issue-tag", "comment")
@@ -38,6 +41,14 @@ class Selector(BaseModel):
     tag: str = DEFAULT_TAG
     sentry_query: str = Field(DEFAULT_SENTRY_QUERY, alias="sentryQuery")
     stats_period: str | None = Field(None, alias="statsPeriod")
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _yaml_boolean_is_jq_boolean(cls, value: Any) -> Any:
+        # `query: true` unquoted in YAML is a boolean; it means the jq program `true`.
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value
 
 
 class EntityMappings(BaseModel):
@@ -98,6 +109,15 @@ class MappingConfig(BaseModel):
     enable_merge_entity: bool = Field(True, alias="enableMergeEntity")
     entity_deletion_threshold: float = Field(0.9, alias="entityDeletionThreshold", ge=0, le=1)
     resources: list[ResourceConfig] = Field(default_factory=list)
+
+    # The compiled jq programs, one per resource (set by `load_mapping`, or on first use).
+    _compiled: Any = PrivateAttr(default=None)
+
+    def compiled(self) -> list[Any]:
+        """One `engine.CompiledResource` per resource, in order (compiled once)."""
+        from sentry_port_assets.mapping.engine import compiled_resources
+
+        return compiled_resources(self)
 
     def resources_of(self, *kinds: str) -> list[ResourceConfig]:
         return [r for r in self.resources if r.kind in kinds]

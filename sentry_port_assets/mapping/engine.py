@@ -1,0 +1,489 @@
+"""The mapping engine: raw Sentry items -> Port entities, with Ocean's semantics, one jq program per resource.
+
+API (what the entity assets, the publisher, the webhook job and the CLI call):
+
+- `compile_resource(resource, index) -> CompiledResource`: compiles the resource's whole mapping into ONE jq
+  program (and checks every leaf on its own first, raising `MappingConfigError` naming the resource index, kind,
+  field path, expression and jq's message). `load_mapping()` does this for every resource at load time.
+- `CompiledResource.map(items) -> MappingResult`: maps raw items (as `items_for_resource` returns them).
+- `map_kind(mapping, kind, raw_value) -> MappingResult`: every resource of `kind`, each on its own items
+  (picked from the raw asset value by `sentry.selection.items_for_resource`).
+- `map_items(mapping, kind, items) -> MappingResult`: every resource of `kind` on the same plain list of items
+  (the preview CLI and webhooks use it: no tag/query selection).
+- `MappingResult`: `entities` (Port entity dicts, in input order), `misconfigurations` (one
+  `Misconfiguration` per resource and field: how many rows, one example item id, jq's message), `dropped`
+  (entities without identifier or blueprint), `filtered` (rows the selector rejected), `errors`
+  (`ResourceError`: a selector that did not yield a boolean; the resource counts as failed, as in Ocean).
+
+Semantics (Ocean's JQ entity processor, see `reference/ocean-lessons.md`): each leaf's first output, null when
+it yields nothing, null or an error (recorded as a misconfiguration); falsy values kept; `title`, `icon`, `team`
+present only when the mapping sets them, `properties`/`relations` always present; an entity whose identifier or
+blueprint is falsy (null, "", 0, false, empty) is dropped and counted; nested dicts/lists (search queries) are
+evaluated leaf by leaf; `itemsToParse` rows are `{**parent_without_the_array, <itemsToParseName>: element}`
+(the parent is kept whole with `itemsToParseTopLevelTransform: false`); an item whose `itemsToParse` is not a
+list yields nothing and is reported as a misconfiguration of `itemsToParse`.
+
+Speed: items go to jq in batches as one newline-separated JSON text; the program emits one value per item. If
+jq still fails on an item (e.g. a non-object item), the items before it are kept, that item alone is mapped
+field by field (`NaiveResource`, Ocean's way: every leaf compiled and run on its own), and the batch resumes
+after it. `NaiveResource` is also the benchmark's baseline. Only the top-level keys the mapping provably reads
+are serialised for jq (`jqcompile.observed_keys`; mappings that may read unnamed keys get whole items). Inputs of
+`PARALLEL_MIN_ITEMS` items or more are split over forked worker processes (`SENTRY_PORT_MAPPING_WORKERS`,
+default the CPU count; 1 disables), with the same result and order as serial mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import jq
+
+from sentry_port_assets.mapping.jqcompile import (
+    JqCompileError,
+    Leaf,
+    build_resource_program,
+    compile_expression,
+    observed_keys,
+    reads_input,
+    walk_template,
+)
+
+Item = dict[str, Any]
+BATCH_SIZE = 500
+_dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
+
+
+class MappingConfigError(ValueError):
+    """A mapping file that cannot be used; the message names what to fix."""
+
+
+@dataclass
+class Misconfiguration:
+    resource_index: int
+    kind: str
+    field: str
+    expression: str
+    count: int
+    example_item_id: Any
+    message: str
+
+    def describe(self) -> str:
+        return (
+            f"resources[{self.resource_index}] ({self.kind}) {self.field}: {self.expression!r} -> {self.message} "
+            f"on {self.count} row(s), e.g. item {self.example_item_id!r}"
+        )
+
+
+@dataclass
+class ResourceError:
+    resource_index: int
+    kind: str
+    field: str
+    expression: str
+    message: str
+    example_item_id: Any = None
+    count: int = 1
+
+    def describe(self) -> str:
+        return (
+            f"resources[{self.resource_index}] ({self.kind}) {self.field}: {self.expression!r}: {self.message} "
+            f"({self.count} row(s), e.g. item {self.example_item_id!r})"
+        )
+
+
+@dataclass
+class MappingResult:
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    misconfigurations: list[Misconfiguration] = field(default_factory=list)
+    dropped: int = 0
+    filtered: int = 0
+    items: int = 0
+    errors: list[ResourceError] = field(default_factory=list)
+
+    def extend(self, other: MappingResult) -> MappingResult:
+        self.entities.extend(other.entities)
+        self.misconfigurations.extend(other.misconfigurations)
+        self.dropped += other.dropped
+        self.filtered += other.filtered
+        self.items += other.items
+        self.errors.extend(other.errors)
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def item_id(item: Any) -> Any:
+    if isinstance(item, dict):
+        for key in ("id", "slug", "email", "identifier", "comment_id", "name"):
+            value = item.get(key)
+            if value is not None:
+                return value
+    return None
+
+
+def outcome_message(outcome: list[Any]) -> str:
+    if len(outcome) == 0:
+        return "no output"
+    if len(outcome) == 1:
+        return "yielded null" if outcome[0] is None else f"yielded {json.dumps(outcome[0])[:80]}"
+    message = outcome[1]
+    return f"jq error: {message if isinstance(message, str) else json.dumps(message)}"
+
+
+def _template_of(resource: Any) -> dict[str, Any]:
+    """The entity template: Ocean's `mappings.dict(exclude_unset=True)`, with properties/relations always."""
+    m = resource.port.entity.mappings
+    template: dict[str, Any] = {}
+    for key in ("identifier", "title", "icon", "blueprint", "team", "properties", "relations"):
+        value = getattr(m, key)
+        if key in ("properties", "relations"):
+            template[key] = dict(value or {})
+        elif key in m.model_fields_set and value is not None:
+            template[key] = value
+    return template
+
+
+class _Collector:
+    """Accumulates one resource's result: misconfigurations keyed by field."""
+
+    def __init__(self, compiled: CompiledResource):
+        self.c = compiled
+        self.result = MappingResult()
+        self._mis: dict[str, Misconfiguration] = {}
+        self._err: dict[str, ResourceError] = {}
+
+    def misconfigured(self, path: str, expression: str, message: str, item: Any) -> None:
+        m = self._mis.get(path)
+        if m is None:
+            self._mis[path] = Misconfiguration(
+                self.c.index, self.c.kind, path, expression, 1, item_id(item), message
+            )
+        else:
+            m.count += 1
+
+    def error(self, path: str, expression: str, message: str, item: Any) -> None:
+        e = self._err.get(path)
+        if e is None:
+            self._err[path] = ResourceError(self.c.index, self.c.kind, path, expression, message, item_id(item))
+        else:
+            e.count += 1
+
+    def entity(self, entity: dict[str, Any]) -> None:
+        if entity.get("identifier") and entity.get("blueprint"):
+            self.result.entities.append(entity)
+        else:
+            self.result.dropped += 1
+
+    def finish(self) -> MappingResult:
+        self.result.misconfigurations = list(self._mis.values())
+        self.result.errors = list(self._err.values())
+        return self.result
+
+
+class NaiveResource:
+    """Ocean's way, field by field: every leaf compiled on its own and run on each row separately.
+
+    Used for the one item on which the combined program fails, and as the benchmark's baseline.
+    """
+
+    def __init__(self, compiled: CompiledResource):
+        self.c = compiled
+
+    @staticmethod
+    def _first(expr: str, row: Any) -> list[Any]:
+        """Outcome of one leaf: [value], [] (no output) or [None, message] (error)."""
+        try:
+            it = compile_expression(expr).input_value(row)
+            try:
+                return [next(iter(it))]
+            except StopIteration:
+                return []
+        except Exception as exc:  # jq raises ValueError; anything else is equally a failed leaf
+            return [None, str(exc)]
+
+    def _build(self, template: Any, row: Any, path: str, col: _Collector, item: Any) -> Any:
+        if isinstance(template, dict):
+            return {
+                k: self._build(v, row, f"{path}.{k}" if path else str(k), col, item) for k, v in template.items()
+            }
+        if isinstance(template, list):
+            return [self._build(v, row, f"{path}[{i}]", col, item) for i, v in enumerate(template)]
+        outcome = self._first(template, row)
+        value = outcome[0] if outcome else None
+        if value is None:
+            col.misconfigured(path, template, outcome_message(outcome), item)
+        return value
+
+    def map_item(self, item: Any, col: _Collector) -> None:
+        c = self.c
+        rows: list[Any] = [item]
+        if c.items_to_parse:
+            outcome = self._first(c.items_to_parse, item)
+            if len(outcome) != 1 or not isinstance(outcome[0], list):
+                col.misconfigured("itemsToParse", c.items_to_parse, _itp_message(outcome), item)
+                return
+            base = item
+            if c.top_level_transform:
+                cut = self._first(f"del({c.items_to_parse}\n)", item)
+                if len(cut) == 1:
+                    base = cut[0]
+            if not isinstance(base, dict):
+                base = {}
+            rows = [{**base, c.items_to_parse_name: element} for element in outcome[0]]
+        for row in rows:
+            if c.selector.strip() != "true":
+                sel = self._first(c.selector, row)
+                if len(sel) == 1 and sel[0] is False:
+                    col.result.filtered += 1
+                    continue
+                if not (len(sel) == 1 and sel[0] is True):
+                    col.error("selector.query", c.selector, _selector_message(sel), item)
+                    continue
+            col.entity(self._build(c.template, row, "", col, item))
+
+    def map(self, items: Iterable[Any]) -> MappingResult:
+        col = _Collector(self.c)
+        for item in items:
+            col.result.items += 1
+            self.map_item(item, col)
+        return col.finish()
+
+
+def _itp_message(outcome: list[Any]) -> str:
+    if len(outcome) == 1:
+        return f"expected a list, got {_jq_type(outcome[0])}"
+    return outcome_message(outcome)
+
+
+def _selector_message(outcome: list[Any]) -> str:
+    if len(outcome) == 1:
+        return f"selector must yield a boolean, got {_jq_type(outcome[0])} {json.dumps(outcome[0])[:80]}"
+    return f"selector must yield a boolean: {outcome_message(outcome)}"
+
+
+def _jq_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+class CompiledResource:
+    """One mapping resource compiled into ONE jq program (see `jqcompile.build_resource_program`)."""
+
+    def __init__(self, resource: Any, index: int):
+        self.resource = resource
+        self.index = index
+        self.kind: str = resource.kind
+        self.selector: str = resource.selector.query
+        port = resource.port
+        self.items_to_parse: str | None = port.items_to_parse
+        self.items_to_parse_name: str = port.items_to_parse_name
+        self.top_level_transform: bool = port.items_to_parse_top_level_transform
+        self.template = _template_of(resource)
+        # Every leaf on its own first: the error names the exact field.
+        checks: list[tuple[str, Any]] = [("selector.query", self.selector)]
+        if self.items_to_parse is not None:
+            checks.append(("port.itemsToParse", self.items_to_parse))
+        leaves: list[Leaf] = []
+        walk_template(self.template, leaves, "", inline_constants=False)
+        checks += [(f"port.entity.mappings.{leaf.path}", leaf.expression) for leaf in leaves]
+        for path, expr in checks:
+            if not isinstance(expr, str):
+                raise MappingConfigError(
+                    f"resources[{index}] (kind {self.kind!r}) {path}: expected a jq expression (a string), got "
+                    f"{type(expr).__name__} {expr!r}; quote it, e.g. '{json.dumps(expr)}'"
+                )
+            try:
+                compile_expression(expr)
+            except JqCompileError as exc:
+                raise MappingConfigError(
+                    f"resources[{index}] (kind {self.kind!r}) {path}: jq expression {expr!r} does not compile: "
+                    f"{exc.message}"
+                ) from None
+        text, self.leaves = build_resource_program(
+            self.template, self.selector, self.items_to_parse, self.items_to_parse_name, self.top_level_transform
+        )
+        self.program_text = text
+        try:
+            self.program = jq.compile(text)
+        except ValueError as exc:  # every leaf compiled alone, so this is our bug or a jq corner case
+            raise MappingConfigError(
+                f"resources[{index}] (kind {self.kind!r}): the combined jq program does not compile "
+                f"although each expression does: {exc}"
+            ) from None
+        self.batch_size = 1 if any(reads_input(e) for _, e in checks) else BATCH_SIZE
+        # Send jq only the top-level keys the mapping can read, when that is provable (see observed_keys).
+        keys: set[str] | None = set()
+        for _, expr in checks:
+            seen = observed_keys(expr)
+            if seen is None:
+                keys = None
+                break
+            keys |= seen
+        self.projected_keys: tuple[str, ...] | None = tuple(sorted(keys)) if keys is not None else None
+        self.naive = NaiveResource(self)
+
+    def _collect(self, item: Any, rows: list[Any], col: _Collector) -> None:
+        leaves = self.leaves
+        for row in rows:
+            tag = row[0]
+            if tag == "E":
+                for leaf_index, outcome in row[2]:
+                    leaf = leaves[leaf_index]
+                    col.misconfigured(leaf.path, leaf.expression, outcome_message(outcome), item)
+                col.entity(row[1])
+            elif tag == "F":
+                col.result.filtered += 1
+            elif tag == "S":
+                col.error("selector.query", self.selector, _selector_message(row[1]), item)
+            else:  # "P"
+                col.misconfigured("itemsToParse", self.items_to_parse or "", _itp_message(row[1]), item)
+
+    def map(self, items: Sequence[Any], workers: int | None = None) -> MappingResult:
+        """Map raw items; large inputs are split over `workers` forked processes (default: the CPU count,
+        or SENTRY_PORT_MAPPING_WORKERS). The result is the same as mapping serially, in the same order."""
+        items = items if isinstance(items, list) else list(items)
+        workers = _default_workers() if workers is None else workers
+        if workers > 1 and len(items) >= PARALLEL_MIN_ITEMS:
+            parallel = self._map_parallel(items, workers)
+            if parallel is not None:
+                return parallel
+        return self._map_serial(items)
+
+    def _map_parallel(self, items: list[Any], workers: int) -> MappingResult | None:
+        global _FORK_JOB
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        n = len(items)
+        chunk = max(BATCH_SIZE, -(-n // (workers * 4)))
+        bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+        _FORK_JOB = (self, items)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_map_chunk, bounds, chunksize=1)
+        except Exception:  # no processes available here: serial is always correct
+            return None
+        finally:
+            _FORK_JOB = None
+        return _merge_parts(self, parts)
+
+    def _map_serial(self, items: list[Any]) -> MappingResult:
+        col = _Collector(self)
+        col.result.items = len(items)
+        start, n, size = 0, len(items), self.batch_size
+        program = self.program
+        while start < n:
+            batch = items[start : start + size]
+            text = "\n".join(map(_dumps, self._project(batch)))
+            done = 0
+            try:
+                for rows in program.input_text(text):
+                    self._collect(batch[done], rows, col)
+                    done += 1
+            except Exception:
+                # jq failed on batch[done]: map that item alone, field by field, then go on after it.
+                self.naive.map_item(batch[done], col)
+                done += 1
+            start += done
+        return col.finish()
+
+    def _project(self, batch: list[Any]) -> list[Any]:
+        keys = self.projected_keys
+        if keys is None:
+            return batch
+        return [{k: it[k] for k in keys if k in it} if isinstance(it, dict) else it for it in batch]
+
+    def map_naive(self, items: Iterable[Any]) -> MappingResult:
+        return self.naive.map(items)
+
+
+PARALLEL_MIN_ITEMS = 5000
+_FORK_JOB: tuple[CompiledResource, list[Any]] | None = None
+
+
+def _default_workers() -> int:
+    configured = os.environ.get("SENTRY_PORT_MAPPING_WORKERS")
+    if configured and configured.isdigit():
+        return max(1, int(configured))
+    return os.cpu_count() or 1
+
+
+def _map_chunk(bounds: tuple[int, int]) -> MappingResult:
+    assert _FORK_JOB is not None
+    compiled, items = _FORK_JOB
+    return compiled._map_serial(items[bounds[0] : bounds[1]])
+
+
+def _merge_parts(compiled: CompiledResource, parts: list[MappingResult]) -> MappingResult:
+    """Chunks of one resource, in order, merged into one result (misconfigurations summed per field)."""
+    result = MappingResult()
+    mis: dict[str, Misconfiguration] = {}
+    err: dict[str, ResourceError] = {}
+    for part in parts:
+        result.entities.extend(part.entities)
+        result.dropped += part.dropped
+        result.filtered += part.filtered
+        result.items += part.items
+        for m in part.misconfigurations:
+            if m.field in mis:
+                mis[m.field].count += m.count
+            else:
+                mis[m.field] = m
+        for e in part.errors:
+            if e.field in err:
+                err[e.field].count += e.count
+            else:
+                err[e.field] = e
+    result.misconfigurations = list(mis.values())
+    result.errors = list(err.values())
+    return result
+
+
+def compile_resource(resource: Any, index: int) -> CompiledResource:
+    return CompiledResource(resource, index)
+
+
+def compiled_resources(mapping: Any) -> list[CompiledResource]:
+    """The mapping's compiled resources (compiled once per MappingConfig, at load time by `load_mapping`)."""
+    cached = getattr(mapping, "_compiled", None)
+    if cached is None:
+        cached = [compile_resource(r, i) for i, r in enumerate(mapping.resources)]
+        try:
+            mapping._compiled = cached
+        except (AttributeError, ValueError):
+            pass
+    return cached
+
+
+def map_kind(mapping: Any, kind: str, raw_value: Any) -> MappingResult:
+    """Every resource of `kind` applied to its own items out of the raw asset value of that kind."""
+    from sentry_port_assets.sentry.selection import items_for_resource
+
+    result = MappingResult()
+    for compiled in compiled_resources(mapping):
+        if compiled.kind == kind:
+            result.extend(compiled.map(items_for_resource(compiled.resource, raw_value)))
+    return result
+
+
+def map_items(mapping: Any, kind: str, items: Sequence[Any]) -> MappingResult:
+    """Every resource of `kind` applied to the same plain list of items (no tag/query selection)."""
+    result = MappingResult()
+    for compiled in compiled_resources(mapping):
+        if compiled.kind == kind:
+            result.extend(compiled.map(items))
+    return result

@@ -1,0 +1,152 @@
+"""Loading a mapping file: everything wrong with it fails at load time, before any Sentry request, and the error
+names what to fix (file, resource index, kind, field path, expression, jq's own message)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from sentry_port_assets.mapping.engine import MappingConfigError
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
+from sentry_port_assets.mapping.resource import MappingResource
+
+GOOD_USER = """
+  - kind: user
+    selector:
+      query: 'true'
+    port:
+      entity:
+        mappings:
+          identifier: .email
+          blueprint: '"sentryUser"'
+"""
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def load_error(tmp_path, body: str) -> str:
+    path = write(tmp_path, body)
+    with pytest.raises(MappingConfigError) as info:
+        load_mapping(path)
+    message = str(info.value)
+    assert str(path) in message
+    return message
+
+
+def test_default_mapping_is_the_seeds_and_compiles():
+    mapping = load_mapping()
+    assert [r.kind for r in mapping.resources] == ["user", "user", "project-tag", "issue-tag", "team"]
+    assert (mapping.delete_dependent_entities, mapping.create_missing_related_entities, mapping.enable_merge_entity) == (True, True, True)
+    assert len(mapping.compiled()) == 5 and mapping.compiled() is mapping.compiled()
+    assert mapping.uses("issue-tag") and not mapping.uses("issue")
+    assert load_mapping(None).resources == load_mapping(DEFAULT_MAPPING_FILE).resources
+
+
+def test_bad_yaml(tmp_path):
+    message = load_error(tmp_path, "resources:\n  - kind: user\n      selector: {}\n")
+    assert "not valid YAML" in message and "line 3" in message
+
+
+def test_bad_jq_names_resource_kind_field_expression_and_jq_message(tmp_path):
+    body = "resources:\n" + GOOD_USER + textwrap.indent(
+        textwrap.dedent(
+            """\
+            - kind: team
+              port:
+                entity:
+                  mappings:
+                    identifier: .slug
+                    blueprint: '"sentryTeam"'
+                    properties:
+                      projects: .projects | map(.slug
+            """
+        ),
+        "  ",
+    )
+    message = load_error(tmp_path, body)
+    assert "resources[1]" in message and "'team'" in message
+    assert "port.entity.mappings.properties.projects" in message
+    assert "'.projects | map(.slug'" in message
+    assert "syntax error" in message  # jq's own words
+
+
+def test_bad_jq_in_selector_and_items_to_parse(tmp_path):
+    message = load_error(tmp_path, "resources:\n- kind: user\n  selector: {query: '.a =='}\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n")
+    assert "resources[0]" in message and "selector.query" in message and "'.a =='" in message
+    message = load_error(tmp_path, "resources:\n- kind: issue-tag\n  port: {itemsToParse: '.__tags[', entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n")
+    assert "port.itemsToParse" in message and "issue-tag" in message
+
+
+def test_bad_jq_deep_in_a_search_relation(tmp_path):
+    message = load_error(
+        tmp_path,
+        """
+        resources:
+        - kind: issue
+          port:
+            entity:
+              mappings:
+                identifier: .id
+                blueprint: '"sentryIssue"'
+                relations:
+                  assignee:
+                    combinator: '"and"'
+                    rules:
+                    - operator: '"="'
+                      property: '"$identifier"'
+                      value: .assignedTo.email)
+        """,
+    )
+    assert "relations.assignee.rules[0].value" in message and "'.assignedTo.email)'" in message
+
+
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        # misspelt keys, at every level
+        ("resources:\n- kind: user\n  port: {itemToParse: .x, entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["resources[0].port.itemToParse", "unknown key"]),
+        ("resources:\n- kind: user\n  port: {entity: {mappings: {identifer: .id, blueprint: '\"b\"'}}}\n", ["identifer", "unknown key", "identifier", "Field required"]),
+        ("resources:\n- kind: user\n  selectr: {query: 'true'}\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["selectr", "unknown key"]),
+        ("deleteDependentEntites: true\nresources: []\n", ["deleteDependentEntites", "unknown key"]),
+        # unknown kind
+        ("resources:\n- kind: users\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["resources[0].kind (kind 'users')", "unknown input should be", "'user'"]),
+        # a selector option of another kind
+        ("resources:\n- kind: user\n  selector: {includeMembers: true}\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["includeMembers", "do not apply to kind 'user'"]),
+        # a leaf that is not a jq expression
+        ("resources:\n- kind: user\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"', properties: {n: 5}}}}\n", ["resources[0]", "properties.n", "expected a jq expression"]),
+        ("resources:\n- kind: user\n  port: {entity: {mappings: {identifier: '', blueprint: '\"b\"'}}}\n", ["identifier", "empty expression"]),
+        # not a mapping at all
+        ("- kind: user\n", ["must be a YAML mapping"]),
+    ],
+)
+def test_invalid_files(tmp_path, body, expected):
+    message = load_error(tmp_path, body)
+    for fragment in expected:
+        assert fragment in message, (fragment, message)
+
+
+def test_missing_file_names_the_variable(tmp_path):
+    with pytest.raises(MappingConfigError, match="PORT_MAPPING_FILE"):
+        load_mapping(tmp_path / "nope.yaml")
+
+
+def test_selector_names_do_not_collide(tmp_path):
+    path = write(tmp_path, "resources:\n- kind: issue\n  selector: {query: 'true', sentryQuery: 'is:resolved', statsPeriod: 24h}\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n")
+    selector = load_mapping(path).resources[0].selector
+    assert (selector.query, selector.sentry_query, selector.stats_period) == ("true", "is:resolved", "24h")
+
+
+def test_resource_caches_per_content(tmp_path):
+    path = write(tmp_path, "resources:\n" + GOOD_USER)
+    resource = MappingResource(path=str(path))
+    first = resource.load()
+    assert resource.load() is first
+    path.write_text(textwrap.dedent("resources:\n" + GOOD_USER + GOOD_USER))
+    second = resource.load()
+    assert second is not first and len(second.resources) == 2
+    assert len(MappingResource().load().resources) == 5
