@@ -1,0 +1,87 @@
+"""`sentry-port webhooks serve --host H --port P [--inbox PATH]`: runs the receiver with uvicorn.
+
+`add_webhooks_parser(subparsers)` registers the `webhooks` command on the main `sentry-port` parser; the
+handler is stored as `func` in the parsed namespace (`args.func(args)` returns the exit code).
+`python -m sentry_port_assets.webhooks.cli webhooks serve …` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sentry_port_assets.webhooks.inbox import INBOX_ENV, Inbox, default_inbox_path
+from sentry_port_assets.webhooks.receiver import SECRET_ENV, WEBHOOK_PATH, WebhookSecretMissing, create_receiver
+
+
+def _serve(args: argparse.Namespace) -> int:
+    secret = os.environ.get(SECRET_ENV, "")
+    if not secret.strip():
+        # Checked before anything is opened or bound; SystemExit prints the message to stderr, exit status 1.
+        raise SystemExit(
+            f"sentry-port webhooks serve: {SECRET_ENV} is not set. Set it to the Client Secret of your Sentry "
+            "internal integration (Settings → Developer Settings → the integration); the receiver refuses to "
+            "accept unsigned webhooks."
+        )
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inbox_path = args.inbox or default_inbox_path()
+    inbox = Inbox(inbox_path)
+    try:
+        app = create_receiver(secret, inbox)
+    except WebhookSecretMissing as exc:  # pragma: no cover - guarded above
+        inbox.close()
+        raise SystemExit(f"sentry-port webhooks serve: {exc}") from None
+    logging.getLogger(__name__).info(
+        "Sentry webhook receiver: POST %s on %s:%d, inbox %s", WEBHOOK_PATH, args.host, args.port, inbox.path
+    )
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, lifespan="off")
+    finally:
+        inbox.close()
+    return 0
+
+
+def add_webhooks_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Adds `webhooks serve` to a `parser.add_subparsers()` object; returns the `webhooks` parser."""
+    webhooks = subparsers.add_parser(
+        "webhooks",
+        help="Sentry webhook receiver (real-time updates through a durable inbox)",
+        description="Receive Sentry webhooks and store them in a durable inbox for the Dagster sensor.",
+    )
+    commands = webhooks.add_subparsers(dest="webhooks_command", metavar="COMMAND")
+    commands.required = True
+    serve = commands.add_parser(
+        "serve",
+        help="run the receiver (POST /webhooks/sentry, GET /healthz)",
+        description=f"Run the receiver. The signing secret is read from ${SECRET_ENV} (required).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--inbox",
+        default=None,
+        help=f"inbox SQLite file (default ${INBOX_ENV}, else <state dir>/webhook_inbox.sqlite)",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level"
+    )
+    serve.set_defaults(func=_serve)
+    return webhooks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: `python -m sentry_port_assets.webhooks.cli webhooks serve …`."""
+    parser = argparse.ArgumentParser(prog="sentry-port")
+    add_webhooks_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The Sentry webhook receiver: verify, append to the inbox, answer 202. Nothing else happens in a request.
+
+`POST /webhooks/sentry`, in this order:
+1. no `Sentry-Hook-Signature` → 401 (the body is not read);
+2. `Content-Length` over 1 MiB → 413; then the body is streamed, at most 1 MiB + 1 bytes read → 413 if larger;
+3. the signature is the hex HMAC-SHA256 of the RAW body bytes keyed with the integration's client secret,
+   compared in constant time (never against a re-serialised body: Sentry escapes non-ASCII) → 401 if wrong;
+4. the body must be a JSON object (UTF-8) → 400 otherwise;
+5. a resource or action this project does not handle → 202 `{"status": "ignored"}`, not stored;
+   a handled event without its issue id → 400;
+6. append to the inbox (in a worker thread, so the event loop never waits on SQLite's fsync) →
+   202 `{"status": "accepted", "request_id": …}`, or `{"status": "duplicate", …}` for a `Request-ID` already stored.
+
+`GET /healthz` → 200 `{"status": "ok", "pending": N}` (503 if the inbox cannot be read).
+
+The secret and the signature are never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from sentry_port_assets.webhooks.inbox import Inbox
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = "SENTRY_WEBHOOK_SECRET"
+WEBHOOK_PATH = "/webhooks/sentry"
+MAX_BODY_BYTES = 1024 * 1024
+
+SIGNATURE_HEADER = "Sentry-Hook-Signature"
+RESOURCE_HEADER = "Sentry-Hook-Resource"
+TIMESTAMP_HEADER = "Sentry-Hook-Timestamp"
+REQUEST_ID_HEADER = "Request-ID"
+
+# resource -> the actions that change what Port holds. `archived` is what older installs send for `ignored`.
+HANDLED_ACTIONS: dict[str, frozenset[str]] = {
+    "issue": frozenset({"created", "resolved", "assigned", "ignored", "archived", "unresolved"}),
+    "comment": frozenset({"created", "updated", "deleted"}),
+}
+
+
+class WebhookSecretMissing(RuntimeError):
+    """Raised when the receiver would start without a secret (it would have to accept unsigned events)."""
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature Sentry sends for `body`: hex HMAC-SHA256 keyed with the client secret."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def signature_matches(secret: str, body: bytes, provided: str) -> bool:
+    expected = sign(secret, body).encode("ascii")
+    # Starlette decodes header values as latin-1; compare bytes so any header value compares (in constant time).
+    return hmac.compare_digest(expected, provided.strip().lower().encode("latin-1", errors="replace"))
+
+
+def _answer(status_code: int, status: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": status, **extra}, status_code=status_code)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than `limit` (at most `limit + 1` bytes are read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return None
+        except ValueError:
+            pass  # the server rejects a malformed Content-Length before we get here
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        if not chunk:
+            continue
+        room = limit + 1 - size
+        chunks.append(chunk[:room])
+        size += min(len(chunk), room)
+        if size > limit:
+            return None
+    return b"".join(chunks)
+
+
+def _issue_id(resource: str, data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    if resource == "issue":
+        issue = data.get("issue")
+        value = issue.get("id") if isinstance(issue, dict) else None
+    else:
+        value = data.get("issue_id")
+    if value is None or isinstance(value, (dict, list, bool)) or str(value) == "":
+        return None
+    return str(value)
+
+
+def create_receiver(secret: str, inbox: Inbox) -> Starlette:
+    """The receiver app. Raises `WebhookSecretMissing` (naming SENTRY_WEBHOOK_SECRET) without a secret."""
+    if not secret or not secret.strip():
+        raise WebhookSecretMissing(
+            f"{SECRET_ENV} is not set: the Sentry webhook receiver refuses to start without the client secret "
+            "of the Sentry internal integration (Settings → Developer Settings → your integration → Client Secret)"
+        )
+
+    async def sentry_webhook(request: Request) -> JSONResponse:
+        provided = request.headers.get(SIGNATURE_HEADER)
+        if not provided:
+            log.warning("sentry webhook rejected: no %s header", SIGNATURE_HEADER)
+            return _answer(401, "unauthorized", detail=f"missing {SIGNATURE_HEADER}")
+        try:
+            body = await _read_body(request, MAX_BODY_BYTES)
+        except ClientDisconnect:
+            return _answer(400, "bad_request", detail="client disconnected")
+        if body is None:
+            log.warning("sentry webhook rejected: body over %d bytes", MAX_BODY_BYTES)
+            return _answer(413, "too_large", detail=f"body over {MAX_BODY_BYTES} bytes")
+        if not signature_matches(secret, body, provided):
+            log.warning("sentry webhook rejected: signature does not match the body")
+            return _answer(401, "unauthorized", detail=f"{SIGNATURE_HEADER} does not match the body")
+
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return _answer(400, "bad_request", detail="the body is not valid UTF-8 JSON")
+        if not isinstance(payload, dict):
+            return _answer(400, "bad_request", detail="the body is not a JSON object")
+
+        resource = request.headers.get(RESOURCE_HEADER, "")
+        action = payload.get("action")
+        if resource not in HANDLED_ACTIONS or not isinstance(action, str) or action not in HANDLED_ACTIONS[resource]:
+            log.info("sentry webhook ignored: resource=%r action=%r", resource[:40], str(action)[:40])
+            return _answer(202, "ignored", resource=resource[:40], action=str(action)[:40])
+
+        issue_id = _issue_id(resource, payload.get("data"))
+        if issue_id is None:
+            where = "data.issue.id" if resource == "issue" else "data.issue_id"
+            return _answer(400, "bad_request", detail=f"{resource} event without {where}")
+
+        # Sentry always sends Request-ID; without one, identical bodies count as the same delivery.
+        request_id = request.headers.get(REQUEST_ID_HEADER, "").strip() or "sha256:" + hashlib.sha256(body).hexdigest()
+        stored = await run_in_threadpool(
+            inbox.append,
+            request_id=request_id,
+            resource=resource,
+            action=action,
+            issue_id=issue_id,
+            body=body,
+            hook_timestamp=request.headers.get(TIMESTAMP_HEADER),
+        )
+        if not stored:
+            log.info("sentry webhook duplicate: request_id=%s", request_id)
+            return _answer(202, "duplicate", request_id=request_id)
+        log.info("sentry webhook stored: %s.%s issue=%s request_id=%s", resource, action, issue_id, request_id)
+        return _answer(202, "accepted", request_id=request_id)
+
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            pending = await run_in_threadpool(inbox.count_pending)
+        except Exception as exc:  # noqa: BLE001 - a probe reports, it does not crash
+            log.error("webhook inbox unreadable: %s", type(exc).__name__)
+            return _answer(503, "error", detail=f"inbox unreadable: {type(exc).__name__}")
+        return _answer(200, "ok", pending=pending)
+
+    app = Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, sentry_webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+    app.state.inbox = inbox
+    return app
