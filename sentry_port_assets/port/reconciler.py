@@ -23,7 +23,7 @@ from typing import Any
 
 from sentry_port_assets.port.catalog import normalize_team
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
-from sentry_port_assets.port.results import EnsureReport, EntityResult
+from sentry_port_assets.port.results import EnsureReport
 from sentry_port_assets.port.target import PortTarget
 
 Entity = dict[str, Any]
