@@ -1,0 +1,248 @@
+"""The entity assets and their checks, materialized by Dagster from stub raw assets (same keys, fixture values)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import AssetCheckSeverity, AssetKey, asset, materialize
+
+from sentry_port_assets.assets.entities import (
+    ENTITY_ASSET_KEYS,
+    duplicate_identifiers,
+    entity_assets,
+    entity_checks,
+    missing_required,
+    unresolved_relations,
+)
+from sentry_port_assets.mapping.blueprints import blueprints_by_id, load_default_blueprints
+from sentry_port_assets.mapping.engine import map_items
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
+from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.sentry.selection import IssueFilter
+
+SAMPLES = json.loads((Path(__file__).resolve().parent.parent / "sentry_port_assets/sentry/seed_samples.json").read_text())
+UNRESOLVED = IssueFilter("is:unresolved").key
+
+
+def env_value(name: str) -> dict[str, Any]:
+    return {"key": "environment", "name": name, "value": name, "count": 1}
+
+
+def raw_values() -> dict[str, Any]:
+    danny = copy.deepcopy(SAMPLES["Team"]["__members"][0])
+    project = SAMPLES["Project"]
+    issue = copy.deepcopy(SAMPLES["Issue"])
+    return {
+        "members": [SAMPLES["User"], danny],
+        "teams": [SAMPLES["Team"]],
+        "projects": [project],
+        "project_tags": {"environment": [{**project, "__tags": env_value("production")}, {**project, "__tags": env_value("staging")}]},
+        "issues": {UNRESOLVED: [issue]},
+        "issue_tags": {UNRESOLVED: {"environment": [{**issue, "__tags": [env_value("production"), env_value("staging")]}]}},
+    }
+
+
+def stubs(values: dict[str, Any]) -> list:
+    out = []
+    for name, value in values.items():
+        def make(v=value, n=name):
+            @asset(key=AssetKey(["sentry", n]), group_name="sentry")
+            def _stub() -> Any:
+                return v
+            return _stub
+        out.append(make())
+    return out
+
+
+def run(values: dict[str, Any], mapping_path: str | None = None):
+    return materialize(
+        [*stubs(values), *entity_assets, *entity_checks],
+        resources={"mapping": MappingResource(path=mapping_path)},
+        raise_on_error=False,
+    )
+
+
+def checks_by_name(result) -> dict[tuple[str, str], Any]:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def metadata_of(result, name: str) -> dict[str, Any]:
+    [mat] = [m for m in result.get_asset_materialization_events() if m.asset_key == ENTITY_ASSET_KEYS_BY_NAME[name]]
+    return mat.materialization.metadata
+
+
+ENTITY_ASSET_KEYS_BY_NAME = {key.path[-1]: key for key in ENTITY_ASSET_KEYS.values()}
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return run(raw_values())
+
+
+def test_keys_groups_and_inputs():
+    by_key = {a.key: a for a in entity_assets}
+    assert set(by_key) == {AssetKey(["port", n]) for n in ("entities_user", "entities_team", "entities_project", "entities_project_tag", "entities_issue", "entities_issue_tag")}
+    deps = {k.path[-1]: {d.path[-1] for d in a.dependency_keys} for k, a in by_key.items()}
+    assert deps == {
+        "entities_user": {"members"},
+        "entities_team": {"teams"},
+        "entities_project": {"projects"},
+        "entities_project_tag": {"project_tags"},
+        "entities_issue": {"issues"},
+        "entities_issue_tag": {"issue_tags"},
+    }
+    assert {a.group_names_by_key[a.key] for a in entity_assets} == {"port"}
+    assert all("mapping" in a.required_resource_keys for a in entity_assets)
+    assert len(entity_checks) == 18
+
+
+def test_default_mapping_end_to_end(default_run):
+    assert default_run.success
+    value = lambda n: default_run.asset_value(ENTITY_ASSET_KEYS_BY_NAME[n])  # noqa: E731
+    assert sorted((e["blueprint"], e["identifier"]) for e in value("entities_user")) == [
+        ("_user", "danny@domain.io"), ("_user", "developer@getport.io"),
+        ("sentryUser", "danny@domain.io"), ("sentryUser", "developer@getport.io"),
+    ]
+    assert [e["identifier"] for e in value("entities_team")] == ["platform-team"]
+    assert value("entities_project") == [] and value("entities_issue") == []  # the default mapping has no such resource
+    assert [e["identifier"] for e in value("entities_project_tag")] == ["python-fastapi-production", "python-fastapi-staging"]
+    assert [e["identifier"] for e in value("entities_issue_tag")] == ["4605173695-production", "4605173695-staging"]
+    # every check passes on consistent data, relations included (issue -> environment, issue -> user, ...)
+    evaluations = checks_by_name(default_run)
+    assert len(evaluations) == 18
+    assert {k: e.passed for k, e in evaluations.items() if not e.passed} == {}
+
+
+def test_metadata(default_run):
+    meta = metadata_of(default_run, "entities_user")
+    assert meta["entities"].value == 4 and meta["dagster/row_count"].value == 4
+    assert meta["entities per blueprint"].data == {"_user": 2, "sentryUser": 2}
+    assert "developer@getport.io" in meta["preview"].value and "| blueprint" in meta["preview"].value
+    assert meta["misconfigured fields"].value == 0
+    meta = metadata_of(default_run, "entities_issue_tag")
+    assert meta["raw items"].value == 1 and meta["entities"].value == 2
+
+
+def test_misconfiguration_table():
+    values = raw_values()
+    issue = values["issue_tags"][UNRESOLVED]["environment"][0]
+    issue["assignedTo"] = None
+    result = run(values)
+    assert result.success
+    meta = metadata_of(result, "entities_issue_tag")
+    assert meta["misconfigured fields"].value == 1
+    table = meta["misconfigurations"].value
+    for fragment in ("resources[3]", "issue-tag", "relations.assignee.rules[0].value", ".assignedTo.email", "4605173695", "yielded null"):
+        assert fragment in table
+
+
+def test_relations_check_warns_on_dangling_relation():
+    values = raw_values()
+    values["project_tags"]["environment"] = values["project_tags"]["environment"][:1]  # staging gone
+    values["members"] = values["members"][:1]  # danny gone: assignee and team member dangle
+    result = run(values)
+    assert result.success  # a WARN check does not fail the run
+    evaluations = checks_by_name(result)
+    issue_check = evaluations[("entities_issue_tag", "relations_resolve")]
+    assert not issue_check.passed and issue_check.severity == AssetCheckSeverity.WARN
+    assert issue_check.metadata["unresolved relations"].value == 3  # staging env, assignee x 2 entities
+    assert "python-fastapi-staging" in issue_check.metadata["examples"].value
+    team_check = evaluations[("entities_team", "relations_resolve")]
+    assert not team_check.passed and "danny@domain.io" in team_check.metadata["examples"].value
+    assert evaluations[("entities_user", "relations_resolve")].passed
+
+
+def test_duplicate_identifiers_check_fails():
+    values = raw_values()
+    values["members"] = [SAMPLES["User"], SAMPLES["User"]]
+    result = run(values)
+    evaluations = checks_by_name(result)
+    check = evaluations[("entities_user", "unique_identifiers")]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert check.metadata["duplicated identifiers"].value == 2  # sentryUser and _user
+    assert evaluations[("entities_team", "unique_identifiers")].passed
+
+
+def test_non_boolean_selector_fails_the_asset(tmp_path):
+    data = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
+    data["resources"][4]["selector"]["query"] = ".slug"  # the team resource
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = run(raw_values(), str(path))
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [f.step_key for f in failures] == ["port__entities_team"]
+    message = str(failures[0].event_specific_data.error)
+    assert "resources[4]" in message and "selector.query" in message and "boolean" in message and "platform-team" in message
+    # the other kinds are mapped
+    assert len(result.asset_value(ENTITY_ASSET_KEYS_BY_NAME["entities_user"])) == 4
+
+
+# --- the checks' logic on its own ---------------------------------------------------------------------------------
+def test_required_fields_logic():
+    blueprints = {"bp": {"identifier": "bp", "schema": {"required": ["a"]}, "relations": {"r": {"target": "x", "required": True}}}}
+    entities = [
+        {"identifier": "1", "blueprint": "bp", "properties": {"a": 0}, "relations": {"r": "x1"}},
+        {"identifier": "2", "blueprint": "bp", "properties": {"a": None}, "relations": {}},
+        {"identifier": "3", "blueprint": "other", "properties": {}, "relations": {}},
+    ]
+    assert missing_required(entities, blueprints) == [("bp", "2", "properties.a"), ("bp", "2", "relations.r")]
+
+
+def test_duplicates_logic_per_blueprint():
+    entities = [{"identifier": "a", "blueprint": "x"}, {"identifier": "a", "blueprint": "y"}, {"identifier": "a", "blueprint": "x"}]
+    assert duplicate_identifiers(entities) == {("x", "a"): 2}
+
+
+def test_search_relation_resolution():
+    blueprints = blueprints_by_id()
+    teams = [{"identifier": "platform-team", "blueprint": "sentryTeam", "properties": {"projects": ["python-fastapi"]}, "relations": {}}]
+    env = lambda value: {  # noqa: E731
+        "identifier": "e", "blueprint": "sentryProjectEnvironment", "properties": {},
+        "relations": {"team": {"combinator": "and", "rules": [{"property": "projects", "operator": "contains", "value": value}]}},
+    }
+    assert unresolved_relations([env("python-fastapi")], teams, blueprints) == []
+    [problem] = unresolved_relations([env("other")], teams, blueprints)
+    assert problem["relation"] == "team" and problem["target"] == "sentryTeam"
+    # a relation into a blueprint we do not produce is not judged
+    assert unresolved_relations([env("other")], [], blueprints) == []
+
+
+# --- the bundled blueprints fit the bundled mapping ------------------------------------------------------------------
+def test_default_mapping_entities_fit_bundled_blueprints():
+    """Every blueprint, property and relation that the default mapping produces is declared by the bundled
+    blueprints (`_user` as a Port-owned fragment), with the declared types."""
+    blueprints = blueprints_by_id()
+    values = raw_values()
+    mapping = load_mapping()
+    entities = []
+    for kind, items in [("user", values["members"]), ("team", values["teams"]), ("project-tag", values["project_tags"]["environment"]),
+                        ("issue-tag", values["issue_tags"][UNRESOLVED]["environment"])]:
+        entities += map_items(mapping, kind, items).entities
+    types = {"string": str, "boolean": bool, "number": (int, float), "array": list}
+    seen = set()
+    for e in entities:
+        bp = blueprints[e["blueprint"]]
+        seen.add(e["blueprint"])
+        for name, value in e["properties"].items():
+            declared = bp["schema"]["properties"][name]
+            assert isinstance(value, types[declared["type"]]), (e["blueprint"], name)
+            if "enum" in declared:
+                assert value in declared["enum"]
+        for name, value in e["relations"].items():
+            rel = bp["relations"][name]
+            assert rel["target"] in blueprints
+            if isinstance(value, list):
+                assert rel["many"], (e["blueprint"], name)
+    assert seen == {"sentryUser", "_user", "sentryTeam", "sentryProjectEnvironment", "sentryIssue"}
+    fragment = blueprints["_user"]
+    assert fragment["ownedByPort"] is True and "schema" not in fragment
+    assert {b["identifier"] for b in load_default_blueprints()} >= {"sentryProject", "sentryComment"}
+    assert blueprints["sentryIssue"]["relations"]["projectEnvironment"] == {
+        "title": "Sentry Project Environment", "target": "sentryProjectEnvironment", "required": False, "many": True}
+    assert "billing" in blueprints["sentryUser"]["schema"]["properties"]["orgRole"]["enum"]
