@@ -50,25 +50,25 @@ class OceanStyleClient(SentryClient):
         self._reset: float | None = None
 
     async def _send(self, endpoint: str, url: str, params: dict[str, Any] | None) -> tuple[httpx.Response, Any]:
-        while True:
-            async with self._slots:
+        async with self._slots:  # the slot is held through the wait: the kindest reading of Ocean's loop
+            while True:
                 self.stats.requests += 1
                 response = await self._http.get(url, params=params)
                 headers = RateLimitHeaders.parse(response.headers)
                 if headers.reset is not None:
                     self._reset = headers.reset  # one global counter, whichever endpoint answered last
-            if response.status_code == 429:
+                if response.status_code != 429:
+                    break
                 self.stats.rate_limited += 1
                 # The same small margin past `Reset` as ours, so the comparison is of strategy, not of clocks.
                 await asyncio.sleep(max((self._reset or time.time() + 1) + RESET_MARGIN_SECONDS - time.time(), 0))
-                continue
-            if response.status_code >= 500:
-                raise SentryRequestError(f"HTTP {response.status_code}")  # Ocean does not retry a 500
-            self._raise_for_client_error(response, endpoint)
-            try:
-                return response, response.json()
-            except ValueError as exc:
-                raise _Transient(str(exc)) from None
+        if response.status_code >= 500:
+            raise SentryRequestError(f"HTTP {response.status_code}")  # Ocean does not retry a 500
+        self._raise_for_client_error(response, endpoint)
+        try:
+            return response, response.json()
+        except ValueError as exc:
+            raise _Transient(str(exc)) from None
 
 
 async def fetch_default_mapping(client: SentryClient) -> dict[str, int]:
