@@ -50,7 +50,7 @@ LEAF_CASES = [
     # (rule, expression, item, expected value, misconfiguration message or None)
     ("first output only", ".a[]", {"a": [1, 2, 3]}, 1, None),
     ("first output only, then an error is never reached", ".a, error(\"late\")", {"a": 5}, 5, None),
-    ("no output is null and misconfigured", "empty", {}, None, "no output"),
+    ("no output is null and misconfigured", "empty", {}, None, "yielded null or nothing"),
     ("null is misconfigured", ".missing", {}, None, "yielded null"),
     ("jq error is null and misconfigured", ".a.b", {"a": "text"}, None, "jq error: Cannot index string"),
     ("falsy 0 kept", ".a", {"a": 0}, 0, None),
@@ -70,7 +70,7 @@ LEAF_CASES = [
     ("trailing comment", ".a # the a field", {"a": 7}, 7, None),
     ("definitions inside a leaf", "def twice: . * 2; .a | twice", {"a": 4}, 8, None),
     ("error() with an object message", 'error({"x": 1})', {}, None, 'jq error: {"x": 1}'),
-    ("optional access", ".a.b?", {"a": "text"}, None, "no output"),
+    ("optional access", ".a.b?", {"a": "text"}, None, "yielded null or nothing"),
 ]
 
 
@@ -229,7 +229,7 @@ def test_selector_applies_to_each_parsed_row():
     [
         (".id", {"id": "x"}, 'got string "x"'),
         (".flag", {"id": "x"}, "got null"),
-        ("empty", {"id": "x"}, "no output"),
+        ("empty", {"id": "x"}, "null or nothing"),
         (".a.b", {"id": "x", "a": 1}, "Cannot index number"),
         ("1", {"id": "x"}, "got number"),
     ],

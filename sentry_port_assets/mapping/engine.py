@@ -34,11 +34,13 @@ default the CPU count; 1 disables), with the same result and order as serial map
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import multiprocessing
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import jq
 
@@ -46,6 +48,7 @@ from sentry_port_assets.mapping.jqcompile import (
     JqCompileError,
     Leaf,
     build_resource_program,
+    ERROR_KEY,
     compile_expression,
     observed_keys,
     reads_input,
@@ -127,11 +130,14 @@ def item_id(item: Any) -> Any:
     return None
 
 
+NULL_MESSAGE = "yielded null or nothing"
+
+
 def outcome_message(outcome: list[Any]) -> str:
-    if len(outcome) == 0:
-        return "no output"
+    if len(outcome) == 0 or (len(outcome) == 1 and outcome[0] is None):
+        return NULL_MESSAGE
     if len(outcome) == 1:
-        return "yielded null" if outcome[0] is None else f"yielded {json.dumps(outcome[0])[:80]}"
+        return f"yielded {json.dumps(outcome[0])[:80]}"
     message = outcome[1]
     return f"jq error: {message if isinstance(message, str) else json.dumps(message)}"
 
@@ -255,6 +261,17 @@ class NaiveResource:
         return col.finish()
 
 
+def _getter(keys: tuple[Any, ...]) -> Any:
+    """A fast accessor for one leaf's value in an entity: `lambda e: e["properties"]["link"]`."""
+    return eval("lambda e: e" + "".join(f"[{k!r}]" for k in keys))  # noqa: S307 - keys are str/int reprs
+
+
+def _set(entity: Any, keys: tuple[Any, ...], value: Any) -> None:
+    for k in keys[:-1]:
+        entity = entity[k]
+    entity[keys[-1]] = value
+
+
 def _itp_message(outcome: list[Any]) -> str:
     if len(outcome) == 1:
         return f"expected a list, got {_jq_type(outcome[0])}"
@@ -318,6 +335,7 @@ class CompiledResource:
             self.template, self.selector, self.items_to_parse, self.items_to_parse_name, self.top_level_transform
         )
         self.program_text = text
+        self._getters = [(_getter(leaf.keys), leaf) for leaf in self.leaves]
         try:
             self.program = jq.compile(text)
         except ValueError as exc:  # every leaf compiled alone, so this is our bug or a jq corner case
@@ -338,15 +356,22 @@ class CompiledResource:
         self.naive = NaiveResource(self)
 
     def _collect(self, item: Any, rows: list[Any], col: _Collector) -> None:
-        leaves = self.leaves
         for row in rows:
+            if type(row) is dict:
+                for get, leaf in self._getters:
+                    try:
+                        value = get(row)
+                    except (KeyError, IndexError, TypeError):  # cannot happen: the template made the entity
+                        value = None
+                    if value is None:
+                        col.misconfigured(leaf.path, leaf.expression, NULL_MESSAGE, item)
+                    elif type(value) is dict and ERROR_KEY in value:
+                        _set(row, leaf.keys, None)
+                        col.misconfigured(leaf.path, leaf.expression, outcome_message([None, value[ERROR_KEY]]), item)
+                col.entity(row)
+                continue
             tag = row[0]
-            if tag == "E":
-                for leaf_index, outcome in row[2]:
-                    leaf = leaves[leaf_index]
-                    col.misconfigured(leaf.path, leaf.expression, outcome_message(outcome), item)
-                col.entity(row[1])
-            elif tag == "F":
+            if tag == "F":
                 col.result.filtered += 1
             elif tag == "S":
                 col.error("selector.query", self.selector, _selector_message(row[1]), item)
@@ -358,11 +383,12 @@ class CompiledResource:
         or SENTRY_PORT_MAPPING_WORKERS). The result is the same as mapping serially, in the same order."""
         items = items if isinstance(items, list) else list(items)
         workers = _default_workers() if workers is None else workers
-        if workers > 1 and len(items) >= PARALLEL_MIN_ITEMS:
-            parallel = self._map_parallel(items, workers)
-            if parallel is not None:
-                return parallel
-        return self._map_serial(items)
+        with _gc_paused():
+            if workers > 1 and len(items) >= PARALLEL_MIN_ITEMS:
+                parallel = self._map_parallel(items, workers)
+                if parallel is not None:
+                    return parallel
+            return self._map_serial(items)
 
     def _map_parallel(self, items: list[Any], workers: int) -> MappingResult | None:
         global _FORK_JOB
@@ -425,7 +451,21 @@ def _default_workers() -> int:
 def _map_chunk(bounds: tuple[int, int]) -> MappingResult:
     assert _FORK_JOB is not None
     compiled, items = _FORK_JOB
-    return compiled._map_serial(items[bounds[0] : bounds[1]])
+    with _gc_paused():
+        return compiled._map_serial(items[bounds[0] : bounds[1]])
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Mapping allocates many small acyclic dicts; the cyclic GC would re-scan the whole heap (raw items
+    included) again and again meanwhile. Paused for the duration, restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _merge_parts(compiled: CompiledResource, parts: list[MappingResult]) -> MappingResult:

@@ -13,15 +13,16 @@ Ocean's rules for a jq expression (`ocean-lessons.md`), implemented here once:
 jq program. It reads one raw item and emits exactly one value per item: a list of row results, where a row
 result is
 
-- `["E", entity, misconfigured]`: the entity as Ocean builds it (every leaf its first output or null), and
-  `misconfigured` = `[[leaf_index, outcome], ...]` for each leaf that yielded null, nothing or an error, where
-  outcome is `[null]` (yielded null), `[]` (no output) or `[null, message]` (jq error);
-- `["S", outcome]`: the selector did not yield a boolean (outcome as above, or `[value]`);
-- `["P", outcome]`: `itemsToParse` did not yield a list.
+- an object: the entity as Ocean builds it, every leaf inlined as its first output (null when it has none),
+  or `{ERROR_KEY: message}` when the leaf raised (`try` around each leaf, so one failing leaf does not affect
+  the others); the engine turns those into null and reports null leaves as misconfigurations;
+- `["F"]`: the selector yielded `false` (the row is left out);
+- `["S", outcome]`: the selector did not yield a boolean; outcome is `[value]`, `[]` (no output) or
+  `[null, message]` (jq error);
+- `["P", outcome]`: `itemsToParse` did not yield a list (outcome as above).
 
-- `["F"]`: the selector yielded `false` (the row is left out).
- Each leaf runs as `try ([first(EXPR)]) catch [null, .]`, so
-one failing leaf does not affect the others.
+Leaves that yield exactly one output or an error (paths, literals, arithmetic: `single_output`) are inlined
+as they are; others go through `first`. Constant leaves are written into the object as JSON.
 """
 
 from __future__ import annotations
@@ -135,20 +136,26 @@ def reads_input(expr: str) -> bool:
 
 @dataclass(frozen=True)
 class Leaf:
-    """One jq expression of a mapping, at a field path like `properties.link` or `relations.a.rules[0].value`."""
+    """One jq expression of a mapping, at a field path like `properties.link` or `relations.a.rules[0].value`
+    (`keys` is the same path as dict keys and list indexes, to find the value in the entity)."""
 
     path: str
     expression: str
+    keys: tuple[Any, ...] = ()
+
+
+# A leaf that raised in the combined program is emitted as {ERROR_KEY: message}; the engine nulls it.
+ERROR_KEY = "__sentry_port_jq_error__"
 
 
 _STRING = r'"(?:[^"\\]|\\[^(])*"'
-_TERM = rf"(?:(?:\.[A-Za-z_][A-Za-z0-9_]*\??)+|\.|{_STRING}|\$[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|true|false|null)"
+_TERM = rf"(?:(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\.|{_STRING}|\$[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|true|false|null)"
 _SINGLE_OUTPUT = re.compile(rf"^\s*{_TERM}(?:\s*[-+*/%]\s*{_TERM})*\s*$")
 _CONSTANT = re.compile(rf"^\s*(?:{_STRING}|-?\d+(?:\.\d+)?|true|false)\s*$")
 
 
 def single_output(expr: str) -> bool:
-    """Whether an expression can yield at most one output (paths, literals, arithmetic), so `first` is moot."""
+    """Whether an expression yields exactly one output or an error (paths, literals, arithmetic): no `first`."""
     return bool(_SINGLE_OUTPUT.match(expr))
 
 
@@ -166,15 +173,25 @@ def constant_value(expr: str) -> Any:
 
 
 def leaf_call(expr: str) -> str:
-    """One leaf's outcome in the combined program: [value], [] (no output) or [null, error message]."""
+    """One leaf's outcome as a jq outcome array: [value], [] (no output) or [null, error message]."""
     text = normalize_expression(expr)
     if single_output(text):
         return f"(try [{text}\n] catch [null, .])"
     return f"spa__l({text}\n)"
 
 
-def walk_template(template: Any, leaves: list[Leaf], path: str, inline_constants: bool = True) -> str:
-    """The jq object/array constructor for a mapping template; appends its leaves in evaluation order.
+def leaf_value(expr: str) -> str:
+    """One leaf inlined in the entity constructor: its first output, null when none, or {ERROR_KEY: message}."""
+    text = normalize_expression(expr)
+    if single_output(text):
+        return f"(try ({text}\n) catch {{{json.dumps(ERROR_KEY)}: .}})"
+    return f"(try ([first({text}\n)][0]) catch {{{json.dumps(ERROR_KEY)}: .}})"
+
+
+def walk_template(
+    template: Any, leaves: list[Leaf], path: str, inline_constants: bool = True, keys: tuple[Any, ...] = ()
+) -> str:
+    """The jq object/array constructor for a mapping template, every leaf inlined; appends the leaves in order.
 
     Constant leaves (`'"sentryUser"'`) are written into the constructor as they are: they cannot fail.
     """
@@ -182,20 +199,24 @@ def walk_template(template: Any, leaves: list[Leaf], path: str, inline_constants
         parts = []
         for key, value in template.items():
             sub = f"{path}.{key}" if path else str(key)
-            parts.append(f"{json.dumps(str(key))}: {walk_template(value, leaves, sub, inline_constants)}")
+            parts.append(
+                f"{json.dumps(str(key))}: {walk_template(value, leaves, sub, inline_constants, (*keys, str(key)))}"
+            )
         return "{" + ", ".join(parts) + "}"
     if isinstance(template, list):
         return (
             "["
-            + ", ".join(walk_template(v, leaves, f"{path}[{i}]", inline_constants) for i, v in enumerate(template))
+            + ", ".join(
+                walk_template(v, leaves, f"{path}[{i}]", inline_constants, (*keys, i)) for i, v in enumerate(template)
+            )
             + "]"
         )
     if inline_constants:
         value = constant_value(template)
         if value is not None:
             return json.dumps(value)
-    leaves.append(Leaf(path, template))
-    return f"$spa__v[{len(leaves) - 1}][0]"
+    leaves.append(Leaf(path, template, keys))
+    return leaf_value(template) if isinstance(template, str) else "null"
 
 
 def build_resource_program(
@@ -205,15 +226,9 @@ def build_resource_program(
     items_to_parse_name: str,
     top_level_transform: bool,
 ) -> tuple[str, list[Leaf]]:
-    """The text of ONE jq program for a whole resource, and its leaves (index = position in `misconfigured`)."""
+    """The text of ONE jq program for a whole resource, and its non-constant leaves in order."""
     leaves: list[Leaf] = []
-    constructor = walk_template(template, leaves, "")
-    values = ", ".join(leaf_call(leaf.expression) for leaf in leaves)
-    entity = (
-        f"[{values}] as $spa__v"
-        f' | ["E", {constructor}, if all($spa__v[]; .[0] != null) then [] else [range(0; {len(leaves)}) as $spa__i'
-        f" | $spa__v[$spa__i] | select(.[0] == null) | [$spa__i, .]] end]"
-    )
+    entity = walk_template(template, leaves, "")
     if selector.strip() == "true":
         row = entity
     else:
