@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
+from sentry_port_assets.assets.catalog import port_catalog
+from sentry_port_assets.assets.entities import entity_assets, entity_checks
 from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.jobs import all_jobs
 from sentry_port_assets.resources import build_resources
+from sentry_port_assets.schedules import sentry_resync_schedule
+from sentry_port_assets.sensors import publish_on_new_entities
 
 defs = Definitions(
-    assets=[*raw_assets],
+    assets=[*raw_assets, *entity_assets, port_catalog],
+    asset_checks=entity_checks,
     jobs=all_jobs,
+    schedules=[sentry_resync_schedule],
+    sensors=[publish_on_new_entities],
     resources=build_resources(),
+    # Each asset already runs its Sentry/Port calls concurrently; a process per step would cost more to start
+    # (~2 s each) than the parallelism between steps gains.
+    executor=in_process_executor,
 )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetKey, AssetSelection, define_asset_job
+
+CATALOG = AssetSelection.assets(AssetKey(["port", "catalog"]))
 
 # Fetch from Sentry and map to entities; run by the resync schedule.
 sentry_refresh = define_asset_job(
     "sentry_refresh",
-    selection=AssetSelection.groups("sentry", "port"),
+    selection=AssetSelection.groups("sentry", "port") - CATALOG,
     description="Fetch from Sentry and build Port entities (no publish).",
 )
 
@@ -18,4 +20,11 @@ sentry_port_sync = define_asset_job(
     description="Fetch from Sentry, map, and publish to Port in one run.",
 )
 
-all_jobs = [sentry_refresh, sentry_port_sync]
+# Publish the latest entities; launched by the publish_on_new_entities sensor.
+publish_to_port = define_asset_job(
+    "publish_to_port",
+    selection=CATALOG,
+    description="Publish the latest entity materializations to Port (or the local catalog).",
+)
+
+all_jobs = [sentry_refresh, sentry_port_sync, publish_to_port]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sentry_port_assets.config import DEFAULT_SENTRY_HOST, env_value, env_var
+from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, env_value, env_var
 from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.resource import SentryResource
+
+FALSE = ("0", "false", "no", "off")
 
 
 def build_resources() -> dict[str, Any]:
@@ -17,4 +20,17 @@ def build_resources() -> dict[str, Any]:
             token=env_var("SENTRY_TOKEN"),
         ),
         "mapping": MappingResource(path=env_value("PORT_MAPPING_FILE")),
+        "port": PortResource(
+            base_url=env_value("PORT_BASE_URL", DEFAULT_PORT_BASE_URL) or DEFAULT_PORT_BASE_URL,
+            client_id=env_var("PORT_CLIENT_ID"),
+            client_secret=env_var("PORT_CLIENT_SECRET"),
+            local_catalog=env_value("PORT_LOCAL_CATALOG"),
+            initialize_resources=(env_value("PORT_INITIALIZE_RESOURCES", "true") or "true").lower() not in FALSE,
+            owned_blueprints=_owned_blueprints(),
+        ),
     }
+
+
+def _owned_blueprints() -> list[str] | None:
+    raw = env_value("PORT_OWNED_BLUEPRINTS")
+    return [b.strip() for b in raw.split(",") if b.strip()] if raw else None

@@ -239,10 +239,12 @@ def test_default_mapping_entities_fit_bundled_blueprints():
             assert rel["target"] in blueprints
             if isinstance(value, list):
                 assert rel["many"], (e["blueprint"], name)
+            elif isinstance(value, str):
+                assert not rel["many"], (e["blueprint"], name)
     assert seen == {"sentryUser", "_user", "sentryTeam", "sentryProjectEnvironment", "sentryIssue"}
     fragment = blueprints["_user"]
     assert fragment["ownedByPort"] is True and "schema" not in fragment
     assert {b["identifier"] for b in load_default_blueprints()} >= {"sentryProject", "sentryComment"}
     assert blueprints["sentryIssue"]["relations"]["projectEnvironment"] == {
-        "title": "Sentry Project Environment", "target": "sentryProjectEnvironment", "required": False, "many": True}
+        "title": "Sentry Project Environment", "target": "sentryProjectEnvironment", "required": False, "many": False}
     assert "billing" in blueprints["sentryUser"]["schema"]["properties"]["orgRole"]["enum"]

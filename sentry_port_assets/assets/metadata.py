@@ -26,3 +26,12 @@ def _dig(item: dict[str, Any], dotted: str) -> Any:
     if isinstance(value, (list, dict)):
         return f"{len(value)} {'values' if isinstance(value, list) else 'fields'}"
     return value
+
+
+def table_md(rows: Sequence[dict[str, Any]], limit: int = 50) -> MetadataValue:
+    """Rows of plain values as a markdown table (the first `limit`)."""
+    if not rows:
+        return MetadataValue.md("_none_")
+    frame = pd.DataFrame(list(rows[:limit]))
+    more = f"\n\n_{len(rows) - limit} more not shown_" if len(rows) > limit else ""
+    return MetadataValue.md(frame.to_markdown(index=False) + more)

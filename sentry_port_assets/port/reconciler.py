@@ -60,6 +60,7 @@ class PublishReport:
     failures: list[Failure] = field(default_factory=list)
     upserts_sent: int = 0
     duplicates: int = 0
+    search_relations_emptied: int = 0
     stale_total: int = 0
     held_owned_total: int = 0
     deletes_performed: bool = False
@@ -87,6 +88,7 @@ class PublishReport:
             "stale": self.stale_total,
             "upserts_sent": self.upserts_sent,
             "duplicates_dropped": self.duplicates,
+            "search_relations_emptied": self.search_relations_emptied,
             "deletes": "performed" if self.deletes_performed else ("skipped: " + self.delete_skipped_reason if self.delete_skipped_reason else "nothing stale"),
             "per_blueprint": {bp: asdict(c) for bp, c in sorted(self.blueprints.items())},
             "failures": [asdict(f) for f in self.failures[:max_failures]],
@@ -219,6 +221,14 @@ def _levels(blueprints: Sequence[str], defs: Mapping[str, Mapping[str, Any] | No
 # -- the reconciliation --------------------------------------------------------------------------------
 
 
+def _unmatchable(value: Any) -> bool:
+    """A search relation with a null rule value (an unassigned issue's `.assignedTo.email`) can match nothing: it
+    is sent as an empty relation, so the entity lands instead of being refused for a relation it does not have."""
+    return is_search_query(value) and any(
+        isinstance(rule, Mapping) and "value" in rule and rule["value"] is None for rule in value.get("rules") or []
+    )
+
+
 def _prepare(entities: Iterable[Mapping[str, Any]], merge: bool, report: PublishReport) -> dict[str, dict[str, Entity]]:
     """Groups by blueprint, drops the `blueprint` key, drops duplicates (merged key by key when merge=True)."""
     grouped: dict[str, dict[str, Entity]] = {}
@@ -232,6 +242,10 @@ def _prepare(entities: Iterable[Mapping[str, Any]], merge: bool, report: Publish
             report.blueprints.setdefault(str(bp), BlueprintCounts()).failed += 1
             continue
         entity = {k: v for k, v in raw.items() if k != "blueprint"}
+        relations = entity.get("relations")
+        if isinstance(relations, Mapping) and any(_unmatchable(v) for v in relations.values()):
+            entity["relations"] = {name: None if _unmatchable(v) else v for name, v in relations.items()}
+            report.search_relations_emptied += 1
         if merge:
             for key in ("title", "icon", "team"):
                 if key in entity and entity[key] is None:

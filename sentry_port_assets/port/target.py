@@ -194,15 +194,18 @@ def initialize_resources_from_env() -> bool:
     return value not in ("0", "false", "no", "off")
 
 
-def target_from_env(*, source_is_demo: bool = False, catalog_path: str | Path | None = None, **client_options: Any) -> PortTarget:
-    """Port when PORT_CLIENT_ID and PORT_CLIENT_SECRET are set (PORT_BASE_URL, default https://api.getport.io),
-    else the local catalog (`catalog_path`, else PORT_LOCAL_CATALOG, else the default path).
+def build_target(
+    *,
+    client_id: str | None,
+    client_secret: str | None,
+    base_url: str,
+    catalog_path: str | Path | None = None,
+    source_is_demo: bool = False,
+    **client_options: Any,
+) -> PortTarget:
+    """Port when both credentials are given, else the local catalog (`catalog_path`, else its default path).
 
     Raises PortConfigError when only one credential is set, or when demo data would reach a real Port."""
-    from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, env_value
-
-    client_id = env_value("PORT_CLIENT_ID")
-    client_secret = env_value("PORT_CLIENT_SECRET")
     if bool(client_id) != bool(client_secret):
         missing = "PORT_CLIENT_SECRET" if client_id else "PORT_CLIENT_ID"
         raise PortConfigError(
@@ -218,14 +221,28 @@ def target_from_env(*, source_is_demo: bool = False, catalog_path: str | Path | 
             )
         from sentry_port_assets.port.client import PortClient
 
-        base_url = env_value("PORT_BASE_URL", DEFAULT_PORT_BASE_URL) or DEFAULT_PORT_BASE_URL
         return PortApiTarget(PortClient(client_id, client_secret, base_url, **client_options))
-    path = Path(catalog_path) if catalog_path else default_catalog_path()
-    return LocalCatalogTarget(path)
+    return LocalCatalogTarget(Path(catalog_path) if catalog_path else default_catalog_path())
+
+
+def target_from_env(*, source_is_demo: bool = False, catalog_path: str | Path | None = None, **client_options: Any) -> PortTarget:
+    """`build_target` with PORT_CLIENT_ID, PORT_CLIENT_SECRET and PORT_BASE_URL (or their Ocean aliases) from the
+    environment; the local catalog at `catalog_path`, else PORT_LOCAL_CATALOG, else the default path."""
+    from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, env_value
+
+    return build_target(
+        client_id=env_value("PORT_CLIENT_ID"),
+        client_secret=env_value("PORT_CLIENT_SECRET"),
+        base_url=env_value("PORT_BASE_URL", DEFAULT_PORT_BASE_URL) or DEFAULT_PORT_BASE_URL,
+        catalog_path=catalog_path,
+        source_is_demo=source_is_demo,
+        **client_options,
+    )
 
 
 __all__ = [
     "LocalCatalogTarget",
+    "build_target",
     "PortApiTarget",
     "PortTarget",
     "initialize_resources_from_env",

@@ -1,0 +1,128 @@
+"""`port/catalog`: publishes every entity asset's entities to Port (or the local catalog), safely.
+
+Deletes of stale entities need proof that the whole resync succeeded: every raw and entity asset that feeds
+the publish must have its latest materialization from ONE run (a failed asset is not re-materialized, so a
+failure anywhere shows up as a mix of runs). Otherwise the publish only upserts, and its metadata says why.
+"""
+
+import asyncio
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetIn, AssetKey, Failure, MaterializeResult, MetadataValue, asset
+
+from sentry_port_assets.assets.metadata import table_md
+from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
+from sentry_port_assets.mapping.config import MappingConfig
+from sentry_port_assets.mapping.jqcompile import constant_value
+from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.port.reconciler import PublishReport, reconcile
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.sentry.resource import SentryResource
+
+ENTITY_KINDS = ("user", "team", "project", "project_tag", "issue", "issue_tag")
+ENTITY_KEYS = {kind: AssetKey(["port", f"entities_{kind}"]) for kind in ENTITY_KINDS}
+RAW_KEYS = [AssetKey(["sentry", name]) for name in
+            ("members", "teams", "projects", "project_tags", "issues", "issue_tags")]
+CATALOG_KEY = AssetKey(["port", "catalog"])
+Entity = dict[str, Any]
+
+
+def mapped_blueprints(mapping: MappingConfig, entities: list[Entity]) -> set[str]:
+    """Blueprints the mapping writes: its constant `blueprint` leaves, plus whatever the entities name."""
+    static = {constant_value(r.port.entity.mappings.blueprint) for r in mapping.resources}
+    return {b for b in static if isinstance(b, str)} | {e["blueprint"] for e in entities}
+
+
+def deletion_blocker(context: AssetExecutionContext) -> str | None:
+    """Why deletes must not happen in this publish, or None when one run produced every input."""
+    runs: dict[str, str] = {}
+    for key in [*RAW_KEYS, *ENTITY_KEYS.values()]:
+        event = context.instance.get_latest_materialization_event(key)
+        if event is None:
+            return f"{key.to_user_string()} has never been materialized"
+        runs[key.to_user_string()] = event.run_id
+    if len(set(runs.values())) > 1:
+        by_run: dict[str, list[str]] = {}
+        for name, run in runs.items():
+            by_run.setdefault(run, []).append(name)
+        parts = "; ".join(f"run {run[:8]}: {', '.join(names)}" for run, names in by_run.items())
+        return (f"the inputs come from {len(by_run)} different runs ({parts}): an asset failed or was materialized "
+                "alone. Run sentry_refresh or sentry_port_sync in full to allow deletes")
+    return None
+
+
+@asset(
+    key=CATALOG_KEY,
+    group_name="port",
+    kinds={"port"},
+    ins={f"entities_{kind}": AssetIn(key=key) for kind, key in ENTITY_KEYS.items()},
+    description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert what changed, "
+                "delete what is stale under the safety rules.",
+)
+def port_catalog(
+    context: AssetExecutionContext,
+    sentry: SentryResource,
+    mapping: MappingResource,
+    port: PortResource,
+    entities_user: list[Entity],
+    entities_team: list[Entity],
+    entities_project: list[Entity],
+    entities_project_tag: list[Entity],
+    entities_issue: list[Entity],
+    entities_issue_tag: list[Entity],
+) -> MaterializeResult:
+    config = mapping.load()
+    entities = [*entities_user, *entities_team, *entities_project, *entities_project_tag, *entities_issue,
+                *entities_issue_tag]
+    owned_names = set(port.owned_blueprints or [b["identifier"] for b in owned_blueprints()]) - {"_user"}
+    owned = owned_names & mapped_blueprints(config, entities)
+    blocker = deletion_blocker(context)
+
+    async def publish() -> PublishReport:
+        async with port.target(source_is_demo=sentry.is_demo) as target:
+            return await reconcile(
+                target, entities,
+                blueprints_owned=owned,
+                merge=config.enable_merge_entity,
+                create_missing_related=config.create_missing_related_entities,
+                delete_dependents=config.delete_dependent_entities,
+                deletion_threshold=config.entity_deletion_threshold,
+                allow_delete=True,
+                blocked_reason=blocker,
+                blueprints=owned_blueprints(),
+                blueprint_fragments=port_owned_fragments(),
+                ensure_blueprints=port.initialize_resources,
+            )
+
+    report = asyncio.run(publish())
+    meta = report.to_metadata()
+    context.log.info(
+        f"published to {meta['target']}: {meta['created']} created, {meta['updated']} updated, "
+        f"{meta['unchanged']} unchanged, {meta['deleted']} deleted, {meta['failed']} failed; deletes: {meta['deletes']}")
+    per_blueprint = [{"blueprint": bp, **counts} for bp, counts in meta["per_blueprint"].items()]
+    metadata = {
+        "target": meta["target"],
+        "created": meta["created"],
+        "updated": meta["updated"],
+        "unchanged": meta["unchanged"],
+        "deleted": meta["deleted"],
+        "failed": meta["failed"],
+        "stale": meta["stale"],
+        "upserts_sent": meta["upserts_sent"],
+        "deletes": meta["deletes"],
+        "seconds": meta["seconds"],
+        "per_blueprint": table_md(per_blueprint),
+        "failures": table_md(meta["failures"]),
+        "failures_total": meta["failures_total"],
+        "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
+    }
+    if report.failures:
+        # Fail the run (CI goes red) and carry the whole report, so no failed entity goes unnoticed.
+        first = report.failures[0]
+        raise Failure(
+            description=f"{len(report.failures)} entities failed to publish (first: {first.blueprint}/"
+                        f"{first.identifier}: {first.status} {first.error}: {first.message}); the `failures` table "
+                        f"lists them all. Deletes: {meta['deletes']}.",
+            metadata=metadata,
+        )
+    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,31 @@
+"""The Dagster resource for Port: configuration only; it hands out a PortTarget (Port's API or the local catalog)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from dagster import ConfigurableResource
+
+from sentry_port_assets.config import DEFAULT_PORT_BASE_URL
+from sentry_port_assets.port.target import PortTarget, build_target
+
+
+class PortResource(ConfigurableResource):
+    """Port credentials (EnvVar references), or none for the local catalog at `local_catalog`."""
+
+    base_url: str = DEFAULT_PORT_BASE_URL
+    client_id: Optional[str] = None
+    client_secret: Optional[str] = None
+    local_catalog: Optional[str] = None
+    initialize_resources: bool = True
+    # Blueprints whose stale entities may be deleted; None: the bundled blueprints (never Port's own `_user`).
+    owned_blueprints: Optional[list[str]] = None
+
+    @property
+    def uses_port(self) -> bool:
+        return bool(self.client_id or self.client_secret)
+
+    def target(self, *, source_is_demo: bool) -> PortTarget:
+        """Build inside the event loop that will use it: the client's connection pool belongs to that loop."""
+        return build_target(client_id=self.client_id, client_secret=self.client_secret, base_url=self.base_url,
+                            catalog_path=self.local_catalog, source_is_demo=source_is_demo)

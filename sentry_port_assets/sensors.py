@@ -1,0 +1,65 @@
+"""Sensors: publish when entity assets have new materializations."""
+
+from __future__ import annotations
+
+import json
+
+from dagster import (
+    AssetKey,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from sentry_port_assets.jobs import publish_to_port
+
+ENTITY_KINDS = ("user", "team", "project", "project_tag", "issue", "issue_tag")
+ENTITY_KEYS = [AssetKey(["port", f"entities_{kind}"]) for kind in ENTITY_KINDS]
+CATALOG_KEY = AssetKey(["port", "catalog"])
+REFRESH_JOBS = ("sentry_refresh", "sentry_port_sync")
+IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+               DagsterRunStatus.STARTED]
+
+
+def _latest_storage_id(context: SensorEvaluationContext, key: AssetKey) -> int | None:
+    records = context.instance.fetch_materializations(key, limit=1).records
+    return records[0].storage_id if records else None
+
+
+@sensor(
+    name="publish_on_new_entities",
+    job=publish_to_port,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Launches publish_to_port once per new set of entity materializations, after refreshes finish.",
+)
+def publish_on_new_entities(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    """The cursor holds the entity materializations last published, as {asset key: storage id}."""
+    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    latest = {key.to_user_string(): _latest_storage_id(context, key) for key in ENTITY_KEYS}
+    current = {k: v for k, v in latest.items() if v is not None}
+    if not current:
+        return SkipReason("no entity asset has been materialized yet: run sentry_refresh first")
+    new = sorted(k for k, v in current.items() if v > seen.get(k, -1))
+    if not new:
+        return SkipReason("no new entity materializations since the last publish")
+
+    running = context.instance.get_run_records(RunsFilter(job_name=None, statuses=IN_PROGRESS), limit=50)
+    refreshing = [r.dagster_run.run_id for r in running if r.dagster_run.job_name in REFRESH_JOBS]
+    if refreshing:
+        return SkipReason(f"waiting: refresh run {refreshing[0]} is still in progress")
+
+    published = _latest_storage_id(context, CATALOG_KEY)
+    cursor = json.dumps(current, sort_keys=True)
+    if published is not None and all(v < published for v in current.values()):
+        # sentry_port_sync materialized these entities and published them in the same run.
+        return SensorResult(skip_reason=SkipReason("these entities were already published"), cursor=cursor)
+    return SensorResult(
+        run_requests=[RunRequest(run_key=cursor, tags={"sentry_port/new_entities": ",".join(new)})],
+        cursor=cursor,
+    )
