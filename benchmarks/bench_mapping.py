@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import random
 import resource
 import sys
@@ -106,6 +107,8 @@ def main() -> int:
     workers = args.workers or _default_workers()
 
     mapping = load_mapping()
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run "
+          f"(other processes compete with the 2-process figure)")
     t0 = time.perf_counter()
     data = synthetic(args.issues)
     print(f"data: {', '.join(f'{len(v):,} {k} rows' for k, v in data.items())} (built in {time.perf_counter() - t0:.1f}s)")

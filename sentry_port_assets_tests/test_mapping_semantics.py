@@ -363,3 +363,38 @@ def test_default_mapping_engine_equals_field_by_field_on_varied_items():
     for kind, sample in kinds.items():
         items = [sample] + [mutate(sample) for _ in range(40)]
         both(mapping, items, kind)
+
+
+def test_several_generator_leaves_give_one_entity_of_first_outputs():
+    """The constructor runs under one first(): the entity is made of every leaf's first output, never a
+    cartesian product of entities."""
+    mapping = mapping_of({**BASE, "properties": {"p": ".a[]", "q": ".b[]", "r": "range(3)"}})
+    result = both(mapping, [{"id": "1", "a": [1, 2], "b": [3, 4]}])
+    assert [e["properties"] for e in result.entities] == [{"p": 1, "q": 3, "r": 0}]
+
+
+def test_leaf_without_output_sends_only_that_item_field_by_field(monkeypatch):
+    mapping = mapping_of({**BASE, "properties": {"p": ".a[]"}})
+    calls = []
+    original = engine.NaiveResource.map_item
+    monkeypatch.setattr(engine.NaiveResource, "map_item", lambda self, item, col: (calls.append(item["id"]), original(self, item, col))[1])
+    result = map_items(mapping, "user", [{"id": "1", "a": [5]}, {"id": "2", "a": []}, {"id": "3", "a": [7]}])
+    assert calls == ["2"]
+    assert [e["properties"]["p"] for e in result.entities] == [5, None, 7]
+    [m] = result.misconfigurations
+    assert (m.field, m.count, m.example_item_id) == ("properties.p", 1, "2")
+
+
+def test_parallel_keeps_order_when_a_worker_batch_fails(monkeypatch):
+    """A batch on which jq fails in a worker is redone in the parent, in place."""
+    monkeypatch.setattr(engine, "PARALLEL_MIN_ITEMS", 10)
+    monkeypatch.setattr(engine, "BATCH_SIZE", 5)
+    mapping = itp_mapping({"identifier": '"e-\\(.item)-\\(.n)"', "blueprint": '"bp"'}, itemsToParse="[1]")
+    items = [{"n": i} for i in range(60)]
+    items[47] = 5  # a non-object item makes the combined program fail on its batch
+    [c] = mapping.compiled()
+    serial = c.map(items, workers=1)
+    parallel = c.map(items, workers=2)
+    assert parallel.entities == serial.entities and len(serial.entities) == 60
+    assert serial.entities[47]["identifier"] == "e-1-null"  # mapped field by field
+    assert parallel.items == serial.items == 60

@@ -28,8 +28,9 @@ jq still fails on an item (e.g. a non-object item), the items before it are kept
 field by field (`NaiveResource`, Ocean's way: every leaf compiled and run on its own), and the batch resumes
 after it. `NaiveResource` is also the benchmark's baseline. Only the top-level keys the mapping provably reads
 are serialised for jq (`jqcompile.observed_keys`; mappings that may read unnamed keys get whole items). Inputs of
-`PARALLEL_MIN_ITEMS` items or more are split over forked worker processes (`SENTRY_PORT_MAPPING_WORKERS`,
-default the CPU count; 1 disables), with the same result and order as serial mapping.
+`PARALLEL_MIN_ITEMS` items or more: the parent maps the first share while forked workers
+(`SENTRY_PORT_MAPPING_WORKERS`, default the CPU count; 1 disables) run the jq program on the rest and return
+jq's output text through temporary files; same result and order as serial mapping.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import gc
 import json
 import multiprocessing
 import os
+import pickle
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -357,6 +360,11 @@ class CompiledResource:
 
     def _collect(self, item: Any, rows: list[Any], col: _Collector) -> None:
         for row in rows:
+            if type(row) is list and row[0] == "N":
+                # a leaf without any output emptied the constructor: this item goes field by field
+                self.naive.map_item(item, col)
+                return
+        for row in rows:
             if type(row) is dict:
                 for get, leaf in self._getters:
                     try:
@@ -391,20 +399,53 @@ class CompiledResource:
             return self._map_serial(items)
 
     def _map_parallel(self, items: list[Any], workers: int) -> MappingResult | None:
+        """The parent maps the first share itself while `workers - 1` forked children map the rest (the children
+        see the items through fork, so only their entities travel back)."""
         global _FORK_JOB
         if "fork" not in multiprocessing.get_all_start_methods():
             return None
         n = len(items)
-        chunk = max(BATCH_SIZE, -(-n // (workers * 4)))
-        bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+        own = -(-n // workers)
+        rest = n - own
+        chunk = max(BATCH_SIZE, -(-rest // ((workers - 1) * 2)))
+        bounds = [(a, min(n, a + chunk)) for a in range(own, n, chunk)]
         _FORK_JOB = (self, items)
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                parts = pool.map(_map_chunk, bounds, chunksize=1)
+            with multiprocessing.get_context("fork").Pool(workers - 1) as pool:
+                pending = pool.map_async(_map_chunk, bounds, chunksize=1)
+                parts = [self._map_serial(items[:own])]
+                for (a, b), path in zip(bounds, pending.get()):
+                    parts.append(self._collect_texts(items[a:b], _read_chunk(path)))
         except Exception:  # no processes available here: serial is always correct
             return None
         finally:
             _FORK_JOB = None
+        return _merge_parts(self, parts)
+
+    def _jq_texts(self, items: list[Any]) -> list[str | None]:
+        """jq's output text per batch (None for a batch on which jq failed); run in a forked worker, so that
+        only text travels back, not Python objects."""
+        size, out = self.batch_size, []
+        for start in range(0, len(items), size):
+            text = "\n".join(map(_dumps, self._project(items[start : start + size])))
+            try:
+                out.append(self.program.input_text(text).text())
+            except Exception:
+                out.append(None)
+        return out
+
+    def _collect_texts(self, items: list[Any], texts: list[str | None]) -> MappingResult:
+        size, parts = self.batch_size, []
+        for i, text in enumerate(texts):
+            batch = items[i * size : (i + 1) * size]
+            if text is None:  # jq failed on an item of this batch: redo it here, with the per-item fallback
+                parts.append(self._map_serial(batch))
+                continue
+            col = _Collector(self)
+            col.result.items = len(batch)
+            for item, rows in zip(batch, json.loads("[" + text.replace("\n", ",") + "]")):
+                self._collect(item, rows, col)
+            parts.append(col.finish())
         return _merge_parts(self, parts)
 
     def _map_serial(self, items: list[Any]) -> MappingResult:
@@ -448,11 +489,27 @@ def _default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _map_chunk(bounds: tuple[int, int]) -> MappingResult:
+def _map_chunk(bounds: tuple[int, int]) -> str:
+    """In a forked worker: jq's output for items[a:b], written to a temporary file whose path is returned.
+
+    A file rather than the pool's pipe: the parent is busy mapping its own share meanwhile, and a pipe would
+    block this worker until the parent's result thread gets the GIL to read it."""
     assert _FORK_JOB is not None
     compiled, items = _FORK_JOB
     with _gc_paused():
-        return compiled._map_serial(items[bounds[0] : bounds[1]])
+        texts = compiled._jq_texts(items[bounds[0] : bounds[1]])
+    fd, path = tempfile.mkstemp(prefix="sentry-port-map-", suffix=".pickle")
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump(texts, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def _read_chunk(path: str) -> list[str | None]:
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    finally:
+        os.unlink(path)
 
 
 @contextlib.contextmanager

@@ -13,16 +13,19 @@ Ocean's rules for a jq expression (`ocean-lessons.md`), implemented here once:
 jq program. It reads one raw item and emits exactly one value per item: a list of row results, where a row
 result is
 
-- an object: the entity as Ocean builds it, every leaf inlined as its first output (null when it has none),
-  or `{ERROR_KEY: message}` when the leaf raised (`try` around each leaf, so one failing leaf does not affect
-  the others); the engine turns those into null and reports null leaves as misconfigurations;
+- an object: the entity as Ocean builds it, every leaf inlined with its first output, or `{ERROR_KEY: message}`
+  when the leaf raised (`try` around each leaf, so one failing leaf does not affect the others); the engine
+  turns those into null and reports null leaves as misconfigurations;
+- `["N"]`: a leaf had no output at all (the entity constructor emitted nothing): the engine maps that item
+  field by field, which gives that leaf null;
 - `["F"]`: the selector yielded `false` (the row is left out);
 - `["S", outcome]`: the selector did not yield a boolean; outcome is `[value]`, `[]` (no output) or
   `[null, message]` (jq error);
 - `["P", outcome]`: `itemsToParse` did not yield a list (outcome as above).
 
-Leaves that yield exactly one output or an error (paths, literals, arithmetic: `single_output`) are inlined
-as they are; others go through `first`. Constant leaves are written into the object as JSON.
+The entity constructor runs under one `first(...)` per row instead of one per leaf. Constant leaves are
+written into the object as JSON; the selector and `itemsToParse` are evaluated as outcome arrays
+(`leaf_call`), without `first` when they provably yield exactly one output (`single_output`).
 """
 
 from __future__ import annotations
@@ -181,11 +184,14 @@ def leaf_call(expr: str) -> str:
 
 
 def leaf_value(expr: str) -> str:
-    """One leaf inlined in the entity constructor: its first output, null when none, or {ERROR_KEY: message}."""
-    text = normalize_expression(expr)
-    if single_output(text):
-        return f"(try ({text}\n) catch {{{json.dumps(ERROR_KEY)}: .}})"
-    return f"(try ([first({text}\n)][0]) catch {{{json.dumps(ERROR_KEY)}: .}})"
+    """One leaf inlined in the entity constructor: its outputs, or {ERROR_KEY: message} when it raises.
+
+    The constructor as a whole is wrapped in `first(...)`, and the first object a jq constructor emits is made
+    of the first output of every leaf, so each leaf counts with its first output only, as in Ocean. A leaf with
+    no output leaves the constructor without any: the row is marked `["N"]` and the engine maps that item
+    field by field.
+    """
+    return f"(try ({normalize_expression(expr)}\n) catch {{{json.dumps(ERROR_KEY)}: .}})"
 
 
 def walk_template(
@@ -228,7 +234,7 @@ def build_resource_program(
 ) -> tuple[str, list[Leaf]]:
     """The text of ONE jq program for a whole resource, and its non-constant leaves in order."""
     leaves: list[Leaf] = []
-    entity = walk_template(template, leaves, "")
+    entity = f'first({walk_template(template, leaves, "")}, ["N"])'
     if selector.strip() == "true":
         row = entity
     else:
@@ -242,7 +248,7 @@ def build_resource_program(
         itp = normalize_expression(items_to_parse)
         base = f"($spa__p | try del({itp}\n) catch $spa__p)" if top_level_transform else "$spa__p"
         rows = (
-            f". as $spa__p | spa__l({itp}\n) as $spa__it"
+            f". as $spa__p | {leaf_call(itp)} as $spa__it"
             f' | if ($spa__it | length) == 1 and ($spa__it[0] | type) == "array"'
             f" then {base} as $spa__b | $spa__it[0][] | ($spa__b + {{{json.dumps(items_to_parse_name)}: .}}) | ({row})"
             f' else ["P", $spa__it] end'
