@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dagster import AssetKey
 
 from sentry_port_assets import defs
 
@@ -23,6 +24,14 @@ EXPECTED_GRAPH: dict[str, set[str]] = {
     "sentry/project_tags": {"sentry/projects"},
     "sentry/issues": {"sentry/projects"},
     "sentry/issue_tags": {"sentry/issues"},
+    "port/entities_user": {"sentry/members"},
+    "port/entities_team": {"sentry/teams"},
+    "port/entities_project": {"sentry/projects"},
+    "port/entities_project_tag": {"sentry/project_tags"},
+    "port/entities_issue": {"sentry/issues"},
+    "port/entities_issue_tag": {"sentry/issue_tags"},
+    "port/catalog": {"port/entities_user", "port/entities_team", "port/entities_project",
+                     "port/entities_project_tag", "port/entities_issue", "port/entities_issue_tag"},
 }
 EXPECTED_GROUPS = {"sentry/": "sentry", "port/": "port"}
 
@@ -35,6 +44,16 @@ def graph_of_definitions() -> dict[str, set[str]]:
 
 def test_asset_graph_snapshot() -> None:
     assert graph_of_definitions() == EXPECTED_GRAPH
+
+
+def test_jobs_schedule_and_sensor_are_defined() -> None:
+    repo = defs.get_repository_def()
+    assert {"sentry_port_sync", "sentry_refresh", "publish_to_port"} <= set(repo.job_names)
+    assert repo.get_job("publish_to_port").asset_layer.executable_asset_keys == {AssetKey(["port", "catalog"])}
+    refresh = {k.to_user_string() for k in repo.get_job("sentry_refresh").asset_layer.executable_asset_keys}
+    assert refresh == set(EXPECTED_GRAPH) - {"port/catalog"}
+    assert repo.get_schedule_def("sentry_resync_schedule").cron_schedule == "0 * * * *"
+    assert repo.get_sensor_def("publish_on_new_entities").job_name == "publish_to_port"
 
 
 def test_every_asset_is_in_its_group() -> None:
