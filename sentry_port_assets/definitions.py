@@ -10,7 +10,7 @@ from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.jobs import all_jobs
 from sentry_port_assets.resources import build_resources
 from sentry_port_assets.schedules import sentry_resync_schedule
-from sentry_port_assets.sensors import publish_on_new_entities
+from sentry_port_assets.sensors.publish import publish_on_new_entities
 
 defs = Definitions(
     assets=[*raw_assets, *entity_assets, port_catalog],

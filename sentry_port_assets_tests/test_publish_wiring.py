@@ -25,7 +25,7 @@ from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.errors import PortConfigError
 from sentry_port_assets.port.resource import PortResource
-from sentry_port_assets.sensors import publish_on_new_entities
+from sentry_port_assets.sensors.publish import publish_on_new_entities
 from sentry_port_assets.sentry.resource import SentryResource
 
 ALL = [*raw_assets, *entity_assets, port_catalog]

@@ -1,4 +1,4 @@
-"""Sensors: publish when entity assets have new materializations."""
+"""The publish sensor: launches publish_to_port when entity assets have new materializations."""
 
 from __future__ import annotations
 

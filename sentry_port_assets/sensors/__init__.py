@@ -1,0 +1,5 @@
+"""Sensors: publish new entities, consume the webhook inbox, resync on a mapping change."""
+
+from sentry_port_assets.sensors.publish import publish_on_new_entities
+
+__all__ = ["publish_on_new_entities"]
