@@ -6,6 +6,7 @@ failure anywhere shows up as a mix of runs). Otherwise the publish only upserts,
 """
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetIn, AssetKey, Failure, MaterializeResult, MetadataValue, asset
@@ -27,9 +28,13 @@ CATALOG_KEY = AssetKey(["port", "catalog"])
 Entity = dict[str, Any]
 
 
-def mapped_blueprints(mapping: MappingConfig, entities: list[Entity]) -> set[str]:
-    """Blueprints the mapping writes: its constant `blueprint` leaves, plus whatever the entities name."""
-    static = {constant_value(r.port.entity.mappings.blueprint) for r in mapping.resources}
+RESYNC_KINDS = ("user", "team", "project", "project-tag", "issue", "issue-tag")
+
+
+def mapped_blueprints(mapping: MappingConfig, entities: list[Entity], kinds: Sequence[str] = RESYNC_KINDS) -> set[str]:
+    """Blueprints the mapping writes for these kinds: constant `blueprint` leaves, plus whatever the entities name.
+    A resync owns no `comment` blueprint: only webhooks write comments, so a resync must not find them stale."""
+    static = {constant_value(r.port.entity.mappings.blueprint) for r in mapping.resources if r.kind in kinds}
     return {b for b in static if isinstance(b, str)} | {e["blueprint"] for e in entities}
 
 

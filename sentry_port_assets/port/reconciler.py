@@ -429,3 +429,48 @@ async def reconcile(
     report.seconds = time.monotonic() - started
     report.target_stats = target.stats()
     return report
+
+
+async def apply_changes(
+    target: PortTarget,
+    upserts: Sequence[Mapping[str, Any]],
+    deletes: Mapping[str, Iterable[str]],
+    *,
+    merge: bool,
+    create_missing_related: bool,
+    delete_dependents: bool,
+) -> PublishReport:
+    """The incremental path (webhooks): upsert these entities and delete these identifiers, with no read of what
+    the target holds and no stale computation. The caller has worked out exactly what changed."""
+    started = time.monotonic()
+    report = PublishReport(target=target.description)
+    desired = _prepare(upserts, merge, report)
+    for bp, group in desired.items():
+        counts = report.blueprints.setdefault(bp, BlueprintCounts())
+        counts.produced = len(group)
+        batch = list(group.values())
+        report.upserts_sent += len(batch)
+        for entity, result in zip(batch, await target.upsert_batch(
+                bp, batch, merge=merge, create_missing=create_missing_related)):
+            if result.ok:
+                counts.created += result.created
+                counts.updated += not result.created
+            else:
+                counts.failed += 1
+                report.failures.append(
+                    Failure(result.identifier, bp, "upsert", result.status, result.error, result.message, result.trace_id))
+    for bp, ids in deletes.items():
+        ids = sorted(set(ids))
+        if not ids:
+            continue
+        result = await target.delete(bp, ids, delete_dependents=delete_dependents)
+        report.deletes_performed = True
+        report.blueprints.setdefault(bp, BlueprintCounts()).deleted += len(result.deleted)
+        for failure in result.failures:
+            if failure.status == 404:
+                continue  # already gone
+            report.failures.append(
+                Failure(failure.identifier, bp, "delete", failure.status, failure.error, failure.message, failure.trace_id))
+    report.seconds = time.monotonic() - started
+    report.target_stats = target.stats()
+    return report

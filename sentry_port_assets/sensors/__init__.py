@@ -1,5 +1,6 @@
 """Sensors: publish new entities, consume the webhook inbox, resync on a mapping change."""
 
 from sentry_port_assets.sensors.publish import publish_on_new_entities
+from sentry_port_assets.sensors.webhooks import sentry_webhook_sensor
 
-__all__ = ["publish_on_new_entities"]
+__all__ = ["publish_on_new_entities", "sentry_webhook_sensor"]

@@ -1,0 +1,71 @@
+"""`sentry_webhook_sync`: applies a batch of webhook events from the inbox to Port (launched by the sensor)."""
+
+import asyncio
+from typing import Optional
+
+from dagster import Config, Failure, OpExecutionContext, job, op
+
+from sentry_port_assets.assets.catalog import mapped_blueprints
+from sentry_port_assets.mapping.config import KINDS
+from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
+from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.port.reconciler import PublishReport, apply_changes
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
+from sentry_port_assets.webhooks.sync import Changes, changes_for
+
+
+class WebhookBatchConfig(Config):
+    event_ids: list[int]
+    inbox_path: Optional[str] = None
+
+
+@op(name="sync_webhook_events")
+def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig, sentry: SentryResource,
+                        mapping: MappingResource, port: PortResource) -> None:
+    with Inbox(config.inbox_path or default_inbox_path()) as inbox:
+        events = inbox.get(config.event_ids)
+    missing = set(config.event_ids) - {e.id for e in events}
+    if missing:
+        raise Failure(f"inbox events {sorted(missing)} are not in {config.inbox_path or default_inbox_path()}")
+    mapping_config = mapping.load()
+
+    async def run() -> tuple[Changes, PublishReport]:
+        async with sentry.get_client() as client:
+            changes = await changes_for(client, mapping_config, events)
+        owned = set(port.owned_blueprints or [b["identifier"] for b in owned_blueprints()]) - {"_user"}
+        deletes = {bp: ids for bp, ids in changes.deletes.items()
+                   if bp in owned & mapped_blueprints(mapping_config, changes.upserts, KINDS)}
+        async with port.target(source_is_demo=sentry.is_demo) as target:
+            if port.initialize_resources:
+                await target.ensure_blueprints(owned_blueprints(), port_owned_fragments())
+            report = await apply_changes(
+                target, changes.upserts, deletes,
+                merge=mapping_config.enable_merge_entity,
+                create_missing_related=mapping_config.create_missing_related_entities,
+                delete_dependents=mapping_config.delete_dependent_entities,
+            )
+        return changes, report
+
+    changes, report = asyncio.run(run())
+    for line in changes.misconfigurations:
+        context.log.warning(line)
+    meta = report.to_metadata()
+    context.log.info(
+        f"{len(events)} events: {changes.issues_refreshed} issues refreshed, {changes.issues_gone} gone from Sentry, "
+        f"{changes.comments} comment events; {meta['created']} created, {meta['updated']} updated, "
+        f"{meta['deleted']} deleted, {meta['failed']} failed")
+    if report.failures:
+        first = report.failures[0]
+        raise Failure(
+            description=f"{len(report.failures)} entities failed (first: {first.blueprint}/{first.identifier}: "
+                        f"{first.status} {first.error}: {first.message}); the events stay pending and are retried",
+            metadata={"failures": [f"{f.blueprint}/{f.identifier}: {f.status} {f.error}: {f.message}"
+                                   for f in report.failures[:50]]},
+        )
+
+
+@job(name="sentry_webhook_sync", description="Applies Sentry webhook events from the inbox to Port.")
+def sentry_webhook_sync() -> None:
+    sync_webhook_events()

@@ -1,0 +1,160 @@
+"""What a batch of webhook events changes in Port, worked out so that Port ends as a full resync would leave it.
+
+For each affected issue the current issue is read from Sentry (not trusted from the webhook) and mapped with
+every `issue` and `issue-tag` resource:
+- `desired`: the entities a full resync would produce now: the issue, if it matches the resource's Sentry query,
+  with its current tag values;
+- `candidates`: every entity the issue could have produced: the issue (from Sentry, or from the webhook when
+  Sentry no longer has it) with its tag values and every value of that tag in its project, the jq selector
+  bypassed. Candidates that are not desired are deleted (a resolved issue under `is:unresolved`, an issue gone
+  from Sentry, an environment it no longer has).
+Comment events (`created`/`updated`/`deleted`) upsert or delete the entities of `comment` resources, whose raw
+item is the webhook's `data` plus `__action`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
+from sentry_port_assets.mapping.engine import MappingResult, compile_resource
+from sentry_port_assets.sentry.client import SentryClient
+from sentry_port_assets.sentry.errors import SentryNotFoundError
+from sentry_port_assets.sentry.selection import IssueFilter
+from sentry_port_assets.webhooks.inbox import InboxEvent
+
+Item = dict[str, Any]
+Entity = dict[str, Any]
+LOCAL_STATUSES = {"unresolved": "unresolved", "resolved": "resolved", "ignored": "ignored", "archived": "ignored"}
+
+
+@dataclass
+class Changes:
+    upserts: list[Entity] = field(default_factory=list)
+    deletes: dict[str, set[str]] = field(default_factory=dict)
+    issues_refreshed: int = 0
+    issues_gone: int = 0
+    comments: int = 0
+    misconfigurations: list[str] = field(default_factory=list)
+
+    def add(self, desired: MappingResult, candidates: MappingResult) -> None:
+        self.upserts.extend(desired.entities)
+        keep = {(e["blueprint"], e["identifier"]) for e in desired.entities if isinstance(e["identifier"], str)}
+        for e in candidates.entities:
+            if isinstance(e["identifier"], str) and (e["blueprint"], e["identifier"]) not in keep:
+                self.deletes.setdefault(e["blueprint"], set()).add(e["identifier"])
+        self.misconfigurations.extend(m.describe() for m in desired.misconfigurations)
+
+
+@dataclass
+class Coalesced:
+    """The latest event per issue and per comment."""
+
+    issues: dict[str, Item] = field(default_factory=dict)  # issue id -> the webhook's issue (may be stale)
+    comments: dict[str, tuple[str, Item]] = field(default_factory=dict)  # comment id -> (action, data)
+
+
+def coalesce(events: Iterable[InboxEvent]) -> Coalesced:
+    out = Coalesced()
+    for event in sorted(events, key=lambda e: e.id):
+        data = event.data
+        if event.resource == "issue" and event.issue_id:
+            out.issues[event.issue_id] = data.get("issue") or {"id": event.issue_id}
+        elif event.resource == "comment":
+            key = str(data.get("comment_id") or event.request_id)
+            out.comments[key] = (event.action, data)
+            if event.issue_id:
+                out.issues.setdefault(event.issue_id, {"id": event.issue_id})
+    return out
+
+
+def _without_selector(resource: ResourceConfig) -> ResourceConfig:
+    return resource.model_copy(update={"selector": resource.selector.model_copy(update={"query": "true"})})
+
+
+class IssueSync:
+    """Maps affected issues with the mapping's issue resources, asking Sentry for their current state."""
+
+    def __init__(self, client: SentryClient, mapping: MappingConfig) -> None:
+        self.client = client
+        self.resources = [(i, r) for i, r in enumerate(mapping.resources) if r.kind in ("issue", "issue-tag")]
+        self.compiled = {i: (compile_resource(r, i), compile_resource(_without_selector(r), i))
+                         for i, r in self.resources}
+        self._listed: dict[tuple[str, IssueFilter], set[str]] = {}
+
+    async def matches(self, issue: Item, issue_filter: IssueFilter) -> bool:
+        """Whether a resync with this Sentry query would return the issue: `is:` statuses are checked here,
+        anything else by asking Sentry for the project's issues with that query."""
+        tokens = issue_filter.query.split()
+        statuses = {LOCAL_STATUSES.get(t[3:]) for t in tokens if t.startswith("is:")}
+        if issue_filter.stats_period is None and all(t.startswith("is:") for t in tokens) and None not in statuses:
+            return all(issue.get("status") == s for s in statuses)
+        project = issue.get("project") or {}
+        key = (str(project.get("id")), issue_filter)
+        if key not in self._listed:
+            listed = await self.client.list_issues({"id": project.get("id")}, issue_filter.query,
+                                                   issue_filter.stats_period)
+            self._listed[key] = {i["id"] for i in listed}
+        return issue["id"] in self._listed[key]
+
+    async def _values(self, issue_id: str | None, project_slug: str | None, key: str) -> tuple[list[Item], list[Item]]:
+        """The issue's values of a tag, and those plus the project's (every value the issue could have had)."""
+        own: list[Item] = []
+        if issue_id is not None:
+            try:
+                own = await self.client.list_issue_tag_values(issue_id, key)
+            except SentryNotFoundError:
+                own = []
+        project: list[Item] = []
+        if project_slug:
+            try:
+                project = await self.client.list_project_tag_values(project_slug, key)
+            except SentryNotFoundError:
+                project = []
+        seen = {v.get("value") for v in own}
+        return own, own + [v for v in project if v.get("value") not in seen]
+
+    async def sync(self, issue_id: str, from_webhook: Item, changes: Changes) -> None:
+        try:
+            issue: Item | None = await self.client.get_issue(issue_id)
+        except SentryNotFoundError:
+            issue = None
+            changes.issues_gone += 1
+        else:
+            changes.issues_refreshed += 1
+        base = issue or {**from_webhook, "id": issue_id}
+        slug = (base.get("project") or {}).get("slug")
+        for index, resource in self.resources:
+            exact, anything = self.compiled[index]
+            wanted = issue is not None and await self.matches(issue, IssueFilter.of(resource))
+            if resource.kind == "issue":
+                rows_now, rows_all = ([issue] if wanted else []), [base]
+            else:
+                own, every = await self._values(issue_id if issue else None, slug, resource.selector.tag)
+                rows_now = [{**issue, "__tags": own}] if wanted and issue else []
+                rows_all = [{**base, "__tags": every}]
+            changes.add(exact.map(rows_now, workers=1), anything.map(rows_all, workers=1))
+
+
+def sync_comments(mapping: MappingConfig, comments: dict[str, tuple[str, Item]], changes: Changes) -> None:
+    resources = [(i, r) for i, r in enumerate(mapping.resources) if r.kind == "comment"]
+    for index, resource in resources:
+        exact, anything = compile_resource(resource, index), compile_resource(_without_selector(resource), index)
+        for action, data in comments.values():
+            item = {**data, "__action": action}
+            desired = exact.map([item], workers=1) if action != "deleted" else MappingResult()
+            changes.add(desired, anything.map([item], workers=1))
+            changes.comments += 1
+
+
+async def changes_for(client: SentryClient, mapping: MappingConfig, events: Sequence[InboxEvent]) -> Changes:
+    batch = coalesce(events)
+    changes = Changes()
+    issues = IssueSync(client, mapping)
+    if issues.resources:
+        for issue_id, from_webhook in batch.issues.items():
+            await issues.sync(issue_id, from_webhook, changes)
+    sync_comments(mapping, batch.comments, changes)
+    return changes

@@ -1,0 +1,232 @@
+"""Webhook → inbox → sensor → sentry_webhook_sync → Port, checked against what a full resync would leave:
+after the webhook run, a full resync of the same Sentry must find nothing to change."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
+
+from sentry_port_assets.assets.catalog import CATALOG_KEY, port_catalog
+from sentry_port_assets.assets.entities import entity_assets
+from sentry_port_assets.assets.sentry_raw import raw_assets
+from sentry_port_assets.emulators.port import create_port_emulator
+from sentry_port_assets.emulators.sentry_api import Fault
+from sentry_port_assets.emulators.serve import ServerThread
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
+from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.port.catalog import LocalCatalog
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.sensors.webhooks import sentry_webhook_sensor
+from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.webhooks.inbox import Inbox
+from sentry_port_assets.webhooks.job import sentry_webhook_sync
+from sentry_port_assets.webhooks.receiver import create_receiver, sign
+from sentry_port_assets_tests.conftest import RunningSentry
+
+SECRET = "webhook-secret-for-tests"
+CLIENT_ID, CLIENT_SECRET = "wh-client", "wh-secret-5d1c"
+EXAMPLE_WITH_COMMENTS = DEFAULT_MAPPING_FILE.parent / "examples" / "mapping-with-comments.yaml"
+ALL = [*raw_assets, *entity_assets, port_catalog]
+
+
+@dataclass
+class Loop:
+    sentry: RunningSentry
+    catalog: LocalCatalog
+    port_state: Any
+    receiver_url: str
+    inbox: Inbox
+    resources: dict[str, Any]
+    instance: DagsterInstance
+    cursor: str | None = None
+    deliveries: int = 0
+
+    def full_resync(self) -> dict[str, Any]:
+        result = materialize(ALL, resources=self.resources, instance=self.instance)
+        [mat] = [m for m in result.get_asset_materialization_events() if m.asset_key == CATALOG_KEY]
+        return {k: v.value for k, v in mat.materialization.metadata.items()}
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for bp in ("sentryIssue", "sentryComment", "sentryUser", "sentryTeam", "sentryProjectEnvironment"):
+            for e in self.catalog.entities(bp):
+                out[f"{bp}/{e['identifier']}"] = {k: e.get(k) for k in ("title", "properties", "relations")}
+        return out
+
+    def deliver(self, resource: str, action: str, data: dict[str, Any]) -> None:
+        body = json.dumps({"action": action, "installation": {"uuid": "5a1e"}, "data": data,
+                           "actor": {"type": "application", "id": "sentry", "name": "Sentry"}},
+                          separators=(",", ":")).encode()
+        self.deliveries += 1
+        answer = httpx.post(f"{self.receiver_url}/webhooks/sentry", content=body, headers={
+            "Content-Type": "application/json", "Sentry-Hook-Resource": resource,
+            "Sentry-Hook-Signature": sign(SECRET, body), "Request-ID": f"req-{self.deliveries}",
+            "Sentry-Hook-Timestamp": "1700000000"})
+        assert answer.status_code == 202, answer.text
+
+    def process_webhooks(self) -> None:
+        """One sensor tick launches the batch; the run executes; the next tick marks its events done."""
+        tick = sentry_webhook_sensor(build_sensor_context(instance=self.instance, cursor=self.cursor))
+        assert isinstance(tick, SensorResult) and tick.run_requests, tick
+        [request] = tick.run_requests
+        result = sentry_webhook_sync.execute_in_process(
+            run_config=request.run_config, instance=self.instance, resources=self.resources, tags=request.tags)
+        assert result.success
+        settle = sentry_webhook_sensor(build_sensor_context(instance=self.instance, cursor=tick.cursor))
+        self.cursor = settle.cursor if isinstance(settle, SensorResult) else tick.cursor
+        assert self.inbox.count_pending() == 0
+
+
+@pytest.fixture
+def make_loop(tmp_path: Path, sentry_emulator: Callable[..., RunningSentry],
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], Loop]]:
+    inbox_path = tmp_path / "inbox.sqlite"
+    monkeypatch.setenv("SENTRY_WEBHOOK_INBOX", str(inbox_path))
+    servers: list[ServerThread] = []
+
+    def make(mapping_path: str | None) -> Loop:
+        sentry = sentry_emulator()
+        catalog = LocalCatalog(tmp_path / "port.sqlite")
+        port_app = create_port_emulator(catalog, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+        inbox = Inbox(inbox_path)
+        port = ServerThread(port_app).start()
+        receiver = ServerThread(create_receiver(SECRET, inbox)).start()
+        servers.extend([port, receiver])
+        resources = {
+            "sentry": SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token,
+                                     max_retries=1, backoff_seconds=0.01),
+            "mapping": MappingResource(path=mapping_path),
+            "port": PortResource(base_url=port.url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+        }
+        return Loop(sentry, catalog, port_app.state.port, receiver.url, inbox, resources, DagsterInstance.ephemeral())
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def every_status_mapping(tmp_path: Path) -> str:
+    data = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
+    for resource in data["resources"]:
+        if resource["kind"] == "issue-tag":
+            resource["selector"]["sentryQuery"] = ""
+    path = tmp_path / "every-status.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("every_status", [False, True], ids=["is-unresolved", "every-status"])
+def test_webhooks_leave_port_as_a_full_resync_would(make_loop: Callable[[str | None], Loop], tmp_path: Path,
+                                                     every_status: bool) -> None:
+    loop = make_loop(every_status_mapping(tmp_path) if every_status else None)
+    data = loop.sentry.state.dataset
+    loop.full_resync()
+    before = loop.snapshot()
+
+    unresolved = [i for i in data.issues if i["status"] == "unresolved"]
+    resolved = [i for i in data.issues if i["status"] == "resolved"]
+    fixed, reassigned, reopened, deleted = unresolved[0], unresolved[1], resolved[0], unresolved[2]
+    fixed.update(status="resolved", substatus=None)
+    reassigned["assignedTo"] = {"type": "user", "id": data.members[0]["id"], "name": data.members[0]["name"],
+                                "email": data.members[0]["email"]}
+    reopened.update(status="unresolved", substatus="regressed")
+    loop.deliver("issue", "resolved", {"issue": copy.deepcopy(fixed), "resolution_type": "resolved"})
+    loop.deliver("issue", "assigned", {"issue": copy.deepcopy(reassigned), "assignee": reassigned["assignedTo"]})
+    loop.deliver("issue", "unresolved", {"issue": copy.deepcopy(reopened)})
+    loop.deliver("issue", "ignored", {"issue": copy.deepcopy(deleted)})
+    data.remove_issue(deleted["id"])
+
+    loop.process_webhooks()
+    after_webhooks = loop.snapshot()
+    assert after_webhooks != before
+
+    fixed_keys = [k for k in after_webhooks if k.startswith(f"sentryIssue/{fixed['id']}-")]
+    if every_status:
+        assert fixed_keys and all(after_webhooks[k]["properties"]["status"] == "resolved" for k in fixed_keys)
+    else:
+        assert not fixed_keys, "a resolved issue must leave Port under is:unresolved"
+    assert not [k for k in after_webhooks if k.startswith(f"sentryIssue/{deleted['id']}-")]
+    assert [k for k in after_webhooks if k.startswith(f"sentryIssue/{reopened['id']}-")]
+
+    resync = loop.full_resync()
+    assert resync["upserts_sent"] == 0 and resync["deleted"] == 0, resync
+    assert loop.snapshot() == after_webhooks
+
+
+def test_comment_webhooks_upsert_and_delete_comment_entities(make_loop: Callable[[str | None], Loop]) -> None:
+    loop = make_loop(str(EXAMPLE_WITH_COMMENTS))
+    loop.full_resync()
+    issue = loop.sentry.state.dataset.issues[0]
+    comment = {"comment_id": "1729635072", "issue_id": issue["id"], "project_slug": issue["project"]["slug"],
+               "timestamp": "2023-06-15T17:15:53.383120Z", "comment": "Hello admin please take a look at this"}
+    loop.deliver("comment", "created", comment)
+    loop.process_webhooks()
+    entity = loop.catalog.get_entity("sentryComment", "1729635072")
+    assert entity is not None
+    assert entity["properties"] == {"action": "created", "comment": comment["comment"], "project": "python-fastapi",
+                                    "issue_id": issue["id"], "timestamp": comment["timestamp"]}
+    assert entity["relations"] == {"sentryIssue": issue["id"]}
+    assert loop.full_resync()["deleted"] == 0, "a resync must not treat webhook-only comments as stale"
+
+    loop.deliver("comment", "updated", {**comment, "comment": "edited"})
+    loop.deliver("comment", "deleted", comment)
+    loop.process_webhooks()
+    assert loop.catalog.get_entity("sentryComment", "1729635072") is None
+
+
+def test_a_failed_webhook_run_leaves_its_events_pending_and_they_are_retried(
+        make_loop: Callable[[str | None], Loop]) -> None:
+    loop = make_loop(None)
+    loop.full_resync()
+    issue = [i for i in loop.sentry.state.dataset.issues if i["status"] == "unresolved"][0]
+    issue.update(status="resolved")
+    loop.deliver("issue", "resolved", {"issue": copy.deepcopy(issue)})
+    outage = Fault("500", endpoint="/organizations/{org}/issues/{issue}/", times=None)
+    loop.sentry.state.config.faults.append(outage)
+
+    tick = sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=None))
+    assert isinstance(tick, SensorResult)
+    [first] = tick.run_requests or []
+    failed = sentry_webhook_sync.execute_in_process(run_config=first.run_config, instance=loop.instance,
+                                                    resources=loop.resources, tags=first.tags, raise_on_error=False)
+    assert not failed.success
+    retry = sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=tick.cursor))
+    assert isinstance(retry, SensorResult)
+    [second] = retry.run_requests or []
+    assert second.run_key != first.run_key
+    assert second.run_config == first.run_config
+    assert loop.inbox.count_pending() == 1
+    assert [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{issue['id']}-")], "nothing applied yet"
+
+    loop.sentry.state.config.faults.remove(outage)
+    loop.cursor = tick.cursor
+    loop.process_webhooks()
+    assert not [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{issue['id']}-")]
+
+
+def test_a_batch_whose_run_never_started_is_retried_after_the_grace(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTRY_WEBHOOK_INBOX", str(tmp_path / "inbox.sqlite"))
+    with Inbox(tmp_path / "inbox.sqlite") as inbox:
+        inbox.append(request_id="r1", resource="issue", action="resolved", issue_id="42",
+                     body=b'{"action":"resolved","data":{"issue":{"id":"42"}}}')
+    instance = DagsterInstance.ephemeral()
+    recent = json.dumps({"batch": 1, "inflight": {"1": {"ids": [1], "at": time.time()}}})
+    waiting = sentry_webhook_sensor(build_sensor_context(instance=instance, cursor=recent))
+    assert isinstance(waiting, SensorResult) and not waiting.run_requests
+    stale = json.dumps({"batch": 1, "inflight": {"1": {"ids": [1], "at": time.time() - 3600}}})
+    relaunch = sentry_webhook_sensor(build_sensor_context(instance=instance, cursor=stale))
+    assert isinstance(relaunch, SensorResult)
+    [request] = relaunch.run_requests or []
+    assert request.run_key == "webhooks-2"
+    assert request.run_config["ops"]["sync_webhook_events"]["config"]["event_ids"] == [1]
