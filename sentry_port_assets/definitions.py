@@ -10,6 +10,7 @@ from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.jobs import all_jobs
 from sentry_port_assets.resources import build_resources
 from sentry_port_assets.schedules import sentry_resync_schedule
+from sentry_port_assets.sensors.mapping import port_mapping_sensor
 from sentry_port_assets.sensors.publish import publish_on_new_entities
 from sentry_port_assets.sensors.webhooks import sentry_webhook_sensor
 from sentry_port_assets.webhooks.job import sentry_webhook_sync
@@ -19,7 +20,7 @@ defs = Definitions(
     asset_checks=entity_checks,
     jobs=[*all_jobs, sentry_webhook_sync],
     schedules=[sentry_resync_schedule],
-    sensors=[publish_on_new_entities, sentry_webhook_sensor],
+    sensors=[port_mapping_sensor, publish_on_new_entities, sentry_webhook_sensor],
     resources=build_resources(),
     # Each asset already runs its Sentry/Port calls concurrently; a process per step would cost more to start
     # (~2 s each) than the parallelism between steps gains.

@@ -19,7 +19,14 @@ def build_resources() -> dict[str, Any]:
             organization=env_value("SENTRY_ORGANIZATION"),
             token=env_var("SENTRY_TOKEN"),
         ),
-        "mapping": MappingResource(path=env_value("PORT_MAPPING_FILE")),
+        "mapping": MappingResource(
+            path=env_value("PORT_MAPPING_FILE"),
+            # set: the mapping is Port's integration config (GET /v1/integration/{id}), read with the Port credentials
+            integration_identifier=env_value("PORT_INTEGRATION_IDENTIFIER"),
+            port_base_url=env_value("PORT_BASE_URL", DEFAULT_PORT_BASE_URL) or DEFAULT_PORT_BASE_URL,
+            port_client_id=env_var("PORT_CLIENT_ID"),
+            port_client_secret=env_var("PORT_CLIENT_SECRET"),
+        ),
         "port": PortResource(
             base_url=env_value("PORT_BASE_URL", DEFAULT_PORT_BASE_URL) or DEFAULT_PORT_BASE_URL,
             client_id=env_var("PORT_CLIENT_ID"),

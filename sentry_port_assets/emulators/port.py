@@ -6,6 +6,8 @@
 - `x-ratelimit-limit/remaining/reset` on every answer and 429 once a window is spent (`rate_limit` requests per
   `window_seconds`, windows counted from the emulator's start; answered 429s do not count);
 - `X-Trace-Id` on every answer;
+- `GET /v1/integration/{identifier}` answers `state.integrations[identifier]` (set it, or
+  `state.set_integration_config(identifier, config)`), 404 when unset;
 - fault injection per route: `Fault(route, kind="status"|"slow"|"drop"|"429", times=…, skip=…)`.
 
 `app = create_port_emulator(path_or_catalog, client_id=…, client_secret=…)`; `app.state.port` is a
@@ -49,6 +51,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/v1/blueprints/[^/]+/entities/[^/]+$"), "entity_get"),
     ("DELETE", re.compile(r"^/v1/blueprints/[^/]+/entities/[^/]+$"), "delete"),
     ("POST", re.compile(r"^/v1/entities/search$"), "search_all"),
+    ("GET", re.compile(r"^/v1/integration/[^/]+$"), "integration_get"),
 ]
 
 
@@ -146,6 +149,8 @@ class PortEmulatorState:
         self.reset_header = reset_header
         self.clock = clock
         self.stats = EmulatorStats()
+        # identifier -> the integration object `GET /v1/integration/{identifier}` answers ({config, updatedAt, …})
+        self.integrations: dict[str, dict[str, Any]] = {}
         self._tokens: dict[str, float] = {}
         self._t0 = time.monotonic()
         self._window_index = -1
@@ -179,6 +184,13 @@ class PortEmulatorState:
         return secrets.compare_digest(str(client_id), self.client_id) and secrets.compare_digest(
             str(client_secret), self._client_secret
         )
+
+    def set_integration_config(self, identifier: str, config: dict[str, Any], updated_at: str | None = None) -> None:
+        """Sets the integration's mapping `config`; `updatedAt` is now unless given."""
+        from datetime import datetime, timezone
+
+        stamp = updated_at or datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        self.integrations[identifier] = {"identifier": identifier, "config": config, "updatedAt": stamp}
 
     def add_fault(self, fault: Fault) -> Fault:
         self.faults.append(fault)
@@ -422,6 +434,13 @@ def create_port_emulator(
         stats.entities_deleted += len(outcome.deleted) + len(outcome.dependents)
         return JSONResponse({"ok": True})
 
+    async def integration_get(request: Request) -> Response:
+        ident = request.path_params["id"]
+        integration = state.integrations.get(ident)
+        if integration is None:
+            raise _ApiError(404, "not_found", f"integration {ident!r} does not exist")
+        return JSONResponse({"ok": True, "integration": {"identifier": ident, **integration}})
+
     routes = [
         Route("/v1/auth/access_token", authed(token), methods=["POST"]),
         Route("/v1/blueprints", authed(blueprint_create), methods=["POST"]),
@@ -434,6 +453,7 @@ def create_port_emulator(
         Route("/v1/blueprints/{bp}/entities/{id}", authed(entity_get), methods=["GET"]),
         Route("/v1/blueprints/{bp}/entities/{id}", authed(delete_one), methods=["DELETE"]),
         Route("/v1/entities/search", authed(search_all), methods=["POST"]),
+        Route("/v1/integration/{id}", authed(integration_get), methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(_Gate, state=state)

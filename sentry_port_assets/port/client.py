@@ -309,6 +309,21 @@ class PortClient:
         the properties and relations they lack (see blueprints.py)."""
         return await _ensure(self.get_blueprint, self.create_blueprint, self.patch_blueprint, blueprints, fragments)
 
+    # -- integration ----------------------------------------------------------------------------------
+
+    async def get_integration(self, identifier: str) -> dict[str, Any]:
+        """The integration `identifier`: `{identifier, config: {…the mapping…}, updatedAt, …}`."""
+        path = f"/v1/integration/{quote(identifier, safe='')}"
+        resp = await self._send("GET", path, "integration_get")
+        if resp.status_code == 404:
+            raise self._error(PortNotFoundError, "GET", path, resp,
+                              "Check PORT_INTEGRATION_IDENTIFIER (Port: Data sources, the integration's identifier).")
+        self._raise_for("GET", path, resp)
+        integration = resp.json().get("integration")
+        if not isinstance(integration, dict):
+            raise self._error(PortRequestError, "GET", path, resp, "(the answer has no `integration` object)")
+        return integration
+
     # -- entities -------------------------------------------------------------------------------------
 
     async def search_entities(
