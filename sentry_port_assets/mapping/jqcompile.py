@@ -291,26 +291,12 @@ def observed_keys(expr: str) -> frozenset[str] | None:
             j = text.find("\n", i)
             i = n if j < 0 else j
             continue
-        if c == '"':
-            # a string: skip its plain parts, descend into \( ... ) interpolations
-            j = i + 1
-            m = _STR_BODY.match(text, j)
-            j = m.end()
-            if j < n and text[j] == '"':
-                i = j + 1
-                continue
-            if text.startswith("\\(", j):
-                interpolations.append(depth)
-                depth += 1
-                i = j + 2
-                continue
-            return None
-        if c == ")" and interpolations and depth - 1 == interpolations[-1]:
-            interpolations.pop()
-            depth -= 1
-            # back inside the string: find its end or next interpolation
-            m = _STR_BODY.match(text, i + 1)
-            j = m.end()
+        if c == '"' or (c == ")" and interpolations and depth - 1 == interpolations[-1]):
+            if c == ")":  # the end of an interpolation: back inside its string
+                interpolations.pop()
+                depth -= 1
+            # a string part: skip its plain text, up to its end or the next \( ... ) interpolation
+            j = _STR_BODY.match(text, i + 1).end()
             if j < n and text[j] == '"':
                 i = j + 1
                 continue
