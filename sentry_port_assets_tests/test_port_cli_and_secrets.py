@@ -13,7 +13,8 @@ from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.cli_catalog import main as catalog_main, run_catalog
 from sentry_port_assets.port.errors import PortConfigError, PortError
 from sentry_port_assets.port.reconciler import reconcile
-from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget, target_from_env
+from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
+from sentry_port_assets.resources import build_resources
 from sentry_port_assets_tests import port_fixtures as fx
 
 
@@ -54,6 +55,11 @@ def test_catalog_cli_does_not_create_a_missing_catalog(tmp_path, monkeypatch):
     assert run_catalog(argparse.Namespace(path=None, blueprint=None, json=False), io.StringIO(), err) == 1
     assert "missing.sqlite" in err.getvalue()
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def target_from_env(source_is_demo: bool = False):
+    """The Port target exactly as the Dagster definitions build it from the environment."""
+    return build_resources()["port"].process_config_and_initialize().target(source_is_demo=source_is_demo)
 
 
 def test_target_from_env(tmp_path, monkeypatch):

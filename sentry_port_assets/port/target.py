@@ -1,6 +1,6 @@
 """Where entities are published: Port's API or the local catalog, behind one interface.
 
-`target_from_env()` picks one: Port when PORT_CLIENT_ID and PORT_CLIENT_SECRET are set, else the local catalog
+`build_target()` picks one: Port when PORT_CLIENT_ID and PORT_CLIENT_SECRET are set, else the local catalog
 at PORT_LOCAL_CATALOG (or its default path).
 """
 
@@ -186,14 +186,6 @@ class PortApiTarget(PortTarget):
         await self.client.aclose()
 
 
-def initialize_resources_from_env() -> bool:
-    """PORT_INITIALIZE_RESOURCES (default true): whether to ensure blueprints before publishing."""
-    from sentry_port_assets.config import env_value
-
-    value = (env_value("PORT_INITIALIZE_RESOURCES") or "true").strip().lower()
-    return value not in ("0", "false", "no", "off")
-
-
 def build_target(
     *,
     client_id: str | None,
@@ -225,27 +217,10 @@ def build_target(
     return LocalCatalogTarget(Path(catalog_path) if catalog_path else default_catalog_path())
 
 
-def target_from_env(*, source_is_demo: bool = False, catalog_path: str | Path | None = None, **client_options: Any) -> PortTarget:
-    """`build_target` with PORT_CLIENT_ID, PORT_CLIENT_SECRET and PORT_BASE_URL (or their Ocean aliases) from the
-    environment; the local catalog at `catalog_path`, else PORT_LOCAL_CATALOG, else the default path."""
-    from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, env_value
-
-    return build_target(
-        client_id=env_value("PORT_CLIENT_ID"),
-        client_secret=env_value("PORT_CLIENT_SECRET"),
-        base_url=env_value("PORT_BASE_URL", DEFAULT_PORT_BASE_URL) or DEFAULT_PORT_BASE_URL,
-        catalog_path=catalog_path,
-        source_is_demo=source_is_demo,
-        **client_options,
-    )
-
-
 __all__ = [
     "LocalCatalogTarget",
     "build_target",
     "PortApiTarget",
     "PortTarget",
-    "initialize_resources_from_env",
-    "target_from_env",
 ]
 
