@@ -127,3 +127,22 @@ def test_sensor_waits_while_a_refresh_runs_and_skips_what_sync_already_published
 def test_port_resource_names_the_missing_credential(tmp_path: Path) -> None:
     with pytest.raises(PortConfigError, match="PORT_CLIENT_SECRET"):
         PortResource(client_id="only-id").target(source_is_demo=False)
+
+
+def test_entities_port_refuses_fail_the_publish_with_every_failure_listed(tmp_path: Path) -> None:
+    catalog = LocalCatalog(tmp_path / "c.sqlite")
+    # An existing blueprint requiring a property the mapping does not set: ensure never changes it, so the
+    # issue entities are refused.
+    catalog.create_blueprint({"identifier": "sentryIssue", "title": "Issue", "relations": {},
+                              "schema": {"properties": {"severity": {"type": "string"}}, "required": ["severity"]}})
+    result = materialize(ALL, resources=resources(tmp_path / "c.sqlite"), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "port__catalog"
+    data = failure.event_specific_data
+    refused = data.user_failure_data.metadata
+    assert catalog.count("sentryIssue") == 0
+    assert refused["failed"].value > 0 and refused["failed"].value == refused["failures_total"].value
+    assert "sentryIssue" in refused["failures"].value and "severity" in refused["failures"].value
+    assert "entities failed to publish" in data.user_failure_data.description
+    assert catalog.count("sentryUser") > 0, "the other blueprints were still published"
