@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
-# (module, registration function); a module that does not exist yet is left out of the CLI.
+# (module, registration function)
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("sentry_port_assets.cli_map", "add_map_parser"),
     ("sentry_port_assets.port.cli_catalog", "add_catalog_parser"),
@@ -22,17 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sentry-port", description="Sentry -> Port catalog sync (Dagster).")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name, function in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        getattr(module, function)(subparsers)
+        getattr(importlib.import_module(module_name), function)(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):
+        # `sentry-port catalog | head`: end quietly when the reader goes away, as Unix tools do.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
