@@ -82,7 +82,9 @@ class IssueSync:
         self.resources = [(i, r) for i, r in enumerate(mapping.resources) if r.kind in ("issue", "issue-tag")]
         self.compiled = {i: (compile_resource(r, i), compile_resource(_without_selector(r), i))
                          for i, r in self.resources}
+        # Asked once per batch: several issues of one project share these.
         self._listed: dict[tuple[str, IssueFilter], set[str]] = {}
+        self._project_values: dict[tuple[str, str], list[Item]] = {}
 
     async def matches(self, issue: Item, issue_filter: IssueFilter) -> bool:
         """Whether a resync with this Sentry query would return the issue: `is:` statuses are checked here,
@@ -109,10 +111,13 @@ class IssueSync:
                 own = []
         project: list[Item] = []
         if project_slug:
-            try:
-                project = await self.client.list_project_tag_values(project_slug, key)
-            except SentryNotFoundError:
-                project = []
+            if (project_slug, key) not in self._project_values:
+                try:
+                    values = await self.client.list_project_tag_values(project_slug, key)
+                except SentryNotFoundError:
+                    values = []
+                self._project_values[(project_slug, key)] = values
+            project = self._project_values[(project_slug, key)]
         seen = {v.get("value") for v in own}
         return own, own + [v for v in project if v.get("value") not in seen]
 
