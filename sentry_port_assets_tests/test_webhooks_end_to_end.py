@@ -82,6 +82,8 @@ class Loop:
         result = sentry_webhook_sync.execute_in_process(
             run_config=request.run_config, instance=self.instance, resources=self.resources, tags=request.tags)
         assert result.success
+        [observation] = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+        assert observation.asset_key == CATALOG_KEY
         settle = sentry_webhook_sensor(build_sensor_context(instance=self.instance, cursor=tick.cursor))
         self.cursor = settle.cursor if isinstance(settle, SensorResult) else tick.cursor
         assert self.inbox.count_pending() == 0

@@ -3,9 +3,9 @@
 import asyncio
 from typing import Optional
 
-from dagster import Config, Failure, OpExecutionContext, job, op
+from dagster import AssetObservation, Config, Failure, OpExecutionContext, job, op
 
-from sentry_port_assets.assets.catalog import mapped_blueprints
+from sentry_port_assets.assets.catalog import CATALOG_KEY, mapped_blueprints
 from sentry_port_assets.mapping.config import KINDS
 from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
 from sentry_port_assets.mapping.resource import MappingResource
@@ -56,6 +56,11 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
         f"{len(events)} events: {changes.issues_refreshed} issues refreshed, {changes.issues_gone} gone from Sentry, "
         f"{changes.comments} comment events; {meta['created']} created, {meta['updated']} updated, "
         f"{meta['deleted']} deleted, {meta['failed']} failed")
+    # Shown on port/catalog's timeline in the UI, beside the resyncs' materializations.
+    context.log_event(AssetObservation(asset_key=CATALOG_KEY, metadata={
+        "source": "sentry webhooks", "events": len(events), "issues_refreshed": changes.issues_refreshed,
+        "issues_gone": changes.issues_gone, "comment_events": changes.comments, "created": meta["created"],
+        "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"]}))
     if report.failures:
         first = report.failures[0]
         raise Failure(
