@@ -21,6 +21,7 @@ from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets_tests.conftest import RunningSentry
 
 CLIENT_ID, CLIENT_SECRET = "e2e-client", "e2e-secret-never-logged-4242"
+SENTRY_TOKEN = "sntrys_e2e_token_never_logged_77"
 OWN = ("sentryUser", "sentryTeam", "sentryProjectEnvironment", "sentryIssue")
 # Port's own user blueprint exists in every Port organization before any integration runs.
 PORT_USER = {"identifier": "_user", "title": "User", "schema": {"properties": {}, "required": []}, "relations": {}}
@@ -63,7 +64,7 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, sentry_emulator: Callable[..., RunningSentry]) -> Iterator[World]:
-    sentry = sentry_emulator(demo_dataset(), faults=[])
+    sentry = sentry_emulator(demo_dataset(), token=SENTRY_TOKEN)
     catalog = LocalCatalog(tmp_path / "port.sqlite")
     catalog.create_blueprint(PORT_USER)
     app = create_port_emulator(catalog, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
@@ -78,7 +79,8 @@ def test_sync_job_converges_is_idempotent_deletes_stale_and_never_deletes_after_
     first = world.run_sync()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert world.held() == expected_entities(data)
-    assert CLIENT_SECRET not in first.stdout + first.stderr
+    for secret in (CLIENT_SECRET, SENTRY_TOKEN):
+        assert secret not in first.stdout + first.stderr
 
     upserts = world.port_state.stats.upsert_requests
     second = world.run_sync()
@@ -104,3 +106,10 @@ def test_sync_job_converges_is_idempotent_deletes_stale_and_never_deletes_after_
     assert fourth.returncode != 0
     assert world.port_state.stats.entities_deleted == deleted
     assert world.held() == before
+    assert SENTRY_TOKEN not in fourth.stdout + fourth.stderr
+
+    # Nothing Dagster or the catalogs wrote to disk (run storage, event logs, compute logs, SQLite) holds a secret.
+    for path in [*world.home.rglob("*"), *world.catalog.path.parent.glob("*.sqlite*")]:
+        if path.is_file():
+            content = path.read_bytes()
+            assert CLIENT_SECRET.encode() not in content and SENTRY_TOKEN.encode() not in content, path
