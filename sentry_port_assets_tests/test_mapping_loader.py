@@ -150,3 +150,21 @@ def test_resource_caches_per_content(tmp_path):
     second = resource.load()
     assert second is not first and len(second.resources) == 2
     assert len(MappingResource().load().resources) == 5
+
+
+def test_tag_values_by_environment_is_only_for_the_environment_tag(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("""
+resources:
+  - kind: issue-tag
+    selector:
+      tag: release
+      tagValues: by-environment
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          blueprint: '"sentryIssue"'
+""")
+    with pytest.raises(MappingConfigError, match="tagValues: by-environment works for tag 'environment' only"):
+        load_mapping(path)

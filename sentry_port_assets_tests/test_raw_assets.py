@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -155,3 +156,26 @@ def test_long_fetches_report_progress(sentry_emulator: Callable[..., RunningSent
     asyncio.run(go())
     assert lines, "no progress line"
     assert "issue tags:" in lines[-1] and "requests" in lines[-1] and "waiting on rate limits" in lines[-1]
+
+
+def test_environments_by_list_map_to_the_same_entities_without_per_issue_requests(
+        sentry_emulator: Callable[..., RunningSentry], tmp_path: Path) -> None:
+    from sentry_port_assets.assets.entities import entity_assets
+
+    def by_environment(m: dict[str, Any]) -> None:
+        for r in m["resources"]:
+            if r["kind"] == "issue-tag":
+                r["selector"]["tagValues"] = "by-environment"
+
+    exact_sentry, listed_sentry = sentry_emulator(), sentry_emulator()
+    exact = materialize([*raw_assets, *entity_assets], resources=resources(exact_sentry))
+    listed = materialize([*raw_assets, *entity_assets],
+                         resources=resources(listed_sentry, write_mapping(tmp_path, by_environment)))
+
+    def entities(result: Any) -> list[str]:
+        return sorted(json.dumps(e, sort_keys=True) for e in value(result, "port", "entities_issue_tag"))
+
+    assert entities(listed) == entities(exact) and entities(exact)
+    tag_endpoint = "/organizations/{org}/issues/{issue}/tags/{key}/values/"
+    assert exact_sentry.state.endpoints[tag_endpoint].requests > 0
+    assert tag_endpoint not in listed_sentry.state.endpoints

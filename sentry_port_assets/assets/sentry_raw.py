@@ -130,15 +130,17 @@ def sentry_issues(context: AssetExecutionContext, sentry: SentryResource, mappin
        description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
 def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
                       issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
-    tag_keys = FetchPlan.of(mapping.load()).issue_tag_keys
-    if not tag_keys:
+    plan = FetchPlan.of(mapping.load())
+    if not plan.issue_tag_keys:
         return _skipped({}, "no mapping resource of kind issue-tag")
     vanished = Vanished()
-    rows, cost = _fetch(context, sentry, "issue tags", lambda c: fetch_issue_tags(c, issues, tag_keys, vanished))
+    rows, cost = _fetch(context, sentry, "issue tags", lambda c: fetch_issue_tags(
+        c, issues, plan.issue_tag_keys, vanished, plan.environments_by_list))
     if vanished.items:
         context.log.warning(f"{len(vanished.items)} issues were deleted in Sentry during the fetch and are left out")
     flat = _flat(rows)
-    return _output(rows, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items))
+    return _output(rows, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items),
+                   environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no")
 
 
 raw_assets = [sentry_members, sentry_teams, sentry_projects, sentry_project_tags, sentry_issues, sentry_issue_tags]

@@ -118,6 +118,16 @@ def _issue_matches(issue: dict[str, Any], query: str) -> bool:
     return True
 
 
+def _in_environments(dataset: SentryDataset, issue: dict[str, Any], environments: list[str]) -> dict[str, Any] | None:
+    """The issue as Sentry lists it with an environment filter: only if seen there, with the count and dates of
+    those environments alone; None when it was not seen there."""
+    seen = [v for v in dataset.issue_tag_values.get((issue["id"], "environment"), []) if v["value"] in environments]
+    if not seen:
+        return None
+    return {**issue, "count": str(sum(v["count"] for v in seen)), "firstSeen": min(v["firstSeen"] for v in seen),
+            "lastSeen": max(v["lastSeen"] for v in seen)}
+
+
 def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None = None) -> Starlette:
     """The emulator app; its `state.sentry` (a SentryEmulatorState) holds the data, config and counters."""
     cfg = config or EmulatorConfig()
@@ -173,6 +183,9 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         query = request.query_params.get("query", "is:unresolved")
         found = [i for i in dataset.issues
                  if (not wanted or i["project"]["id"] in wanted) and _issue_matches(i, query)]
+        environments = request.query_params.getlist("environment")
+        if environments:
+            found = [i for i in (_in_environments(dataset, i, environments) for i in found) if i is not None]
         return page(request, found, size_param="limit")
 
     async def one_issue(request: Request) -> Response:

@@ -20,6 +20,9 @@ KINDS: tuple[str, ...] = ("user", "team", "project", "project-tag", "issue", "is
 DEFAULT_TAG = "environment"
 # What Sentry (and so Ocean) applies when no query is sent; "" syncs every status.
 DEFAULT_SENTRY_QUERY = "is:unresolved"
+# How `issue-tag` rows get their `__tags`: one tag-values request per issue (exact, Ocean's way), or, for the
+# `environment` tag, one issue list per project and environment (far fewer requests; see selection.py).
+PER_ISSUE, BY_ENVIRONMENT = "per-issue", "by-environment"
 
 # Which selector options each kind takes; anything else is a misspelling, not an option.
 SELECTOR_OPTIONS: dict[str, frozenset[str]] = {
@@ -28,7 +31,7 @@ SELECTOR_OPTIONS: dict[str, frozenset[str]] = {
     "project": frozenset(),
     "project-tag": frozenset({"tag"}),
     "issue": frozenset({"sentryQuery", "statsPeriod"}),
-    "issue-tag": frozenset({"tag", "sentryQuery", "statsPeriod"}),
+    "issue-tag": frozenset({"tag", "sentryQuery", "statsPeriod", "tagValues"}),
     "comment": frozenset(),
 }
 
@@ -41,6 +44,14 @@ class Selector(BaseModel):
     tag: str = DEFAULT_TAG
     sentry_query: str = Field(DEFAULT_SENTRY_QUERY, alias="sentryQuery")
     stats_period: str | None = Field(None, alias="statsPeriod")
+    tag_values: Literal["per-issue", "by-environment"] = Field(PER_ISSUE, alias="tagValues")
+
+    @model_validator(mode="after")
+    def _by_environment_needs_the_environment_tag(self) -> "Selector":
+        if self.tag_values == BY_ENVIRONMENT and self.tag != "environment":
+            raise ValueError(f"tagValues: {BY_ENVIRONMENT} works for tag 'environment' only, not {self.tag!r}; "
+                             f"use tagValues: {PER_ISSUE} (the default) for other tags")
+        return self
 
     @field_validator("query", mode="before")
     @classmethod

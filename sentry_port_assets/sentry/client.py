@@ -129,10 +129,14 @@ class SentryClient:
         mine = [p for p in everything if (p.get("organization") or {}).get("slug") == self.organization]
         return mine, len(everything) - len(mine)
 
-    async def list_issues(self, project: Item, query: str, stats_period: str | None) -> list[Item]:
+    async def list_issues(self, project: Item, query: str, stats_period: str | None,
+                          environment: str | None = None) -> list[Item]:
+        """A project's issues; with `environment`, only those seen there, their counts and dates for it alone."""
         params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE}
         if stats_period is not None:
             params["statsPeriod"] = stats_period
+        if environment is not None:
+            params["environment"] = environment
         return await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None)
 
     async def get_issue(self, issue_id: str) -> Item:

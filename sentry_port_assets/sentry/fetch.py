@@ -71,12 +71,45 @@ async def fetch_project_tags(client: SentryClient, projects: Sequence[Item], key
     return result
 
 
+async def environments_by_list(client: SentryClient, issues: Sequence[Item],
+                               issue_filter: IssueFilter) -> dict[str, list[Item]]:
+    """`{issue id: [environment values]}` from one issue list per project and environment (`tagValues:
+    by-environment`): Sentry lists an issue under an environment only if it was seen there, with the count and
+    first/last seen of that environment, which is what the issue's tag values say. Far fewer requests than one
+    per issue; the counts cover the query's time window (`statsPeriod`)."""
+    projects = {i["project"]["slug"]: i["project"] for i in issues}
+
+    async def environments(slug: str) -> list[Item]:
+        try:
+            return await client.list_project_tag_values(slug, "environment")
+        except SentryNotFoundError:
+            return []
+
+    per_project = dict(zip(projects, await gather_limited(environments(slug) for slug in projects)))
+    pairs = [(projects[slug], env) for slug, envs in per_project.items() for env in envs]
+    listed = await gather_limited(
+        client.list_issues(project, issue_filter.query, issue_filter.stats_period, environment=env["value"])
+        for project, env in pairs)
+    values: dict[str, list[Item]] = {}
+    for (_, env), found in zip(pairs, listed):
+        for issue in found:
+            values.setdefault(issue["id"], []).append({
+                "key": "environment", "name": env["name"], "value": env["value"], "count": int(issue["count"]),
+                "firstSeen": issue["firstSeen"], "lastSeen": issue["lastSeen"]})
+    return values
+
+
 async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]],
-                           tag_keys: Mapping[IssueFilter, Sequence[str]],
-                           vanished: Vanished) -> dict[str, dict[str, list[Item]]]:
-    """`{filter_key: {tag_key: [{**issue, "__tags": [values]}]}}`: one row per issue, each (issue, key) asked once."""
+                           tag_keys: Mapping[IssueFilter, Sequence[str]], vanished: Vanished,
+                           environments_listed: frozenset[IssueFilter] = frozenset(),
+                           ) -> dict[str, dict[str, list[Item]]]:
+    """`{filter_key: {tag_key: [{**issue, "__tags": [values]}]}}`: one row per issue, each (issue, key) asked once
+    (or, for the filters in `environments_listed`, the environment values from `environments_by_list`)."""
+    listed = {f: await environments_by_list(client, issues.get(f.key, []), f) for f in environments_listed
+              if "environment" in tag_keys.get(f, ())}
     wanted = {(issue["id"], key): issue
               for issue_filter, keys in tag_keys.items() for key in keys
+              if not (key == "environment" and issue_filter in listed)
               for issue in issues.get(issue_filter.key, [])}
 
     async def values(issue_id: str, key: str) -> list[Item] | None:
@@ -92,6 +125,11 @@ async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]
     for issue_filter, keys in tag_keys.items():
         per_key = result.setdefault(issue_filter.key, {})
         for key in keys:
+            if key == "environment" and issue_filter in listed:
+                values = listed[issue_filter]
+                per_key[key] = [{**issue, "__tags": values.get(issue["id"], [])}
+                                for issue in issues.get(issue_filter.key, [])]
+                continue
             per_key[key] = [{**issue, "__tags": fetched[(issue["id"], key)]}
                             for issue in issues.get(issue_filter.key, [])
                             if fetched[(issue["id"], key)] is not None]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
+from sentry_port_assets.mapping.config import BY_ENVIRONMENT, MappingConfig, ResourceConfig
 
 Item = dict[str, Any]
 
@@ -44,13 +44,19 @@ class FetchPlan:
     project_tag_keys: tuple[str, ...]
     issue_filters: tuple[IssueFilter, ...]
     issue_tag_keys: dict[IssueFilter, tuple[str, ...]]
+    # Filters whose `environment` values come from one issue list per project and environment (`tagValues:
+    # by-environment` on every issue-tag resource reading that tag with that filter).
+    environments_by_list: frozenset[IssueFilter] = frozenset()
 
     @classmethod
     def of(cls, mapping: MappingConfig) -> FetchPlan:
         issue_resources = mapping.resources_of("issue", "issue-tag")
         tag_keys: dict[IssueFilter, set[str]] = {}
+        strategies: dict[IssueFilter, set[str]] = {}
         for r in mapping.resources_of("issue-tag"):
             tag_keys.setdefault(IssueFilter.of(r), set()).add(r.selector.tag)
+            if r.selector.tag == "environment":
+                strategies.setdefault(IssueFilter.of(r), set()).add(r.selector.tag_values)
         return cls(
             members=mapping.uses("user"),
             teams=mapping.uses("team"),
@@ -59,6 +65,7 @@ class FetchPlan:
             project_tag_keys=tuple(sorted({r.selector.tag for r in mapping.resources_of("project-tag")})),
             issue_filters=tuple(sorted({IssueFilter.of(r) for r in issue_resources})),
             issue_tag_keys={f: tuple(sorted(keys)) for f, keys in sorted(tag_keys.items())},
+            environments_by_list=frozenset(f for f, used in strategies.items() if used == {BY_ENVIRONMENT}),
         )
 
 
