@@ -70,8 +70,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def webserver(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp_path = tmp_path_factory.mktemp("dagster_home")
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     env.pop("SENTRY_TOKEN", None)
@@ -113,3 +114,21 @@ def test_webserver_serves_the_asset_graph(webserver: str) -> None:
         time.sleep(0.5)
     served = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes}
     assert served == graph_of_definitions() == EXPECTED_GRAPH
+
+
+def test_webserver_shows_the_jobs_schedule_and_sensors(webserver: str) -> None:
+    query = ("{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } "
+             "schedules { name cronSchedule } sensors { name } } } } }")
+    deadline = time.monotonic() + 120
+    while True:
+        body = httpx.post(f"{webserver}/graphql", json={"query": query}, timeout=30).json()
+        nodes = ((body.get("data") or {}).get("repositoriesOrError") or {}).get("nodes") or []
+        if nodes or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    [repo] = nodes
+    assert {"sentry_port_sync", "sentry_refresh", "publish_to_port", "sentry_webhook_sync"} <= {
+        j["name"] for j in repo["jobs"]}
+    assert repo["schedules"] == [{"name": "sentry_resync_schedule", "cronSchedule": "0 * * * *"}]
+    assert {s["name"] for s in repo["sensors"]} == {
+        "publish_on_new_entities", "sentry_webhook_sensor", "port_mapping_sensor"}
