@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sentry_port_assets.assets.entities import OPTIONAL_ENTITIES, optional_entities
 from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, env_value, env_var
 from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.port.resource import PortResource
@@ -14,6 +15,7 @@ FALSE = ("0", "false", "no", "off")
 
 def build_resources() -> dict[str, Any]:
     return {
+        OPTIONAL_ENTITIES: optional_entities,
         "sentry": SentryResource(
             host=env_value("SENTRY_HOST", DEFAULT_SENTRY_HOST) or DEFAULT_SENTRY_HOST,
             organization=env_value("SENTRY_ORGANIZATION"),

@@ -15,7 +15,9 @@ from sentry_port_assets.assets.entities import (
     ENTITY_ASSET_KEYS,
     duplicate_identifiers,
     entity_assets,
+    OPTIONAL_ENTITIES,
     entity_checks,
+    optional_entities,
     missing_required,
     unresolved_relations,
 )
@@ -62,7 +64,7 @@ def stubs(values: dict[str, Any]) -> list:
 def run(values: dict[str, Any], mapping_path: str | None = None):
     return materialize(
         [*stubs(values), *entity_assets, *entity_checks],
-        resources={"mapping": MappingResource(path=mapping_path)},
+        resources={"mapping": MappingResource(path=mapping_path), OPTIONAL_ENTITIES: optional_entities},
         raise_on_error=False,
     )
 
@@ -248,3 +250,19 @@ def test_default_mapping_entities_fit_bundled_blueprints():
     assert blueprints["sentryIssue"]["relations"]["projectEnvironment"] == {
         "title": "Sentry Project Environment", "target": "sentryProjectEnvironment", "required": False, "many": False}
     assert "billing" in blueprints["sentryUser"]["schema"]["properties"]["orgRole"]["enum"]
+
+
+def test_one_entity_asset_materializes_alone_on_a_fresh_instance():
+    """From the UI: only port/entities_user (and its raw input) selected, the other entity assets never
+    materialized. The relations check judges what exists instead of failing the run."""
+    result = materialize(
+        [*stubs(raw_values()), *entity_assets, *entity_checks],
+        selection=[AssetKey(["sentry", "members"]), ENTITY_ASSET_KEYS["user"]],
+        resources={"mapping": MappingResource(), OPTIONAL_ENTITIES: optional_entities},
+        raise_on_error=False,
+    )
+    assert result.success
+    evaluations = checks_by_name(result)
+    assert set(evaluations) == {("entities_user", n) for n in ("relations_resolve", "required_fields",
+                                                               "unique_identifiers")}
+    assert all(e.passed for e in evaluations.values())

@@ -40,11 +40,14 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    DagsterError,
     Failure,
+    InputContext,
     MetadataValue,
     Output,
     asset,
     asset_check,
+    input_manager,
 )
 
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
@@ -273,9 +276,24 @@ def _relations_result(entities: list[Entity], others: list[list[Entity]]) -> Ass
 
 
 # --- checks ----------------------------------------------------------------------------------------------------------
+OPTIONAL_ENTITIES = "optional_entities"
+
+
+@input_manager(required_resource_keys={"io_manager"})
+def optional_entities(context: InputContext) -> list[Entity] | None:
+    """Another entity asset's latest value for the relations check, or None when it has never been materialized:
+    materializing one entity asset alone (from the UI, on a fresh instance) must not fail for want of the others."""
+    try:
+        return context.resources.io_manager.load_input(context)
+    except (FileNotFoundError, DagsterError):
+        context.log.info(f"{context.asset_key.to_user_string()} not materialized yet: its relations are not judged")
+        return None
+
+
 def _checks_for(kind: str, name: str) -> list:
     key = ENTITY_ASSET_KEYS[kind]
-    others = {n: AssetIn(key=ENTITY_ASSET_KEYS[k]) for k, (n, _) in ENTITY_KINDS.items() if k != kind}
+    others = {n: AssetIn(key=ENTITY_ASSET_KEYS[k], input_manager_key=OPTIONAL_ENTITIES)
+              for k, (n, _) in ENTITY_KINDS.items() if k != kind}
 
     @asset_check(asset=key, name="unique_identifiers", description="No two entities of a blueprint share an identifier.")
     def unique_identifiers(entities: list[Entity]) -> AssetCheckResult:
