@@ -9,12 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, build_sensor_context
+from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
+
+from sentry_port_assets.assets.entities import entity_assets
+from sentry_port_assets.assets.sentry_raw import raw_assets
 
 from sentry_port_assets.mapping.loader import MappingConfigError
 from sentry_port_assets.mapping.resource import MappingResource, canonical_json
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.sensors.mapping import port_mapping_sensor
+from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets_tests import port_fixtures as fx
 
 USER = """\
@@ -268,8 +272,11 @@ def test_remote_config_change_launches_and_load_returns_the_remote_mapping(port,
     assert request.run_key.startswith(digest)
     assert request.tags["sentry_port/mapping_source"] == "Port integration my-sentry"
     assert request.tags["sentry_port/integration_updated_at"] == "2025-01-02T00:00:00.000Z"
-    assert [r.kind for r in resource.load().resources] == ["team", "user"]
-    assert resource.load() is resource.load()  # compiled once per content
+    # One run keeps the config it first read (all its assets map alike); the next run reads the new one.
+    assert [r.kind for r in resource.load().resources] == ["team"]
+    next_run = remote(url)
+    assert [r.kind for r in next_run.load().resources] == ["team", "user"]
+    assert next_run.load() is remote(url).load()  # compiled once per content
 
     # saved again unchanged: only updatedAt moves, nothing launches, the cursor follows
     emulator.set_integration_config("my-sentry", json.loads(json.dumps(changed)), updated_at="2025-01-03T00:00:00.000Z")
@@ -347,3 +354,13 @@ def test_sensor_is_registered_with_the_mapping_resource():
     assert sensor.minimum_interval_seconds == 60
     assert sensor.default_status.value == "RUNNING"
     assert "mapping" in sensor.required_resource_keys
+
+
+def test_a_run_reads_ports_config_once_and_maps_every_asset_with_it(port):
+    url, emulator = port
+    emulator.set_integration_config("my-sentry", remote_config("team", "user"))
+    result = materialize([*raw_assets, *entity_assets], resources={"sentry": SentryResource(), "mapping": remote(url)})
+    assert result.success
+    assert emulator.stats.requests["integration_get"] == 1
+    team = result.asset_value(AssetKey(["port", "entities_team"]))
+    assert team and {e["blueprint"] for e in team} == {"remote_team"}

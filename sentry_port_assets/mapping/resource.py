@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from sentry_port_assets.config import DEFAULT_PORT_BASE_URL
 from sentry_port_assets.mapping.config import MappingConfig
@@ -95,6 +96,8 @@ class MappingResource(dg.ConfigurableResource):
     port_base_url: str = DEFAULT_PORT_BASE_URL
     port_client_id: Optional[str] = None
     port_client_secret: Optional[str] = None
+    # Port's config as first read in this run: every asset of a run maps with the same mapping.
+    _run_snapshot: Optional[MappingSnapshot] = PrivateAttr(default=None)
 
     @property
     def remote(self) -> bool:
@@ -109,7 +112,9 @@ class MappingResource(dg.ConfigurableResource):
     def load(self) -> MappingConfig:
         if not self.remote:
             return load_cached(self.path)
-        return self.compile(self.snapshot())
+        if self._run_snapshot is None:
+            self._run_snapshot = self.snapshot()
+        return self.compile(self._run_snapshot)
 
     def compile(self, snapshot: MappingSnapshot) -> MappingConfig:
         """The validated, compiled mapping of `snapshot` (cached per source and content); raises
