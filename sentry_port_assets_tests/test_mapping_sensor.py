@@ -239,8 +239,7 @@ def port(tmp_path):
 
 def remote(url: str, identifier: str = "my-sentry", **overrides: Any) -> MappingResource:
     fields: dict[str, Any] = dict(integration_identifier=identifier, port_base_url=url,
-                                  port_client_id=fx.CLIENT_ID, port_client_secret=fx.CLIENT_SECRET,
-                                  path="/nonexistent/ignored.yaml")
+                                  port_client_id=fx.CLIENT_ID, port_client_secret=fx.CLIENT_SECRET)
     fields.update(overrides)
     return MappingResource(**fields)
 
@@ -364,3 +363,9 @@ def test_a_run_reads_ports_config_once_and_maps_every_asset_with_it(port):
     assert emulator.stats.requests["integration_get"] == 1
     team = result.asset_value(AssetKey(["port", "entities_team"]))
     assert team and {e["blueprint"] for e in team} == {"remote_team"}
+
+
+def test_a_mapping_file_and_a_port_integration_together_are_an_error(port):
+    url, _ = port
+    with pytest.raises(MappingConfigError, match="both PORT_MAPPING_FILE .* and PORT_INTEGRATION_IDENTIFIER"):
+        remote(url, path="/some/mapping.yaml").load()

@@ -4,7 +4,7 @@ Two sources:
 - a file: `path` (PORT_MAPPING_FILE), None = the bundled default mapping (the seed's);
 - Port's integration config, when `integration_identifier` (PORT_INTEGRATION_IDENTIFIER) is set: `GET
   /v1/integration/{identifier}` with the Port credentials, whose `config` is the mapping (as Ocean keeps it).
-  It takes precedence over `path`, and needs `port_client_id` and `port_client_secret`.
+  It needs `port_client_id` and `port_client_secret`; setting `path` too is an error (which one would you mean?).
 
 `load()` validates and compiles the mapping (see `loader.load_mapping` / `loader.parse_mapping`) and caches the
 compiled mapping per source and content, so an edited mapping is picked up by the next run while an unchanged
@@ -139,6 +139,10 @@ class MappingResource(dg.ConfigurableResource):
                 raise MappingConfigError(f"cannot read mapping file {path} (PORT_MAPPING_FILE): {exc}") from None
             return MappingSnapshot(source=str(path), sha256=hashlib.sha256(raw).hexdigest(), path=path)
         identifier = str(self.integration_identifier)
+        if self.path:
+            raise MappingSettingsError(
+                f"both PORT_MAPPING_FILE ({self.path}) and PORT_INTEGRATION_IDENTIFIER ({identifier!r}) are set: the "
+                "mapping comes from one place; unset the one you do not mean")
         integration = self._fetch_integration(identifier)
         config = integration.get("config") if isinstance(integration, dict) else None
         if not isinstance(config, dict):
