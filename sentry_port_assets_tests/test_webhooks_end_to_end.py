@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,3 +233,16 @@ def test_a_batch_whose_run_never_started_is_retried_after_the_grace(tmp_path: Pa
     [request] = relaunch.run_requests or []
     assert request.run_key == "webhooks-2"
     assert request.run_config["ops"]["sync_webhook_events"]["config"]["event_ids"] == [1]
+
+
+def test_done_events_are_purged_after_the_retention(make_loop: Callable[[str | None], Loop],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = make_loop(None)
+    loop.full_resync()
+    issue = loop.sentry.state.dataset.issues[0]
+    loop.deliver("issue", "assigned", {"issue": copy.deepcopy(issue)})
+    loop.process_webhooks()
+    assert [e.status for e in loop.inbox.get([1])] == ["done"]
+    monkeypatch.setattr("sentry_port_assets.sensors.webhooks.RETAIN_DONE", timedelta(0))
+    sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=loop.cursor))
+    assert loop.inbox.get([1]) == []

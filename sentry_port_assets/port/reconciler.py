@@ -5,7 +5,7 @@
    merge=True only the fields sent). Search relations are resolved against the state the target will have, so an
    unchanged entity with a search relation is unchanged. Only what changed is upserted: a second run with no
    change sends zero upserts.
-3. Upsert in blueprint dependency order (relation targets first) unless missing related entities are created.
+3. Upsert in blueprint dependency order (relation targets first).
 4. Stale = held entities of OWNED blueprints that the resync did not produce. Entities of blueprints written but
    not owned (e.g. `_user`, written with merge) are never deleted. Stale entities are deleted (bulk, <= 100 ids,
    sources before their targets) only when: allow_delete, no blocked_reason from the caller, the resync produced
@@ -343,7 +343,9 @@ async def reconcile(
     # every produced identifier counts as produced, failed or not: a failed upsert never makes its entity stale
     produced: dict[str, set[str]] = {bp: {e["identifier"] for e in g.values() if isinstance(e["identifier"], str)} for bp, g in desired.items()}
     uncertain: set[str] = set()
-    order = [list(to_send)] if create_missing_related else _levels(list(to_send), defs)
+    # Relation targets first, always: Port resolves search relations when it writes, and creating missing related
+    # entities cannot help those (nor should it create stubs that the real entities then overwrite).
+    order = _levels(list(to_send), defs)
 
     async def upsert(bp: str) -> None:
         batch = to_send[bp]
@@ -440,12 +442,15 @@ async def apply_changes(
     create_missing_related: bool,
     delete_dependents: bool,
 ) -> PublishReport:
-    """The incremental path (webhooks): upsert these entities and delete these identifiers, with no read of what
-    the target holds and no stale computation. The caller has worked out exactly what changed."""
+    """The incremental path (webhooks): upsert these entities (relation targets first, so the blueprints are read)
+    and delete these identifiers, with no read of the entities the target holds and no stale computation: the
+    caller has worked out exactly what changed."""
     started = time.monotonic()
     report = PublishReport(target=target.description)
     desired = _prepare(upserts, merge, report)
-    for bp, group in desired.items():
+    defs = {bp: await target.get_blueprint(bp) for bp in desired}
+    for bp in [bp for level in _levels(list(desired), defs) for bp in level]:
+        group = desired[bp]
         counts = report.blueprints.setdefault(bp, BlueprintCounts())
         counts.produced = len(group)
         batch = list(group.values())

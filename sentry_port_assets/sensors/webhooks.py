@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
 
 from dagster import (
     DagsterRunStatus,
@@ -30,6 +31,8 @@ MAX_EVENTS = 1000
 FINISHED_BAD = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 # A requested batch whose run never appeared (the launch failed) is given up after this, and its events retried.
 LAUNCH_GRACE_SECONDS = 300
+# Done events are kept this long (to look at, and to recognise a late Sentry retry), then purged.
+RETAIN_DONE = timedelta(days=7)
 
 
 @sensor(
@@ -61,6 +64,7 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
             elif status in FINISHED_BAD:
                 context.log.warning(f"webhook batch {batch} ended {status.value}: its {len(ids)} events are retried")
                 del state["inflight"][batch]
+        inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
         if state["inflight"]:
             batch = next(iter(state["inflight"]))
             return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
