@@ -188,7 +188,7 @@ def test_comment_webhooks_upsert_and_delete_comment_entities(make_loop: Callable
 
 
 def test_a_failed_webhook_run_leaves_its_events_pending_and_they_are_retried(
-        make_loop: Callable[[str | None], Loop]) -> None:
+        make_loop: Callable[[str | None], Loop], monkeypatch: pytest.MonkeyPatch) -> None:
     loop = make_loop(None)
     loop.full_resync()
     issue = [i for i in loop.sentry.state.dataset.issues if i["status"] == "unresolved"][0]
@@ -203,6 +203,11 @@ def test_a_failed_webhook_run_leaves_its_events_pending_and_they_are_retried(
     failed = sentry_webhook_sync.execute_in_process(run_config=first.run_config, instance=loop.instance,
                                                     resources=loop.resources, tags=first.tags, raise_on_error=False)
     assert not failed.success
+    backing_off = sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=tick.cursor))
+    assert isinstance(backing_off, SensorResult) and not backing_off.run_requests
+    assert "retrying in" in (backing_off.skip_reason.skip_message or "")
+    assert json.loads(backing_off.cursor or "{}")["failures"] == 1
+    monkeypatch.setattr("sentry_port_assets.sensors.webhooks.RETRY_BASE_SECONDS", 0.0)
     retry = sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=tick.cursor))
     assert isinstance(retry, SensorResult)
     [second] = retry.run_requests or []
@@ -228,6 +233,7 @@ def test_a_batch_whose_run_never_started_is_retried_after_the_grace(tmp_path: Pa
     waiting = sentry_webhook_sensor(build_sensor_context(instance=instance, cursor=recent))
     assert isinstance(waiting, SensorResult) and not waiting.run_requests
     stale = json.dumps({"batch": 1, "inflight": {"1": {"ids": [1], "at": time.time() - 3600}}})
+    monkeypatch.setattr("sentry_port_assets.sensors.webhooks.RETRY_BASE_SECONDS", 0.0)
     relaunch = sentry_webhook_sensor(build_sensor_context(instance=instance, cursor=stale))
     assert isinstance(relaunch, SensorResult)
     [request] = relaunch.run_requests or []

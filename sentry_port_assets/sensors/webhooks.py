@@ -1,7 +1,7 @@
 """`sentry_webhook_sensor`: turns pending inbox events into `sentry_webhook_sync` runs, one batch at a time.
 
 Events are marked done only when the run that applied them succeeded; a failed or canceled run leaves them
-pending, so the next tick launches them again. One batch is in flight at a time, so two runs never race to
+pending, and they are launched again after a backoff (15 s, doubling per consecutive failure, at most 15 min). One batch is in flight at a time, so two runs never race to
 write the same issue.
 """
 
@@ -31,8 +31,21 @@ MAX_EVENTS = 1000
 FINISHED_BAD = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 # A requested batch whose run never appeared (the launch failed) is given up after this, and its events retried.
 LAUNCH_GRACE_SECONDS = 300
+# After a failed batch, wait this long before retrying, doubling per consecutive failure up to the maximum: a
+# batch that cannot succeed yet (Port refusing an entity until the next resync) must not run every tick.
+RETRY_BASE_SECONDS = 15.0
+RETRY_MAX_SECONDS = 900.0
 # Done events are kept this long (to look at, and to recognise a late Sentry retry), then purged.
 RETAIN_DONE = timedelta(days=7)
+
+
+def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str) -> None:
+    """The batch's events stay pending; the next launch waits, longer after each consecutive failure."""
+    flight = state["inflight"].pop(batch)
+    state["failures"] = state.get("failures", 0) + 1
+    delay = min(RETRY_BASE_SECONDS * 2 ** (state["failures"] - 1), RETRY_MAX_SECONDS)
+    state["retry_at"] = time.time() + delay
+    context.log.warning(f"webhook batch {batch} {how}: its {len(flight['ids'])} events are retried in {delay:.0f}s")
 
 
 @sensor(
@@ -43,7 +56,8 @@ RETAIN_DONE = timedelta(days=7)
     description="Applies Sentry webhook events from the inbox to Port, within seconds.",
 )
 def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
-    """Cursor: {"batch": last batch number, "inflight": {batch: {"ids": [event ids], "at": epoch seconds}}}."""
+    """Cursor: {"batch": last batch number, "inflight": {batch: {"ids": [event ids], "at": epoch seconds}},
+    "failures": consecutive failed batches, "retry_at": epoch seconds before which nothing is launched}."""
     path = default_inbox_path()
     if not path.exists():
         return SkipReason(f"no webhook inbox at {path}: start `sentry-port webhooks serve` to receive webhooks")
@@ -54,16 +68,15 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
             records = context.instance.get_run_records(RunsFilter(tags={BATCH_TAG: batch}), limit=1)
             if not records:
                 if time.time() - flight["at"] > LAUNCH_GRACE_SECONDS:
-                    context.log.warning(f"webhook batch {batch} never started: its {len(ids)} events are retried")
-                    del state["inflight"][batch]
+                    _failed(context, state, batch, "never started")
                 continue
             status = records[0].dagster_run.status
             if status == DagsterRunStatus.SUCCESS:
                 inbox.mark_done(ids)
                 del state["inflight"][batch]
+                state["failures"], state["retry_at"] = 0, 0.0
             elif status in FINISHED_BAD:
-                context.log.warning(f"webhook batch {batch} ended {status.value}: its {len(ids)} events are retried")
-                del state["inflight"][batch]
+                _failed(context, state, batch, f"ended {status.value}")
         inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
         if state["inflight"]:
             batch = next(iter(state["inflight"]))
@@ -72,6 +85,10 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
         pending = inbox.pending_after(0, MAX_EVENTS)
     if not pending:
         return SensorResult(skip_reason=SkipReason("no pending webhook events"), cursor=json.dumps(state))
+    if time.time() < state.get("retry_at", 0.0):
+        wait = state["retry_at"] - time.time()
+        return SensorResult(cursor=json.dumps(state), skip_reason=SkipReason(
+            f"{len(pending)} pending webhook events: retrying in {wait:.0f}s after {state['failures']} failed runs"))
 
     batch = str(state["batch"] + 1)
     state["batch"] = int(batch)
