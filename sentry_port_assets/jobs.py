@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dagster import AssetKey, AssetSelection, define_asset_job
+from dagster import AssetSelection, define_asset_job
 
-CATALOG = AssetSelection.assets(AssetKey(["port", "catalog"]))
+from sentry_port_assets.assets.catalog import CATALOG_KEY
+
+CATALOG = AssetSelection.assets(CATALOG_KEY)
 
 # Fetch from Sentry and map to entities; run by the resync schedule.
 sentry_refresh = define_asset_job(

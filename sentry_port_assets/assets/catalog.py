@@ -11,6 +11,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetIn, AssetKey, Failure, MaterializeResult, MetadataValue, asset
 
+from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
 from sentry_port_assets.assets.metadata import table_md
 from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
 from sentry_port_assets.mapping.config import MappingConfig
@@ -20,15 +21,11 @@ from sentry_port_assets.port.reconciler import PublishReport, reconcile
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.resource import SentryResource
 
-ENTITY_KINDS = ("user", "team", "project", "project_tag", "issue", "issue_tag")
-ENTITY_KEYS = {kind: AssetKey(["port", f"entities_{kind}"]) for kind in ENTITY_KINDS}
-RAW_KEYS = [AssetKey(["sentry", name]) for name in
-            ("members", "teams", "projects", "project_tags", "issues", "issue_tags")]
+RAW_KEYS = [AssetKey(list(raw_key)) for _, raw_key in ENTITY_KINDS.values()]
 CATALOG_KEY = AssetKey(["port", "catalog"])
+# The kinds a resync fetches and maps (every kind but `comment`, which only webhooks write).
+RESYNC_KINDS = tuple(ENTITY_KINDS)
 Entity = dict[str, Any]
-
-
-RESYNC_KINDS = ("user", "team", "project", "project-tag", "issue", "issue-tag")
 
 
 def mapped_blueprints(mapping: MappingConfig, entities: list[Entity], kinds: Sequence[str] = RESYNC_KINDS) -> set[str]:
@@ -41,7 +38,7 @@ def mapped_blueprints(mapping: MappingConfig, entities: list[Entity], kinds: Seq
 def deletion_blocker(context: AssetExecutionContext) -> str | None:
     """Why deletes must not happen in this publish, or None when one run produced every input."""
     runs: dict[str, str] = {}
-    for key in [*RAW_KEYS, *ENTITY_KEYS.values()]:
+    for key in [*RAW_KEYS, *ENTITY_ASSET_KEYS.values()]:
         event = context.instance.get_latest_materialization_event(key)
         if event is None:
             return f"{key.to_user_string()} has never been materialized"
@@ -60,7 +57,7 @@ def deletion_blocker(context: AssetExecutionContext) -> str | None:
     key=CATALOG_KEY,
     group_name="port",
     kinds={"port"},
-    ins={f"entities_{kind}": AssetIn(key=key) for kind, key in ENTITY_KEYS.items()},
+    ins={name: AssetIn(key=ENTITY_ASSET_KEYS[kind]) for kind, (name, _) in ENTITY_KINDS.items()},
     description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert what changed, "
                 "delete what is stale under the safety rules.",
 )
@@ -79,8 +76,7 @@ def port_catalog(
     config = mapping.load()
     entities = [*entities_user, *entities_team, *entities_project, *entities_project_tag, *entities_issue,
                 *entities_issue_tag]
-    owned_names = set(port.owned_blueprints or [b["identifier"] for b in owned_blueprints()]) - {"_user"}
-    owned = owned_names & mapped_blueprints(config, entities)
+    owned = port.owned_blueprint_names() & mapped_blueprints(config, entities)
     blocker = deletion_blocker(context)
 
     async def publish() -> PublishReport:

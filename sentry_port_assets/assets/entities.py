@@ -33,7 +33,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -50,6 +49,7 @@ from dagster import (
     input_manager,
 )
 
+from sentry_port_assets.assets.metadata import table_md
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
 from sentry_port_assets.mapping.engine import MappingResult, map_kind
 from sentry_port_assets.mapping.resource import MappingResource
@@ -79,12 +79,6 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _md(rows: list[dict[str, Any]], empty: str) -> MetadataValue:
-    if not rows:
-        return MetadataValue.md(empty)
-    return MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False))
-
-
 def entity_preview(entities: Sequence[Entity], limit: int = PREVIEW_ROWS) -> MetadataValue:
     rows = []
     for e in entities[:limit]:
@@ -92,7 +86,7 @@ def entity_preview(entities: Sequence[Entity], limit: int = PREVIEW_ROWS) -> Met
         row.update({f"properties.{k}": _cell(v) for k, v in (e.get("properties") or {}).items()})
         row.update({f"relations.{k}": _cell(v) for k, v in (e.get("relations") or {}).items()})
         rows.append(row)
-    return _md(rows, "_no entities_")
+    return table_md(rows, "_no entities_", limit=None)
 
 
 def misconfiguration_table(result: MappingResult) -> MetadataValue:
@@ -108,7 +102,7 @@ def misconfiguration_table(result: MappingResult) -> MetadataValue:
         }
         for m in result.misconfigurations
     ]
-    return _md(rows, "_none: every field yielded a value_")
+    return table_md(rows, "_none: every field yielded a value_", limit=None)
 
 
 def entity_metadata(result: MappingResult, mapping_source: str) -> dict[str, Any]:
@@ -271,7 +265,8 @@ def _relations_result(entities: list[Entity], others: list[list[Entity]]) -> Ass
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.WARN,
-        metadata={"unresolved relations": len(problems), "examples": _md(problems[:TABLE_ROWS], "_none_")},
+        metadata={"unresolved relations": len(problems),
+                  "examples": table_md(problems[:TABLE_ROWS], "_none_", limit=None)},
     )
 
 
@@ -302,7 +297,7 @@ def _checks_for(kind: str, name: str) -> list:
         return AssetCheckResult(
             passed=not dups,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"duplicated identifiers": len(dups), "examples": _md(rows, "_none_")},
+            metadata={"duplicated identifiers": len(dups), "examples": table_md(rows, "_none_", limit=None)},
         )
 
     @asset_check(asset=key, name="required_fields", description="Fields the bundled blueprint requires are non-null.")
@@ -312,7 +307,7 @@ def _checks_for(kind: str, name: str) -> list:
         return AssetCheckResult(
             passed=not missing,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"missing required fields": len(missing), "examples": _md(rows, "_none_")},
+            metadata={"missing required fields": len(missing), "examples": table_md(rows, "_none_", limit=None)},
         )
 
     # Dagster wants one named parameter per additional input: build the function with those names.

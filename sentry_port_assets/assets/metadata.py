@@ -28,10 +28,11 @@ def _dig(item: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def table_md(rows: Sequence[dict[str, Any]], limit: int = 50) -> MetadataValue:
-    """Rows of plain values as a markdown table (the first `limit`)."""
+def table_md(rows: Sequence[dict[str, Any]], empty: str = "_none_", limit: int | None = 50) -> MetadataValue:
+    """Rows of plain values as a markdown table (the first `limit`; None: all), or `empty` when there are none."""
     if not rows:
-        return MetadataValue.md("_none_")
-    frame = pd.DataFrame(list(rows[:limit]))
-    more = f"\n\n_{len(rows) - limit} more not shown_" if len(rows) > limit else ""
+        return MetadataValue.md(empty)
+    shown = list(rows if limit is None else rows[:limit])
+    frame = pd.DataFrame(shown)
+    more = f"\n\n_{len(rows) - len(shown)} more not shown_" if len(rows) > len(shown) else ""
     return MetadataValue.md(frame.to_markdown(index=False) + more)

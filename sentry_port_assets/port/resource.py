@@ -21,6 +21,13 @@ class PortResource(ConfigurableResource):
     # Blueprints whose stale entities may be deleted; None: the bundled blueprints (never Port's own `_user`).
     owned_blueprints: Optional[list[str]] = None
 
+    def owned_blueprint_names(self) -> set[str]:
+        """Blueprints whose stale entities may be deleted: the configured list, else the bundled blueprints; never
+        Port's own `_user`, which the mapping only merges a relation into."""
+        from sentry_port_assets.mapping.blueprints import owned_blueprints
+
+        return set(self.owned_blueprints or [b["identifier"] for b in owned_blueprints()]) - {"_user"}
+
     @property
     def uses_port(self) -> bool:
         return bool(self.client_id or self.client_secret)

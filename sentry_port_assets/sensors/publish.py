@@ -16,11 +16,10 @@ from dagster import (
     sensor,
 )
 
+from sentry_port_assets.assets.catalog import CATALOG_KEY
+from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS
 from sentry_port_assets.jobs import publish_to_port
 
-ENTITY_KINDS = ("user", "team", "project", "project_tag", "issue", "issue_tag")
-ENTITY_KEYS = [AssetKey(["port", f"entities_{kind}"]) for kind in ENTITY_KINDS]
-CATALOG_KEY = AssetKey(["port", "catalog"])
 REFRESH_JOBS = ("sentry_refresh", "sentry_port_sync")
 IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                DagsterRunStatus.STARTED]
@@ -41,7 +40,7 @@ def _latest_storage_id(context: SensorEvaluationContext, key: AssetKey) -> int |
 def publish_on_new_entities(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """The cursor holds the entity materializations last published, as {asset key: storage id}."""
     seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    latest = {key.to_user_string(): _latest_storage_id(context, key) for key in ENTITY_KEYS}
+    latest = {key.to_user_string(): _latest_storage_id(context, key) for key in ENTITY_ASSET_KEYS.values()}
     current = {k: v for k, v in latest.items() if v is not None}
     if not current:
         return SkipReason("no entity asset has been materialized yet: run sentry_refresh first")

@@ -34,9 +34,8 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
     async def run() -> tuple[Changes, PublishReport]:
         async with sentry.get_client() as client:
             changes = await changes_for(client, mapping_config, events)
-        owned = set(port.owned_blueprints or [b["identifier"] for b in owned_blueprints()]) - {"_user"}
-        deletes = {bp: ids for bp, ids in changes.deletes.items()
-                   if bp in owned & mapped_blueprints(mapping_config, changes.upserts, KINDS)}
+        owned = port.owned_blueprint_names() & mapped_blueprints(mapping_config, changes.upserts, KINDS)
+        deletes = {bp: ids for bp, ids in changes.deletes.items() if bp in owned}
         async with port.target(source_is_demo=sentry.is_demo) as target:
             if port.initialize_resources:
                 await target.ensure_blueprints(owned_blueprints(), port_owned_fragments())
