@@ -192,10 +192,6 @@ class PortEmulatorState:
         stamp = updated_at or datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
         self.integrations[identifier] = {"identifier": identifier, "config": config, "updatedAt": stamp}
 
-    def add_fault(self, fault: Fault) -> Fault:
-        self.faults.append(fault)
-        return fault
-
     # rate limit: fixed windows from the emulator's start
     def admit(self) -> tuple[bool, dict[str, str]]:
         if not self.rate_limit:

@@ -361,11 +361,6 @@ class LocalCatalog:
                 raise
             return outcomes
 
-    def upsert_entity(
-        self, blueprint: str, entity: Mapping[str, Any], *, merge: bool = False, create_missing_related: bool = False
-    ) -> UpsertOutcome:
-        return self.upsert_entities(blueprint, [entity], merge=merge, create_missing_related=create_missing_related)[0]
-
     def _upsert_one(
         self, bp: Blueprint, entity: Mapping[str, Any], merge: bool, create_missing: bool
     ) -> tuple[Entity, bool]:

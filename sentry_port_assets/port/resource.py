@@ -28,10 +28,6 @@ class PortResource(ConfigurableResource):
 
         return set(self.owned_blueprints or [b["identifier"] for b in owned_blueprints()]) - {"_user"}
 
-    @property
-    def uses_port(self) -> bool:
-        return bool(self.client_id or self.client_secret)
-
     def target(self, *, source_is_demo: bool) -> PortTarget:
         """Build inside the event loop that will use it: the client's connection pool belongs to that loop."""
         return build_target(client_id=self.client_id, client_secret=self.client_secret, base_url=self.base_url,
