@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dagster import FilesystemIOManager
+
 from sentry_port_assets.assets.entities import OPTIONAL_ENTITIES, optional_entities
 from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, env_value, env_var
 from sentry_port_assets.mapping.resource import MappingResource
@@ -15,6 +17,9 @@ FALSE = ("0", "false", "no", "off")
 
 def build_resources() -> dict[str, Any]:
     return {
+        # Named explicitly: `optional_entities` loads through it, and Dagster resolves every top-level resource's
+        # dependencies when it builds a sensor's or schedule's context, where no default io_manager is added.
+        "io_manager": FilesystemIOManager(),
         OPTIONAL_ENTITIES: optional_entities,
         "sentry": SentryResource(
             host=env_value("SENTRY_HOST", DEFAULT_SENTRY_HOST) or DEFAULT_SENTRY_HOST,
