@@ -1,15 +1,19 @@
-"""Environment variables the project reads, with the Ocean-style aliases Port users already set.
+"""Environment variables the project reads, with the Ocean-style aliases Port users already set, and the rules
+they must satisfy.
 
-Secrets are never read into plain strings at definition time: `env_var()` returns a Dagster `EnvVar`
-reference, so the Dagster UI shows the variable's name, never its value.
+`read_settings()` reads every setting once and checks them together, before any work: a mistake is one
+`ConfigError` whose message is one line naming each variable to fix. Secrets are never read into plain strings
+here: `Settings` records which variable holds a secret (the resources then take a Dagster `EnvVar` reference, so
+the UI shows the variable's name, never its value). This module imports nothing of Dagster, so the
+`sentry-port` command starts fast.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-
-from dagster import EnvVar
+from urllib.parse import urlsplit
 
 # Our name -> the Ocean names accepted for it, in order of preference.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -36,12 +40,6 @@ def env_name(name: str) -> str | None:
     return None
 
 
-def env_var(name: str) -> EnvVar | None:
-    """A Dagster EnvVar for whichever spelling of `name` is set, or None when none is."""
-    found = env_name(name)
-    return EnvVar(found) if found else None
-
-
 def env_value(name: str, default: str | None = None) -> str | None:
     """The value of a non-secret setting (host, slug, paths), honouring the aliases."""
     found = env_name(name)
@@ -52,3 +50,134 @@ def state_dir() -> Path:
     """Where local state lives: under $DAGSTER_HOME when set, else ./.sentry_port/."""
     home = os.environ.get("DAGSTER_HOME")
     return Path(home) / "sentry_port" if home else Path(".sentry_port")
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work; the message is one line naming every variable to fix."""
+
+
+FALSE = ("0", "false", "no", "off")
+DEFAULT_RESYNC_MINUTES = 60
+
+
+def url_problem(name: str, value: str) -> str | None:
+    """Why `value` (the setting `name`) is not an http(s) base URL, or None when it is one."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return (f"{name}={value!r} is not a URL: give the scheme and host, e.g. "
+                f"{'https://sentry.example.com' if name.startswith('SENTRY') else DEFAULT_PORT_BASE_URL}")
+    return None
+
+
+def port_credentials_problem(has_client_id: bool, has_client_secret: bool, demo_source: bool) -> str | None:
+    """Port's credentials come in pairs, and the demo organization never goes to a real Port."""
+    if has_client_id != has_client_secret:
+        missing = "PORT_CLIENT_SECRET" if has_client_id else "PORT_CLIENT_ID"
+        return (f"{missing} is not set while its partner is: set both PORT_CLIENT_ID and PORT_CLIENT_SECRET to "
+                "publish to Port, or neither to use the local catalog")
+    if has_client_id and demo_source:
+        return ("the bundled demo organization is the Sentry source (SENTRY_TOKEN is not set) while Port credentials "
+                "are: demo data must never reach a real Port. Set SENTRY_TOKEN and SENTRY_ORGANIZATION, or unset "
+                "PORT_CLIENT_ID and PORT_CLIENT_SECRET to use the local catalog")
+    return None
+
+
+def resync_cron(minutes: int) -> str:
+    """A cron expression firing every `minutes`; cron can only say that for divisors of an hour or a day."""
+    if 0 < minutes < 60 and 60 % minutes == 0:
+        return f"*/{minutes} * * * *" if minutes > 1 else "* * * * *"
+    if minutes % 60 == 0 and 0 < minutes <= 1440 and 1440 % minutes == 0:
+        hours = minutes // 60
+        return "0 0 * * *" if hours == 24 else ("0 * * * *" if hours == 1 else f"0 */{hours} * * *")
+    raise ConfigError(
+        f"SENTRY_PORT_RESYNC_MINUTES={minutes} cannot be expressed as a cron schedule: use a divisor of 60 "
+        "(1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) or a whole number of hours dividing 24 (60, 120, 180, 240, 360, 480, "
+        "720, 1440)"
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, read once. Secrets appear only as the name of the variable that holds them."""
+
+    sentry_host: str = DEFAULT_SENTRY_HOST
+    sentry_organization: str | None = None
+    sentry_token_var: str | None = None
+    port_base_url: str = DEFAULT_PORT_BASE_URL
+    port_client_id_var: str | None = None
+    port_client_secret_var: str | None = None
+    mapping_file: str | None = None
+    integration_identifier: str | None = None
+    local_catalog: str | None = None
+    initialize_resources: bool = True
+    owned_blueprints: tuple[str, ...] | None = None
+    resync_cron: str = "0 * * * *"
+
+    @property
+    def demo(self) -> bool:
+        """No token: the bundled demo organization is the Sentry source."""
+        return self.sentry_token_var is None
+
+
+def read_settings() -> Settings:
+    """Reads and checks every setting; raises ConfigError naming all that must be fixed, in one line."""
+    problems: list[str] = []
+    sentry_host = env_value("SENTRY_HOST") or DEFAULT_SENTRY_HOST
+    port_base_url = env_value("PORT_BASE_URL") or DEFAULT_PORT_BASE_URL
+    token, organization = env_name("SENTRY_TOKEN"), env_value("SENTRY_ORGANIZATION")
+    client_id, client_secret = env_name("PORT_CLIENT_ID"), env_name("PORT_CLIENT_SECRET")
+    mapping_file, integration = env_value("PORT_MAPPING_FILE"), env_value("PORT_INTEGRATION_IDENTIFIER")
+
+    problems += filter(None, [url_problem(_label("SENTRY_HOST"), sentry_host),
+                              url_problem(_label("PORT_BASE_URL"), port_base_url)])
+    if token and not organization:
+        problems.append(f"{token} is set but SENTRY_ORGANIZATION is not: name the organization to sync (its slug, "
+                        "the `acme` of https://acme.sentry.io)")
+    if organization and not token:
+        problems.append(f"{_label('SENTRY_ORGANIZATION')}={organization!r} is set but SENTRY_TOKEN is not: without a "
+                        "token the bundled demo organization would be read and the slug ignored. Set SENTRY_TOKEN, "
+                        "or unset SENTRY_ORGANIZATION to run the demo")
+    problem = port_credentials_problem(bool(client_id), bool(client_secret), demo_source=not token)
+    if problem:
+        problems.append(problem)
+    if mapping_file and integration:
+        problems.append(f"both PORT_MAPPING_FILE ({mapping_file}) and {_label('PORT_INTEGRATION_IDENTIFIER')} "
+                        f"({integration!r}) are set: the mapping comes from one place; unset the one you do not mean")
+    elif integration and not (client_id and client_secret):
+        problems.append(f"{_label('PORT_INTEGRATION_IDENTIFIER')}={integration!r} reads the mapping from Port's "
+                        "integration config, which needs PORT_CLIENT_ID and PORT_CLIENT_SECRET: set them, or unset "
+                        "it to use the mapping file (PORT_MAPPING_FILE)")
+
+    cron = resync_cron(DEFAULT_RESYNC_MINUTES)
+    raw_minutes = env_value("SENTRY_PORT_RESYNC_MINUTES")
+    if raw_minutes is not None:
+        try:
+            cron = resync_cron(int(raw_minutes.strip()))
+        except ValueError as exc:  # ConfigError is a ValueError too
+            problems.append(str(exc) if isinstance(exc, ConfigError) else
+                            f"{_label('SENTRY_PORT_RESYNC_MINUTES')} must be a whole number of minutes, "
+                            f"not {raw_minutes!r}")
+
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
+    owned = env_value("PORT_OWNED_BLUEPRINTS")
+    return Settings(
+        sentry_host=sentry_host,
+        sentry_organization=organization,
+        sentry_token_var=token,
+        port_base_url=port_base_url,
+        port_client_id_var=client_id,
+        port_client_secret_var=client_secret,
+        mapping_file=mapping_file,
+        integration_identifier=integration,
+        local_catalog=env_value("PORT_LOCAL_CATALOG"),
+        initialize_resources=(env_value("PORT_INITIALIZE_RESOURCES") or "true").strip().lower() not in FALSE,
+        owned_blueprints=tuple(b.strip() for b in owned.split(",") if b.strip()) if owned else None,
+        resync_cron=cron,
+    )
+
+
+def _label(name: str) -> str:
+    """The variable as the user set it: an Ocean alias is named as such."""
+    found = env_name(name)
+    return name if found in (None, name) else f"{found} (alias of {name})"

@@ -335,6 +335,8 @@ def test_resource_wiring_from_the_environment(monkeypatch):
     monkeypatch.setenv("PORT_CLIENT_ID", "id-value")
     monkeypatch.setenv("PORT_CLIENT_SECRET", "secret-value")
     monkeypatch.setenv("PORT_BASE_URL", "https://api.us.getport.io")
+    monkeypatch.setenv("SENTRY_TOKEN", "token")
+    monkeypatch.setenv("SENTRY_ORGANIZATION", "acme")
     mapping = build_resources()["mapping"]
     assert mapping.integration_identifier == "my-sentry"
     assert mapping.port_base_url == "https://api.us.getport.io"

@@ -14,6 +14,8 @@ from sentry_port_assets.port.cli_catalog import main as catalog_main, run_catalo
 from sentry_port_assets.port.errors import PortConfigError, PortError
 from sentry_port_assets.port.reconciler import reconcile
 from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
+from sentry_port_assets.config import ConfigError
+from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources import build_resources
 from sentry_port_assets_tests import port_fixtures as fx
 
@@ -77,12 +79,16 @@ def test_target_from_env(tmp_path, monkeypatch):
     asyncio.run(local.aclose())
 
     monkeypatch.setenv("OCEAN__PORT__CLIENT_ID", fx.CLIENT_ID)
-    with pytest.raises(PortConfigError, match="PORT_CLIENT_SECRET"):
+    with pytest.raises(ConfigError, match="PORT_CLIENT_SECRET is not set"):
         target_from_env()
     monkeypatch.setenv("PORT_CLIENT_SECRET", fx.CLIENT_SECRET)
-    with pytest.raises(PortConfigError, match="demo") as demo:
-        target_from_env(source_is_demo=True)
+    with pytest.raises(ConfigError, match="demo") as demo:
+        target_from_env()  # no SENTRY_TOKEN: the demo organization is the source
     assert fx.CLIENT_SECRET not in str(demo.value)
+    with pytest.raises(PortConfigError, match="demo"):  # the same rule where a run's own config builds the target
+        PortResource(client_id="id", client_secret="secret").target(source_is_demo=True)
+    monkeypatch.setenv("SENTRY_TOKEN", "token")
+    monkeypatch.setenv("SENTRY_ORGANIZATION", "acme")
     monkeypatch.setenv("PORT_BASE_URL", "http://127.0.0.1:9")
     api = target_from_env()
     assert isinstance(api, PortApiTarget) and api.description == "Port at http://127.0.0.1:9"

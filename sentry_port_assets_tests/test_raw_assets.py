@@ -42,7 +42,7 @@ def write_mapping(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> str
 
 
 def value(result: Any, *key: str) -> Any:
-    return result.output_for_node("__".join(key))
+    return result.asset_value(AssetKey(list(key)))
 
 
 def metadata(result: Any, *key: str) -> dict[str, Any]:

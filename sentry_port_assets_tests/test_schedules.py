@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sentry_port_assets.schedules import ScheduleConfigError, resync_cron
+from sentry_port_assets.config import ConfigError, resync_cron
 
 
 @pytest.mark.parametrize(("minutes", "cron"), [
@@ -16,5 +16,5 @@ def test_resync_minutes_become_cron(minutes: int, cron: str) -> None:
 
 @pytest.mark.parametrize("minutes", [0, 7, 90, 2880])
 def test_minutes_cron_cannot_express_are_refused_by_name(minutes: int) -> None:
-    with pytest.raises(ScheduleConfigError, match="SENTRY_PORT_RESYNC_MINUTES"):
+    with pytest.raises(ConfigError, match="SENTRY_PORT_RESYNC_MINUTES"):
         resync_cron(minutes)

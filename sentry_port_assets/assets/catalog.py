@@ -11,6 +11,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetIn, AssetKey, Failure, MaterializeResult, MetadataValue, asset
 
+from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
 from sentry_port_assets.assets.metadata import table_md
 from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
@@ -73,7 +74,7 @@ def port_catalog(
     entities_issue: list[Entity],
     entities_issue_tag: list[Entity],
 ) -> MaterializeResult:
-    config = mapping.load()
+    config = mapping_for_step(mapping)
     entities = [*entities_user, *entities_team, *entities_project, *entities_project_tag, *entities_issue,
                 *entities_issue_tag]
     owned = port.owned_blueprint_names() & mapped_blueprints(config, entities)

@@ -49,6 +49,7 @@ from dagster import (
     input_manager,
 )
 
+from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.assets.metadata import table_md
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
 from sentry_port_assets.mapping.engine import MappingResult, map_kind
@@ -132,7 +133,7 @@ def _entity_asset(kind: str, name: str, raw_key: tuple[str, str]):
         description=f"Port entities mapped from `{'/'.join(raw_key)}` by every `{kind}` resource of the mapping.",
     )
     def _asset(context: AssetExecutionContext, mapping: MappingResource, raw: Any) -> Output[list[Entity]]:
-        config = mapping.load()
+        config = mapping_for_step(mapping)
         result = map_kind(config, kind, raw if raw is not None else [])
         if result.errors:
             raise Failure(

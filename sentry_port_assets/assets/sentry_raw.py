@@ -6,11 +6,12 @@ request and says so in its metadata. Shapes of the stored values: see `sentry_po
 
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, Output, asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, Output, asset, multi_asset
 
+from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.assets.metadata import preview_table
 from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.sentry.client import SentryClient, progress_reporter
@@ -24,30 +25,32 @@ GROUP = "sentry"
 KINDS = {"sentry"}
 
 
-def _fetch(context: AssetExecutionContext, sentry: SentryResource, label: str,
-           fetch: Callable[[SentryClient], Awaitable[T]]) -> tuple[T, dict[str, Any]]:
-    """Runs one asset's fetch with progress lines; returns its value and the cost as metadata."""
-    sentry.warn_if_demo(context.log)
-
-    async def run() -> tuple[T, dict[str, Any]]:
-        async with sentry.get_client() as client:
-            async with progress_reporter(context.log.info, label, client, sentry.progress_interval_seconds):
-                value = await fetch(client)
-            return value, client.stats.as_metadata(client.governor.wait_seconds)
-
-    value, cost = asyncio.run(run())
+async def _fetch_async(context: AssetExecutionContext, sentry: SentryResource, label: str,
+                       fetch: Callable[[SentryClient], Awaitable[T]]) -> tuple[T, dict[str, Any]]:
+    """One asset's fetch, with its own client (so its cost is its own) and progress lines."""
+    async with sentry.get_client() as client:
+        async with progress_reporter(context.log.info, label, client, sentry.progress_interval_seconds):
+            value = await fetch(client)
+        cost = client.stats.as_metadata(client.governor.wait_seconds)
     context.log.info(f"{label}: done, {cost}")
     return value, {**cost, "source": "demo organization" if sentry.is_demo else sentry.host}
 
 
+def _fetch(context: AssetExecutionContext, sentry: SentryResource, label: str,
+           fetch: Callable[[SentryClient], Awaitable[T]]) -> tuple[T, dict[str, Any]]:
+    """Runs one asset's fetch; returns its value and the cost as metadata."""
+    return asyncio.run(_fetch_async(context, sentry, label, fetch))
+
+
 def _output(value: T, count: int, cost: dict[str, Any], preview: Sequence[Item], columns: Sequence[str],
-            **extra: Any) -> Output[T]:
-    return Output(value, metadata={"dagster/row_count": count, "items": count, **cost, **extra,
-                                   "preview": preview_table(preview, columns)})
+            output_name: str = "result", **extra: Any) -> Output[T]:
+    return Output(value, output_name=output_name, metadata={"dagster/row_count": count, "items": count, **cost,
+                                                            **extra, "preview": preview_table(preview, columns)})
 
 
-def _skipped(value: T, reason: str) -> Output[T]:
-    return Output(value, metadata={"dagster/row_count": 0, "items": 0, "requests": 0, "skipped": reason})
+def _skipped(value: T, reason: str, output_name: str = "result") -> Output[T]:
+    return Output(value, output_name=output_name,
+                  metadata={"dagster/row_count": 0, "items": 0, "requests": 0, "skipped": reason})
 
 
 def _flat(groups: dict[str, Any]) -> list[Item]:
@@ -57,43 +60,76 @@ def _flat(groups: dict[str, Any]) -> list[Item]:
     return out
 
 
-@asset(key=AssetKey(["sentry", "members"]), group_name=GROUP, kinds=KINDS,
-       description="Organization members (kind `user`), pending invites included.")
-def sentry_members(context: AssetExecutionContext, sentry: SentryResource,
-                   mapping: MappingResource) -> Output[list[Item]]:
-    if not FetchPlan.of(mapping.load()).members:
-        return _skipped([], "no mapping resource of kind user")
-    members, cost = _fetch(context, sentry, "members", lambda c: c.list_members())
-    return _output(members, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"])
+MEMBERS, TEAMS, PROJECTS = AssetKey(["sentry", "members"]), AssetKey(["sentry", "teams"]), AssetKey(["sentry", "projects"])
 
 
-@asset(key=AssetKey(["sentry", "teams"]), group_name=GROUP, kinds=KINDS,
-       description="Teams (kind `team`), with `__members` when a team resource sets includeMembers: true.")
-def sentry_teams(context: AssetExecutionContext, sentry: SentryResource,
-                 mapping: MappingResource) -> Output[list[Item]]:
-    plan = FetchPlan.of(mapping.load())
-    if not plan.teams:
-        return _skipped([], "no mapping resource of kind team")
+@multi_asset(
+    name="sentry_organization",
+    outs={
+        "sentry__members": AssetOut(key=MEMBERS, group_name=GROUP, kinds=KINDS, is_required=False,
+                                    description="Organization members (kind `user`), pending invites included."),
+        "sentry__teams": AssetOut(key=TEAMS, group_name=GROUP, kinds=KINDS, is_required=False,
+                                  description="Teams (kind `team`), with `__members` when a team resource sets "
+                                              "includeMembers: true."),
+        "sentry__projects": AssetOut(key=PROJECTS, group_name=GROUP, kinds=KINDS, is_required=False,
+                                     description="This organization's projects from `/projects/` (other "
+                                                 "organizations' are filtered out)."),
+    },
+    can_subset=True,
+)
+def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
+                        mapping: MappingResource) -> Iterator[Output[list[Item]]]:
+    """The organization's roots in one step, fetched concurrently: members, teams, projects.
+
+    One step rather than three: it is the only root of the graph, so a mapping that does not load fails it once,
+    before any Sentry request, and every asset downstream is skipped instead of failing with the same error."""
+    plan = FetchPlan.of(mapping_for_step(mapping))
+    selected = context.selected_asset_keys
+    sentry.warn_if_demo(context.log)
+    fetches: dict[AssetKey, Any] = {}
+    skipped: dict[AssetKey, str] = {}
     vanished = Vanished()
-    teams, cost = _fetch(context, sentry, "teams", lambda c: fetch_teams(c, plan.team_members, vanished))
-    return _output(teams, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
-                   with_members=plan.team_members, vanished=len(vanished.items))
 
-
-@asset(key=AssetKey(["sentry", "projects"]), group_name=GROUP, kinds=KINDS,
-       description="This organization's projects from `/projects/` (other organizations' are filtered out).")
-def sentry_projects(context: AssetExecutionContext, sentry: SentryResource,
-                    mapping: MappingResource) -> Output[list[Item]]:
-    if not FetchPlan.of(mapping.load()).projects:
-        return _skipped([], "no mapping resource of kind project, project-tag, issue or issue-tag")
-
-    async def fetch(client: SentryClient) -> tuple[list[Item], int]:
+    async def projects(client: SentryClient) -> tuple[list[Item], int]:
         await client.get_organization()  # a wrong slug fails here, clearly, not as "zero projects"
         return await client.list_projects()
 
-    (projects, other_orgs), cost = _fetch(context, sentry, "projects", fetch)
-    return _output(projects, len(projects), cost, projects, ["slug", "platform", "status"],
-                   other_organizations_filtered_out=other_orgs)
+    for key, needed, why, label, fetch in [
+        (MEMBERS, plan.members, "no mapping resource of kind user", "members", lambda c: c.list_members()),
+        (TEAMS, plan.teams, "no mapping resource of kind team", "teams",
+         lambda c: fetch_teams(c, plan.team_members, vanished)),
+        (PROJECTS, plan.projects, "no mapping resource of kind project, project-tag, issue or issue-tag",
+         "projects", projects),
+    ]:
+        if key not in selected:
+            continue
+        if needed:
+            fetches[key] = _fetch_async(context, sentry, label, fetch)
+        else:
+            skipped[key] = why
+
+    async def run_all() -> list[tuple[Any, dict[str, Any]]]:
+        return list(await asyncio.gather(*fetches.values()))
+
+    results = dict(zip(fetches, asyncio.run(run_all()) if fetches else []))
+    for key, why in skipped.items():
+        yield _skipped([], why, output_name=_name(key))
+    if MEMBERS in results:
+        members, cost = results[MEMBERS]
+        yield _output(members, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"],
+                      output_name=_name(MEMBERS))
+    if TEAMS in results:
+        teams, cost = results[TEAMS]
+        yield _output(teams, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
+                      output_name=_name(TEAMS), with_members=plan.team_members, vanished=len(vanished.items))
+    if PROJECTS in results:
+        (found, other_orgs), cost = results[PROJECTS]
+        yield _output(found, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS),
+                      other_organizations_filtered_out=other_orgs)
+
+
+def _name(key: AssetKey) -> str:
+    return "__".join(key.path)
 
 
 @asset(key=AssetKey(["sentry", "project_tags"]), group_name=GROUP, kinds=KINDS,
@@ -101,7 +137,7 @@ def sentry_projects(context: AssetExecutionContext, sentry: SentryResource,
        description="Tag values per project (kind `project-tag`): one row per project per value, every key selected.")
 def sentry_project_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
                         projects: list[Item]) -> Output[dict[str, list[Item]]]:
-    keys = FetchPlan.of(mapping.load()).project_tag_keys
+    keys = FetchPlan.of(mapping_for_step(mapping)).project_tag_keys
     if not keys:
         return _skipped({}, "no mapping resource of kind project-tag")
     vanished = Vanished()
@@ -116,7 +152,7 @@ def sentry_project_tags(context: AssetExecutionContext, sentry: SentryResource, 
        description="Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.")
 def sentry_issues(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
                   projects: list[Item]) -> Output[dict[str, list[Item]]]:
-    filters = FetchPlan.of(mapping.load()).issue_filters
+    filters = FetchPlan.of(mapping_for_step(mapping)).issue_filters
     if not filters:
         return _skipped({}, "no mapping resource of kind issue or issue-tag")
     issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
@@ -130,7 +166,7 @@ def sentry_issues(context: AssetExecutionContext, sentry: SentryResource, mappin
        description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
 def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
                       issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
-    plan = FetchPlan.of(mapping.load())
+    plan = FetchPlan.of(mapping_for_step(mapping))
     if not plan.issue_tag_keys:
         return _skipped({}, "no mapping resource of kind issue-tag")
     vanished = Vanished()
@@ -143,4 +179,4 @@ def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, ma
                    environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no")
 
 
-raw_assets = [sentry_members, sentry_teams, sentry_projects, sentry_project_tags, sentry_issues, sentry_issue_tags]
+raw_assets = [sentry_organization, sentry_project_tags, sentry_issues, sentry_issue_tags]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sentry_port_assets.config import port_credentials_problem
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
 from sentry_port_assets.port.catalog import CatalogError, LocalCatalog, default_catalog_path
 from sentry_port_assets.port.errors import PortConfigError, PortNotFoundError
@@ -198,19 +199,10 @@ def build_target(
     """Port when both credentials are given, else the local catalog (`catalog_path`, else its default path).
 
     Raises PortConfigError when only one credential is set, or when demo data would reach a real Port."""
-    if bool(client_id) != bool(client_secret):
-        missing = "PORT_CLIENT_SECRET" if client_id else "PORT_CLIENT_ID"
-        raise PortConfigError(
-            f"{missing} is not set while its partner is: set both PORT_CLIENT_ID and PORT_CLIENT_SECRET to publish to "
-            "Port, or neither to use the local catalog."
-        )
+    problem = port_credentials_problem(bool(client_id), bool(client_secret), source_is_demo)
+    if problem:
+        raise PortConfigError(problem + ".")
     if client_id and client_secret:
-        if source_is_demo:
-            raise PortConfigError(
-                "the bundled demo organization is the Sentry source (SENTRY_TOKEN is not set) while Port credentials "
-                "are: demo data must never reach a real Port. Set SENTRY_TOKEN and SENTRY_ORGANIZATION, or unset "
-                "PORT_CLIENT_ID and PORT_CLIENT_SECRET to use the local catalog."
-            )
         from sentry_port_assets.port.client import PortClient
 
         return PortApiTarget(PortClient(client_id, client_secret, base_url, **client_options))

@@ -12,7 +12,7 @@ from typing import Optional
 import httpx
 from dagster import ConfigurableResource
 
-from sentry_port_assets.config import DEFAULT_SENTRY_HOST
+from sentry_port_assets.config import DEFAULT_SENTRY_HOST, url_problem
 from sentry_port_assets.emulators.sentry_api import EmulatorConfig, create_sentry_emulator
 from sentry_port_assets.emulators.sentry_data import DEMO_ORGANIZATION, demo_dataset
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient
@@ -54,6 +54,9 @@ class SentryResource(ConfigurableResource):
             app = create_sentry_emulator(demo_dataset(), EmulatorConfig(token=_DEMO_TOKEN))
             return SentryClient(DEMO_HOST, DEMO_ORGANIZATION, _DEMO_TOKEN, retry=retry,
                                 timeout_seconds=self.timeout_seconds, transport=httpx.ASGITransport(app=app))
+        problem = url_problem("SENTRY_HOST", self.host)
+        if problem:  # httpx would say "unsupported protocol" on every retry instead
+            raise SentryConfigError(problem + ".")
         if not self.organization:
             raise SentryConfigError(
                 "SENTRY_ORGANIZATION is not set: with SENTRY_TOKEN set, name the organization to sync "

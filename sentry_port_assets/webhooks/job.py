@@ -5,6 +5,7 @@ from typing import Optional
 
 from dagster import AssetObservation, Config, Failure, OpExecutionContext, job, op
 
+from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.assets.catalog import CATALOG_KEY, mapped_blueprints
 from sentry_port_assets.mapping.config import KINDS
 from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
@@ -29,7 +30,7 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
     missing = set(config.event_ids) - {e.id for e in events}
     if missing:
         raise Failure(f"inbox events {sorted(missing)} are not in {config.inbox_path or default_inbox_path()}")
-    mapping_config = mapping.load()
+    mapping_config = mapping_for_step(mapping)
 
     async def run() -> tuple[Changes, PublishReport]:
         async with sentry.get_client() as client:
