@@ -1,5 +1,29 @@
-"""Keeps Port's software catalog in sync with a Sentry organization, as Dagster assets."""
+"""Keeps Port's software catalog in sync with a Sentry organization, as Dagster assets.
 
-from sentry_port_assets.definitions import defs
+`defs` (the Dagster definitions) is loaded on first access, not on import: the `sentry-port` command imports
+this package and must start without loading Dagster or reading the settings the definitions check.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dagster import Definitions
+
+    defs: Definitions
 
 __all__ = ["defs"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "defs":
+        from sentry_port_assets.definitions import defs
+
+        return defs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Dagster finds the definitions of `-m sentry_port_assets` by listing the module's attributes.
+    return sorted([*globals(), "defs"])
