@@ -3,8 +3,8 @@
 The raw file is JSON: `{"<kind>": [items]}` with items as the raw assets store them (`__members` on teams,
 `__tags` on project-tag / issue-tag rows). Every resource of a kind is applied to that kind's items, whatever
 its `tag` or Sentry query (a dict of lists, as the raw assets keep project-tag/issue/issue-tag, is flattened).
-Prints the entities as JSON sorted by blueprint then identifier on stdout; misconfigurations, dropped entities
-and resource errors on stderr. Exit code: 0, 1 when a resource failed (a selector that is not boolean),
+Prints the entities as JSON sorted by blueprint then identifier on stdout; misconfigurations, the data's nulls,
+dropped entities and resource errors on stderr. Exit code: 0, 1 when a resource failed (a selector that is not boolean),
 2 when the mapping or the raw file cannot be used.
 """
 
@@ -77,6 +77,8 @@ def run_map(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     out.write("\n")
     for m in result.misconfigurations:
         print(f"misconfiguration: {m.describe()}", file=err)
+    for m in result.nulls:
+        print(f"null in the data: {m.describe()}", file=err)
     if result.dropped:
         print(f"dropped: {result.dropped} entit{'y' if result.dropped == 1 else 'ies'} without identifier or blueprint", file=err)
     for e in result.errors:

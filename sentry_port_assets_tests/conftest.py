@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -43,3 +45,8 @@ def sentry_emulator() -> Iterator[Callable[..., RunningSentry]]:
     yield start
     for server in started:
         server.stop()
+
+
+def table_text(value: Any) -> str:
+    """Every cell of a table metadata value (`MetadataValue.table`), as JSON text to search."""
+    return json.dumps([r.data for r in value.records], ensure_ascii=False)

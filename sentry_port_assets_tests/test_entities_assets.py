@@ -12,7 +12,9 @@ import yaml
 from dagster import AssetCheckSeverity, AssetKey, asset, materialize
 
 from sentry_port_assets.assets.entities import (
+    DEFAULT_KINDS,
     ENTITY_ASSET_KEYS,
+    relation_cell,
     duplicate_identifiers,
     entity_assets,
     OPTIONAL_ENTITIES,
@@ -21,6 +23,7 @@ from sentry_port_assets.assets.entities import (
     missing_required,
     unresolved_relations,
 )
+from sentry_port_assets_tests.conftest import table_text
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, load_default_blueprints
 from sentry_port_assets.mapping.engine import map_items
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
@@ -124,23 +127,44 @@ def test_metadata(default_run):
     meta = metadata_of(default_run, "entities_user")
     assert meta["entities"].value == 4 and meta["dagster/row_count"].value == 4
     assert meta["entities per blueprint"].data == {"_user": 2, "sentryUser": 2}
-    assert "developer@getport.io" in meta["preview"].value and "| blueprint" in meta["preview"].value
+    preview = meta["preview"]
+    assert [c.name for c in preview.schema.columns][:3] == ["blueprint", "identifier", "title"]
+    assert "developer@getport.io" in [r.data["identifier"] for r in preview.records]
     assert meta["misconfigured fields"].value == 0
+    meta = metadata_of(default_run, "entities_project")
+    assert meta["mapping resources"].value == 0 and "no `project` resource" in meta["not mapped"].value
     meta = metadata_of(default_run, "entities_issue_tag")
     assert meta["raw items"].value == 1 and meta["entities"].value == 2
 
 
-def test_misconfiguration_table():
+def test_misconfiguration_and_null_tables():
     values = raw_values()
     issue = values["issue_tags"][UNRESOLVED]["environment"][0]
-    issue["assignedTo"] = None
+    issue["assignedTo"] = None  # unassigned: a null the data holds, not a misconfiguration
     result = run(values)
     assert result.success
     meta = metadata_of(result, "entities_issue_tag")
-    assert meta["misconfigured fields"].value == 1
-    table = meta["misconfigurations"].value
-    for fragment in ("resources[3]", "issue-tag", "relations.assignee.rules[0].value", ".assignedTo.email", "4605173695", "yielded null"):
-        assert fragment in table
+    assert meta["misconfigured fields"].value == 0 and meta["fields with nulls in the data"].value == 1
+    [row] = [r.data for r in meta["nulls in the data"].records]
+    assert (row["resource"], row["kind"], row["field"], row["expression"], row["example item"]) == (
+        "resources[3]", "issue-tag", "relations.assignee.rules[0].value", ".assignedTo.email", "4605173695")
+    preview = meta["preview"].records
+    assert {r.data["relations.assignee"] for r in preview} == {None}
+    assert {r.data["relations.projectEnvironment"] for r in preview} <= {"python-fastapi-production",
+                                                                          "python-fastapi-staging"}
+
+
+def test_search_relations_show_the_rule_values_not_json():
+    assert relation_cell({"combinator": "and", "rules": [
+        {"property": "$identifier", "operator": "=", "value": "a@b.io"}]}) == "a@b.io"
+    assert relation_cell({"combinator": "or", "rules": [
+        {"property": "$identifier", "operator": "=", "value": "a"},
+        {"property": "tags", "operator": "contains", "value": None}]}) == 'a or tags contains null'
+    assert relation_cell(["x", "y"]) == "x, y"
+
+
+def test_default_kinds_are_those_of_the_bundled_mapping():
+    assert set(DEFAULT_KINDS) == {r.kind for r in load_mapping().resources}
 
 
 def test_relations_check_warns_on_dangling_relation():
@@ -153,9 +177,9 @@ def test_relations_check_warns_on_dangling_relation():
     issue_check = evaluations[("entities_issue_tag", "relations_resolve")]
     assert not issue_check.passed and issue_check.severity == AssetCheckSeverity.WARN
     assert issue_check.metadata["unresolved relations"].value == 3  # staging env, assignee x 2 entities
-    assert "python-fastapi-staging" in issue_check.metadata["examples"].value
+    assert "python-fastapi-staging" in table_text(issue_check.metadata["examples"])
     team_check = evaluations[("entities_team", "relations_resolve")]
-    assert not team_check.passed and "danny@domain.io" in team_check.metadata["examples"].value
+    assert not team_check.passed and "danny@domain.io" in table_text(team_check.metadata["examples"])
     assert evaluations[("entities_user", "relations_resolve")].passed
 
 

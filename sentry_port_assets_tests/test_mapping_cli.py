@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from sentry_port_assets.cli import main
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
 
 SAMPLES = json.loads((Path(__file__).resolve().parent.parent / "sentry_port_assets/sentry/seed_samples.json").read_text())
 
@@ -53,8 +54,17 @@ def test_misconfigurations_go_to_stderr(tmp_path, capsys):
     assert main(["map", "--raw", raw]) == 0
     captured = capsys.readouterr()
     assert len(json.loads(captured.out)) == 1
-    assert "misconfiguration: resources[3] (issue-tag) relations.assignee.rules[0].value: '.assignedTo.email'" in captured.err
+    assert "misconfiguration" not in captured.err  # an unassigned issue's null is the data's
+    assert ("null in the data: resources[3] (issue-tag) relations.assignee.rules[0].value: '.assignedTo.email'"
+            in captured.err)
     assert "'4605173695'" in captured.err
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(DEFAULT_MAPPING_FILE.read_text().replace("status: .status\n          isUnhandled",
+                                                             "status: .stauts\n          isUnhandled"))
+    assert main(["map", "--mapping", str(typo), "--raw", raw]) == 0
+    captured = capsys.readouterr()
+    assert "misconfiguration: resources[3] (issue-tag) properties.status: '.stauts'" in captured.err
 
 
 def test_custom_mapping_applies_regardless_of_tag(tmp_path, capsys):

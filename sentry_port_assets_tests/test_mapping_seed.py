@@ -396,13 +396,14 @@ def test_issue_tag_example_relates_all_environments():
     assert compared(entity) == expected
 
 
-def test_unassigned_issue_is_a_misconfiguration_not_a_failure(default):
+def test_unassigned_issue_is_a_null_in_the_data_not_a_misconfiguration(default):
     issue = issue_with_environments("production")
     issue["assignedTo"] = None
     result = map_items(default, "issue-tag", [issue])
     assert len(result.entities) == 1
     assert result.entities[0]["relations"]["assignee"]["rules"][0]["value"] is None
-    [m] = result.misconfigurations
+    assert result.misconfigurations == []
+    [m] = result.nulls
     assert (m.field, m.expression, m.count, m.example_item_id) == (
         "relations.assignee.rules[0].value",
         ".assignedTo.email",

@@ -28,9 +28,10 @@ def both(mapping, items, kind="user"):
         if c.kind == kind:
             naive.extend(c.map_naive(items))
     assert fast.entities == naive.entities
-    assert [(m.field, m.count, m.message, m.example_item_id) for m in fast.misconfigurations] == [
-        (m.field, m.count, m.message, m.example_item_id) for m in naive.misconfigurations
-    ]
+    for attribute in ("misconfigurations", "nulls"):
+        assert [(m.field, m.count, m.message, m.example_item_id) for m in getattr(fast, attribute)] == [
+            (m.field, m.count, m.message, m.example_item_id) for m in getattr(naive, attribute)
+        ]
     assert (fast.dropped, fast.filtered, fast.items) == (naive.dropped, naive.filtered, naive.items)
     assert [(e.field, e.count) for e in fast.errors] == [(e.field, e.count) for e in naive.errors]
     return fast
@@ -98,10 +99,29 @@ def test_one_bad_field_nulls_only_itself():
 def test_misconfigurations_counted_per_field_with_first_example():
     mapping = mapping_of({**BASE, "properties": {"p": ".p", "q": ".q"}})
     result = both(mapping, [{"id": "a"}, {"id": "b", "p": 1}, {"id": "c"}])
-    assert {m.field: (m.count, m.example_item_id) for m in result.misconfigurations} == {
-        "properties.p": (2, "a"),
-        "properties.q": (3, "a"),
-    }
+    # q never yields a value: a misconfiguration; p yields one on "b", so its nulls are the data's
+    assert {m.field: (m.count, m.example_item_id) for m in result.misconfigurations} == {"properties.q": (3, "a")}
+    assert {m.field: (m.count, m.example_item_id) for m in result.nulls} == {"properties.p": (2, "a")}
+
+
+def test_nulls_the_data_holds_are_not_misconfigurations():
+    mapping = mapping_of({**BASE, "title": ".user.name", "properties": {"typo": ".user.nmae", "last": ".lastLogin",
+                                                                        "e": ".a | error(\"boom\")"}})
+    pending = {"id": "invite", "user": None, "lastLogin": None, "a": 1}
+    result = both(mapping, [pending])  # one row only: nothing else yields a value, but `user` is null in it
+    assert {m.field for m in result.nulls} == {"title", "properties.last", "properties.typo"}
+    assert {m.field: m.message for m in result.misconfigurations} == {"properties.e": "jq error: boom"}
+    member = {"id": "m", "user": {"name": "N"}, "lastLogin": "2024-01-01", "a": 1}
+    result = both(mapping, [member, {"id": "no-user"}])  # "no-user" lacks the keys, but others have values
+    assert {m.field: m.count for m in result.nulls} == {"title": 1, "properties.last": 1}
+    assert {m.field for m in result.misconfigurations} == {"properties.typo", "properties.e"}
+
+
+def test_an_error_on_any_row_makes_the_field_misconfigured():
+    mapping = mapping_of({**BASE, "properties": {"n": ".a | tonumber"}})
+    result = both(mapping, [{"id": "1", "a": "5"}, {"id": "2", "a": None}, {"id": "3", "a": "x"}])
+    [m] = result.misconfigurations
+    assert (m.field, m.count) == ("properties.n", 2) and not result.nulls
 
 
 # --- entity shape, dropping ----------------------------------------------------------------------------------
@@ -282,10 +302,11 @@ def test_parallel_equals_serial(monkeypatch):
     serial = compiled.map(items, workers=1)
     parallel = compiled.map(items, workers=2)
     assert parallel.entities == serial.entities and len(serial.entities) > 300
-    assert [(m.field, m.count, m.example_item_id) for m in parallel.misconfigurations] == [
-        (m.field, m.count, m.example_item_id) for m in serial.misconfigurations
-    ]
-    assert serial.misconfigurations  # unassigned issues
+    for attribute in ("misconfigurations", "nulls"):
+        assert [(m.field, m.count, m.explained, m.example_item_id) for m in getattr(parallel, attribute)] == [
+            (m.field, m.count, m.explained, m.example_item_id) for m in getattr(serial, attribute)
+        ]
+    assert serial.nulls and not serial.misconfigurations  # unassigned issues: the data's nulls
 
 
 def test_input_reading_expression_is_not_batched():
@@ -381,7 +402,7 @@ def test_leaf_without_output_sends_only_that_item_field_by_field(monkeypatch):
     result = map_items(mapping, "user", [{"id": "1", "a": [5]}, {"id": "2", "a": []}, {"id": "3", "a": [7]}])
     assert calls == ["2"]
     assert [e["properties"]["p"] for e in result.entities] == [5, None, 7]
-    [m] = result.misconfigurations
+    [m] = result.nulls  # the other rows yield a value: an empty list in the data, not a broken expression
     assert (m.field, m.count, m.example_item_id) == ("properties.p", 1, "2")
 
 

@@ -18,6 +18,7 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
+from sentry_port_assets_tests.conftest import table_text
 from sentry_port_assets.assets.catalog import CATALOG_KEY, port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
@@ -143,6 +144,6 @@ def test_entities_port_refuses_fail_the_publish_with_every_failure_listed(tmp_pa
     refused = data.user_failure_data.metadata
     assert catalog.count("sentryIssue") == 0
     assert refused["failed"].value > 0 and refused["failed"].value == refused["failures_total"].value
-    assert "sentryIssue" in refused["failures"].value and "severity" in refused["failures"].value
+    assert "sentryIssue" in table_text(refused["failures"]) and "severity" in table_text(refused["failures"])
     assert "entities failed to publish" in data.user_failure_data.description
     assert catalog.count("sentryUser") > 0, "the other blueprints were still published"

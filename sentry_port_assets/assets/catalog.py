@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, Failure, Materiali
 
 from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
-from sentry_port_assets.assets.metadata import table_md
+from sentry_port_assets.assets.metadata import table
 from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
 from sentry_port_assets.mapping.config import MappingConfig
 from sentry_port_assets.mapping.jqcompile import constant_value
@@ -113,8 +113,8 @@ def port_catalog(
         "upserts_sent": meta["upserts_sent"],
         "deletes": meta["deletes"],
         "seconds": meta["seconds"],
-        "per_blueprint": table_md(per_blueprint),
-        "failures": table_md(meta["failures"]),
+        "per_blueprint": table(per_blueprint),
+        "failures": table(meta["failures"]),
         "failures_total": meta["failures_total"],
         "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
     }

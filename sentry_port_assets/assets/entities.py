@@ -50,9 +50,9 @@ from dagster import (
 )
 
 from sentry_port_assets.assets.mapping_step import mapping_for_step
-from sentry_port_assets.assets.metadata import table_md
+from sentry_port_assets.assets.metadata import cell, table
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
-from sentry_port_assets.mapping.engine import MappingResult, map_kind
+from sentry_port_assets.mapping.engine import MappingResult, Misconfiguration, map_kind
 from sentry_port_assets.mapping.resource import MappingResource
 
 GROUP = "port"
@@ -69,57 +69,68 @@ ENTITY_KINDS: dict[str, tuple[str, tuple[str, str]]] = {
     "issue": ("entities_issue", ("sentry", "issues")),
     "issue-tag": ("entities_issue_tag", ("sentry", "issue_tags")),
 }
+# The kinds the bundled default mapping (defaults/mapping.yaml) maps; the others' assets stay empty unless yours does.
+DEFAULT_KINDS = ("user", "team", "project-tag", "issue-tag")
 ENTITY_ASSET_KEYS: dict[str, AssetKey] = {kind: AssetKey([GROUP, name]) for kind, (name, _) in ENTITY_KINDS.items()}
 
 
 # --- metadata ----------------------------------------------------------------------------------------------------
-def _cell(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        text = json.dumps(value, ensure_ascii=False)
-        return text if len(text) <= 80 else text[:77] + "..."
+def relation_cell(value: Any) -> Any:
+    """What a relation points at: identifiers as they are; a search relation as the values its rules look for
+    (an issue's assignee shows as the email), not the rule's JSON. An unassigned rule shows as null."""
+    if isinstance(value, dict) and isinstance(value.get("rules"), list):
+        parts = [relation_cell(r) for r in value["rules"]]
+        if len(parts) == 1:
+            return parts[0]
+        return f" {value.get('combinator', 'and')} ".join("null" if p is None else str(p) for p in parts)
+    if isinstance(value, dict) and "value" in value:
+        target = value["value"]
+        if value.get("operator") != "=":
+            target = f"{value.get('operator')} {json.dumps(target, ensure_ascii=False)}"
+        elif target is None:
+            return None
+        prop = value.get("property")
+        return target if prop in ("$identifier", None) else f"{prop} {target}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
     return value
 
 
-def entity_preview(entities: Sequence[Entity], limit: int = PREVIEW_ROWS) -> MetadataValue:
+def entity_preview(entities: Sequence[Entity], limit: int = PREVIEW_ROWS) -> Any:
     rows = []
     for e in entities[:limit]:
-        row = {"blueprint": e.get("blueprint"), "identifier": _cell(e.get("identifier")), "title": e.get("title")}
-        row.update({f"properties.{k}": _cell(v) for k, v in (e.get("properties") or {}).items()})
-        row.update({f"relations.{k}": _cell(v) for k, v in (e.get("relations") or {}).items()})
+        row = {"blueprint": e.get("blueprint"), "identifier": e.get("identifier"), "title": e.get("title")}
+        row.update({f"properties.{k}": v for k, v in (e.get("properties") or {}).items()})
+        row.update({f"relations.{k}": relation_cell(v) for k, v in (e.get("relations") or {}).items()})
         rows.append(row)
-    return table_md(rows, "_no entities_", limit=None)
+    return table(rows, limit=None)
 
 
-def misconfiguration_table(result: MappingResult) -> MetadataValue:
-    rows = [
-        {
-            "resource": f"resources[{m.resource_index}]",
-            "kind": m.kind,
-            "field": m.field,
-            "expression": m.expression,
-            "rows": m.count,
-            "example item": m.example_item_id,
-            "message": m.message,
-        }
-        for m in result.misconfigurations
-    ]
-    return table_md(rows, "_none: every field yielded a value_", limit=None)
+def field_table(fields: Sequence[Misconfiguration]) -> Any:
+    rows = [{"resource": f"resources[{m.resource_index}]", "kind": m.kind, "field": m.field,
+             "expression": m.expression, "rows": m.count, "example item": m.example_item_id, "message": m.message}
+            for m in fields]
+    return table(rows, ["resource", "kind", "field", "expression", "rows", "example item", "message"], limit=None)
 
 
-def entity_metadata(result: MappingResult, mapping_source: str) -> dict[str, Any]:
+def entity_metadata(result: MappingResult, mapping_source: str, resources: int) -> dict[str, Any]:
     per_blueprint = Counter(e["blueprint"] for e in result.entities)
-    return {
+    metadata: dict[str, Any] = {
         "dagster/row_count": len(result.entities),
         "entities": len(result.entities),
         "entities per blueprint": MetadataValue.json(dict(sorted(per_blueprint.items()))),
+        "mapping resources": resources,
         "raw items": result.items,
         "dropped (no identifier or blueprint)": result.dropped,
         "filtered by selector": result.filtered,
         "misconfigured fields": len(result.misconfigurations),
-        "misconfigurations": misconfiguration_table(result),
+        "misconfigurations": field_table(result.misconfigurations),
+        "fields with nulls in the data": len(result.nulls),
+        "nulls in the data": field_table(result.nulls),
         "preview": entity_preview(result.entities),
         "mapping": mapping_source,
     }
+    return metadata
 
 
 # --- entity assets ------------------------------------------------------------------------------------------------
@@ -130,7 +141,9 @@ def _entity_asset(kind: str, name: str, raw_key: tuple[str, str]):
         group_name=GROUP,
         kinds={"port"},
         ins={"raw": AssetIn(key=AssetKey(list(raw_key)))},
-        description=f"Port entities mapped from `{'/'.join(raw_key)}` by every `{kind}` resource of the mapping.",
+        description=f"Port entities mapped from `{'/'.join(raw_key)}` by every `{kind}` resource of the mapping; "
+                    f"empty when the mapping has no `{kind}` resource"
+                    + (" (the bundled default has none)." if kind not in DEFAULT_KINDS else "."),
     )
     def _asset(context: AssetExecutionContext, mapping: MappingResource, raw: Any) -> Output[list[Entity]]:
         config = mapping_for_step(mapping)
@@ -146,7 +159,11 @@ def _entity_asset(kind: str, name: str, raw_key: tuple[str, str]):
             context.log.warning(f"misconfigured field: {m.describe()}")
         if result.dropped:
             context.log.warning(f"{result.dropped} {kind} entities dropped: empty identifier or blueprint")
-        return Output(result.entities, metadata=entity_metadata(result, mapping.source))
+        resources = sum(1 for r in config.resources if r.kind == kind)
+        metadata = entity_metadata(result, mapping.source, resources)
+        if not resources:
+            metadata["not mapped"] = f"the mapping has no `{kind}` resource: nothing of this kind goes to Port"
+        return Output(result.entities, metadata=metadata)
 
     return _asset
 
@@ -249,7 +266,7 @@ def unresolved_relations(
                     continue
                 if index.matches(target, value) is False:
                     problems.append({"blueprint": e.get("blueprint"), "identifier": _key(e.get("identifier")),
-                                     "relation": name, "target": target, "value": _cell(value)})
+                                     "relation": name, "target": target, "value": cell(value)})
                 continue
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, str) and v not in index.ids[target]:
@@ -267,7 +284,7 @@ def _relations_result(entities: list[Entity], others: list[list[Entity]]) -> Ass
         passed=not problems,
         severity=AssetCheckSeverity.WARN,
         metadata={"unresolved relations": len(problems),
-                  "examples": table_md(problems[:TABLE_ROWS], "_none_", limit=None)},
+                  "examples": table(problems[:TABLE_ROWS], ["blueprint", "identifier", "relation", "target", "value"])},
     )
 
 
@@ -298,7 +315,7 @@ def _checks_for(kind: str, name: str) -> list:
         return AssetCheckResult(
             passed=not dups,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"duplicated identifiers": len(dups), "examples": table_md(rows, "_none_", limit=None)},
+            metadata={"duplicated identifiers": len(dups), "examples": table(rows, ["blueprint", "identifier", "entities"])},
         )
 
     @asset_check(asset=key, name="required_fields", description="Fields the bundled blueprint requires are non-null.")
@@ -308,7 +325,7 @@ def _checks_for(kind: str, name: str) -> list:
         return AssetCheckResult(
             passed=not missing,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"missing required fields": len(missing), "examples": table_md(rows, "_none_", limit=None)},
+            metadata={"missing required fields": len(missing), "examples": table(rows, ["blueprint", "identifier", "field"])},
         )
 
     # Dagster wants one named parameter per additional input: build the function with those names.

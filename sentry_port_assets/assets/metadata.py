@@ -1,22 +1,49 @@
-"""Small helpers that turn items into Dagster metadata (previews stay small: the UI shows them inline)."""
+"""Rows as Dagster table metadata (`MetadataValue.table` with a schema), which the UI renders as a sortable table
+inline. Cells are plain values: booleans read yes/no, nested values are summarised or shown as compact JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
-from dagster import MetadataValue
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 PREVIEW_ROWS = 5
+CELL_CHARS = 120
 
 
-def preview_table(items: Sequence[dict[str, Any]], columns: Sequence[str]) -> MetadataValue:
-    """A markdown table of the first items, with the given (possibly dotted) columns."""
-    rows = [{c: _dig(item, c) for c in columns} for item in items[:PREVIEW_ROWS]]
-    if not rows:
-        return MetadataValue.md("_no items_")
-    return MetadataValue.md(pd.DataFrame(rows, columns=list(columns)).to_markdown(index=False))
+def cell(value: Any) -> str | int | float | None:
+    """One table cell: numbers and text as they are, booleans as yes/no, anything nested as compact JSON."""
+    if value is None or isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, limit: int | None = 50) -> Any:
+    """The first `limit` rows (None: all) as a table; columns default to every key, in first-seen order."""
+    shown = list(rows if limit is None else rows[:limit])
+    names = list(columns) if columns is not None else list(dict.fromkeys(k for row in shown for k in row))
+    records = [TableRecord({name: cell(row.get(name)) for name in names}) for row in shown]
+    types = {name: _type([r.data[name] for r in records]) for name in names}
+    return MetadataValue.table(records, schema=TableSchema(columns=[TableColumn(n, types[n]) for n in names]))
+
+
+def _type(values: Sequence[Any]) -> str:
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, int) for v in present):
+        return "int"
+    if present and all(isinstance(v, (int, float)) for v in present):
+        return "float"
+    return "string"
+
+
+def preview_table(items: Sequence[dict[str, Any]], columns: Sequence[str]) -> Any:
+    """The first items, with the given (possibly dotted) columns."""
+    return table([{c: _dig(item, c) for c in columns} for item in items[:PREVIEW_ROWS]], columns)
 
 
 def _dig(item: dict[str, Any], dotted: str) -> Any:
@@ -26,13 +53,3 @@ def _dig(item: dict[str, Any], dotted: str) -> Any:
     if isinstance(value, (list, dict)):
         return f"{len(value)} {'values' if isinstance(value, list) else 'fields'}"
     return value
-
-
-def table_md(rows: Sequence[dict[str, Any]], empty: str = "_none_", limit: int | None = 50) -> MetadataValue:
-    """Rows of plain values as a markdown table (the first `limit`; None: all), or `empty` when there are none."""
-    if not rows:
-        return MetadataValue.md(empty)
-    shown = list(rows if limit is None else rows[:limit])
-    frame = pd.DataFrame(shown)
-    more = f"\n\n_{len(rows) - len(shown)} more not shown_" if len(rows) > len(shown) else ""
-    return MetadataValue.md(frame.to_markdown(index=False) + more)

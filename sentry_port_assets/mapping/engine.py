@@ -41,8 +41,10 @@ import json
 import multiprocessing
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Iterator, Sequence
 
 import jq
@@ -69,6 +71,8 @@ class MappingConfigError(ValueError):
 
 @dataclass
 class Misconfiguration:
+    """A field that did not yield a value on `count` rows: a jq error (`null` False), or null / no output."""
+
     resource_index: int
     kind: str
     field: str
@@ -76,6 +80,9 @@ class Misconfiguration:
     count: int
     example_item_id: Any
     message: str
+    null: bool = False
+    # null rows whose raw item holds the null itself (`"assignedTo": null` for `.assignedTo.email`)
+    explained: int = 0
 
     def describe(self) -> str:
         return (
@@ -109,10 +116,13 @@ class MappingResult:
     filtered: int = 0
     items: int = 0
     errors: list[ResourceError] = field(default_factory=list)
+    # fields that were null on some rows because the data is (see `classify_nulls`): not misconfigurations
+    nulls: list[Misconfiguration] = field(default_factory=list)
 
     def extend(self, other: MappingResult) -> MappingResult:
         self.entities.extend(other.entities)
         self.misconfigurations.extend(other.misconfigurations)
+        self.nulls.extend(other.nulls)
         self.dropped += other.dropped
         self.filtered += other.filtered
         self.items += other.items
@@ -175,6 +185,19 @@ class _Collector:
             )
         else:
             m.count += 1
+            m.null = False  # an error on any row makes the field misconfigured
+
+    def null(self, path: str, expression: str, item: Any) -> None:
+        """The field yielded null or nothing on this row (`classify_nulls` decides, once every row is mapped,
+        whether that is the data's null or a misconfiguration)."""
+        m = self._mis.get(path)
+        if m is None:
+            m = self._mis[path] = Misconfiguration(
+                self.c.index, self.c.kind, path, expression, 0, item_id(item), NULL_MESSAGE, null=True
+            )
+        m.count += 1
+        if null_in_data(expression, item, self.c.items_to_parse_name if self.c.items_to_parse else None):
+            m.explained += 1
 
     def error(self, path: str, expression: str, message: str, item: Any) -> None:
         e = self._err.get(path)
@@ -225,8 +248,10 @@ class NaiveResource:
             return [self._build(v, row, f"{path}[{i}]", col, item) for i, v in enumerate(template)]
         outcome = self._first(template, row)
         value = outcome[0] if outcome else None
-        if value is None:
+        if len(outcome) == 2:
             col.misconfigured(path, template, outcome_message(outcome), item)
+        elif value is None:
+            col.null(path, template, item)
         return value
 
     def map_item(self, item: Any, col: _Collector) -> None:
@@ -261,7 +286,7 @@ class NaiveResource:
         for item in items:
             col.result.items += 1
             self.map_item(item, col)
-        return col.finish()
+        return classify_nulls(col.finish())
 
 
 def _getter(keys: tuple[Any, ...]) -> Any:
@@ -372,7 +397,7 @@ class CompiledResource:
                     except (KeyError, IndexError, TypeError):  # cannot happen: the template made the entity
                         value = None
                     if value is None:
-                        col.misconfigured(leaf.path, leaf.expression, NULL_MESSAGE, item)
+                        col.null(leaf.path, leaf.expression, item)
                     elif type(value) is dict and ERROR_KEY in value:
                         _set(row, leaf.keys, None)
                         col.misconfigured(leaf.path, leaf.expression, outcome_message([None, value[ERROR_KEY]]), item)
@@ -395,8 +420,8 @@ class CompiledResource:
             if workers > 1 and len(items) >= PARALLEL_MIN_ITEMS:
                 parallel = self._map_parallel(items, workers)
                 if parallel is not None:
-                    return parallel
-            return self._map_serial(items)
+                    return classify_nulls(parallel)
+            return classify_nulls(self._map_serial(items))
 
     def _map_parallel(self, items: list[Any], workers: int) -> MappingResult | None:
         """The parent maps the first share itself while `workers - 1` forked children map the rest (the children
@@ -538,6 +563,7 @@ def _merge_parts(compiled: CompiledResource, parts: list[MappingResult]) -> Mapp
         for m in part.misconfigurations:
             if m.field in mis:
                 mis[m.field].count += m.count
+                mis[m.field].explained += m.explained
             else:
                 mis[m.field] = m
         for e in part.errors:
@@ -547,6 +573,51 @@ def _merge_parts(compiled: CompiledResource, parts: list[MappingResult]) -> Mapp
                 err[e.field] = e
     result.misconfigurations = list(mis.values())
     result.errors = list(err.values())
+    return result
+
+
+_PLAIN_PATH = re.compile(r"^\s*((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*$")
+
+
+@lru_cache(maxsize=4096)
+def _path_keys(expression: str) -> tuple[str, ...] | None:
+    """`.a.b.c` -> ("a", "b", "c"); None for anything but a plain path."""
+    m = _PLAIN_PATH.match(expression)
+    return tuple(m.group(1)[1:].split(".")) if m else None
+
+
+def null_in_data(expression: str, item: Any, parsed_name: str | None = None) -> bool:
+    """Whether a plain-path leaf is null because the raw item says so: a key on the path is present and null
+    (a pending invite's `"user": null` for `.user.name`, an unassigned issue's `"assignedTo": null`). Not for
+    the row's `itemsToParse` element (`parsed_name`), which the raw item does not hold."""
+    keys = _path_keys(expression)
+    if not keys or keys[0] == parsed_name:
+        return False
+    value = item
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+        if value is None:
+            return True
+    return False
+
+
+def classify_nulls(result: MappingResult) -> MappingResult:
+    """Tells the data's nulls from misconfigurations, once every row of a resource is mapped.
+
+    Ocean counts every null field as misconfigured. Here a null field is the data's own when its expression
+    produced a value on another row, or when every null row's raw item holds that null; only a jq error, or a
+    field that never produced a value and whose nulls the data does not explain (a typo such as `.user.nmae`),
+    is a misconfiguration. Both are counted; Ocean's count is their sum."""
+    built = len(result.entities) + result.dropped
+    misconfigured, nulls = [], []
+    for m in result.misconfigurations:
+        if m.null and (m.count < built or m.explained == m.count):
+            nulls.append(m)
+        else:
+            misconfigured.append(m)
+    result.misconfigurations, result.nulls = misconfigured, [*result.nulls, *nulls]
     return result
 
 
