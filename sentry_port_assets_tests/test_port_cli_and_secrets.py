@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -49,9 +50,42 @@ def test_catalog_cli_lists_blueprints_and_entities(tmp_path, capsys):
     assert catalog_main(["catalog", "--path", str(path), "--blueprint", "nope"]) == 1
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_catalog_cli_fits_values_to_the_terminal_or_shows_them_whole(tmp_path, monkeypatch):
+    path = tmp_path / "c.sqlite"
+    link = "https://sentry.example.com/organizations/acme/issues/4605173695/?environment=" + "production" * 12
+    user = fx.user(1)
+    user["properties"]["role"] = link
+    _publish(LocalCatalogTarget(path), [user])
+    monkeypatch.setenv("COLUMNS", "80")
+
+    def show(*extra: str, out: io.StringIO) -> list[str]:
+        args = ["--path", str(path), "--blueprint", "tUser", *extra]
+        assert run_catalog(_parse(args), out, io.StringIO()) == 0
+        return out.getvalue().splitlines()
+
+    fitted = show(out=Terminal())
+    assert max(len(line) for line in fitted if line.startswith(("- ", "    "))) == 80
+    [role] = [line for line in fitted if line.startswith("    role: ")]
+    assert role.endswith("…") and role[len("    role: "):-1] in link
+    assert f"    role: {link}" in show("--wide", out=Terminal())
+    assert f"    role: {link}" in show(out=io.StringIO()), "piped output keeps whole values"
+
+
+def _parse(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    from sentry_port_assets.port.cli_catalog import add_catalog_parser
+
+    add_catalog_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["catalog", *args])
+
+
 def test_catalog_cli_does_not_create_a_missing_catalog(tmp_path, monkeypatch):
     monkeypatch.setenv("PORT_LOCAL_CATALOG", str(tmp_path / "missing.sqlite"))
-    import argparse
 
     err = io.StringIO()
     assert run_catalog(argparse.Namespace(path=None, blueprint=None, json=False), io.StringIO(), err) == 1

@@ -1,4 +1,4 @@
-"""`sentry-port catalog [--blueprint B] [--json] [--path P]`: what the local catalog holds.
+"""`sentry-port catalog [--blueprint B] [--wide] [--json] [--path P]`: what the local catalog holds.
 
 Registered by `sentry_port_assets/cli.py` with `add_catalog_parser(subparsers)`; also runs on its own:
 `python -m sentry_port_assets.port.cli_catalog`.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--blueprint", "-b", help="list the entities of this blueprint")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--wide", "-w", action="store_true",
+                        help="never shorten values (they are fitted to the terminal's width otherwise)")
     parser.add_argument("--path", help="the catalog file (default: see above)")
     parser.set_defaults(func=run_catalog)
     return parser
@@ -52,9 +55,20 @@ def _read(path: Path, blueprint: str | None) -> dict[str, Any]:
     }
 
 
-def _short(value: Any, width: int = 60) -> str:
+def _short(value: Any, width: int | None) -> str:
+    """The value as text, shortened to `width` characters (None: whole; never below 20, to stay readable)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if width is None:
+        return text
+    width = max(width, 20)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _columns(args: argparse.Namespace, out: TextIO) -> int | None:
+    """The terminal's width when writing to one, else None: piped output and --wide keep whole values."""
+    if getattr(args, "wide", False) or not (hasattr(out, "isatty") and out.isatty()):
+        return None
+    return shutil.get_terminal_size((100, 24)).columns
 
 
 def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -93,13 +107,18 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             print(f"{bp['identifier'].ljust(width)}  {str(bp['entities']).rjust(8)}  {bp['title'] or ''}", file=out)
         return 0
     rows = data["entities"][args.blueprint]
+    columns = _columns(args, out)
+
+    def fit(prefix: str, value: Any) -> str:
+        return prefix + _short(value, None if columns is None else columns - len(prefix))
+
     print(f"{args.blueprint}: {len(rows)} entities", file=out)
     for e in rows:
-        print(f"- {e['identifier']}  {_short(e.get('title') or '', 40)}", file=out)
+        print(fit(f"- {e['identifier']}  ", e.get("title") or ""), file=out)
         for name, value in sorted((e.get("properties") or {}).items()):
-            print(f"    {name}: {_short(value)}", file=out)
+            print(fit(f"    {name}: ", value), file=out)
         for name, value in sorted((e.get("relations") or {}).items()):
-            print(f"    -> {name}: {_short(value)}", file=out)
+            print(fit(f"    -> {name}: ", value), file=out)
     return 0
 
 
