@@ -82,6 +82,22 @@ def port_credentials_problem(has_client_id: bool, has_client_secret: bool, demo_
     return None
 
 
+def mapping_source_problem(mapping_file: str | None, integration: str | None, has_client_id: bool,
+                           has_client_secret: bool, integration_label: str = "PORT_INTEGRATION_IDENTIFIER") -> str | None:
+    """The mapping comes from one place, and Port's integration config needs the Port credentials to be read."""
+    if mapping_file and integration:
+        return (f"both PORT_MAPPING_FILE ({mapping_file}) and {integration_label} ({integration!r}) are set: the "
+                "mapping comes from one place; unset the one you do not mean")
+    if integration and not (has_client_id and has_client_secret):
+        missing = [n for n, has in (("PORT_CLIENT_ID", has_client_id), ("PORT_CLIENT_SECRET", has_client_secret))
+                   if not has]
+        return (f"{integration_label} is set ({integration!r}), so the mapping is read from Port's integration "
+                f"config, which needs the Port credentials: set {' and '.join(missing)} (PORT_CLIENT_ID and "
+                "PORT_CLIENT_SECRET, Port: Settings > Credentials), or unset it to use the mapping file "
+                "(PORT_MAPPING_FILE)")
+    return None
+
+
 def resync_cron(minutes: int) -> str:
     """A cron expression firing every `minutes`; cron can only say that for divisors of an hour or a day."""
     if 0 < minutes < 60 and 60 % minutes == 0:
@@ -140,13 +156,10 @@ def read_settings() -> Settings:
     problem = port_credentials_problem(bool(client_id), bool(client_secret), demo_source=not token)
     if problem:
         problems.append(problem)
-    if mapping_file and integration:
-        problems.append(f"both PORT_MAPPING_FILE ({mapping_file}) and {_label('PORT_INTEGRATION_IDENTIFIER')} "
-                        f"({integration!r}) are set: the mapping comes from one place; unset the one you do not mean")
-    elif integration and not (client_id and client_secret):
-        problems.append(f"{_label('PORT_INTEGRATION_IDENTIFIER')}={integration!r} reads the mapping from Port's "
-                        "integration config, which needs PORT_CLIENT_ID and PORT_CLIENT_SECRET: set them, or unset "
-                        "it to use the mapping file (PORT_MAPPING_FILE)")
+    problem = mapping_source_problem(mapping_file, integration, bool(client_id), bool(client_secret),
+                                     _label("PORT_INTEGRATION_IDENTIFIER"))
+    if problem:
+        problems.append(problem)
 
     cron = resync_cron(DEFAULT_RESYNC_MINUTES)
     raw_minutes = env_value("SENTRY_PORT_RESYNC_MINUTES")

@@ -123,3 +123,16 @@ def test_a_mapping_error_fails_one_step_before_any_sentry_request(
     # the failed step's event, and the run failure that Dagster summarises it in
     assert len(lines) == 2 and all(line.startswith(expected) for line in lines), lines
     assert sentry.state.total_requests == 0
+
+
+def test_the_mapping_comes_from_one_readable_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("SENTRY_", "PORT_", "OCEAN__")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OCEAN__INTEGRATION__IDENTIFIER", "my-sentry")
+    with pytest.raises(ConfigError, match=r"OCEAN__INTEGRATION__IDENTIFIER \(alias of PORT_INTEGRATION_IDENTIFIER\) "
+                                          r"is set .* set PORT_CLIENT_ID and PORT_CLIENT_SECRET"):
+        read_settings()
+    monkeypatch.setenv("PORT_MAPPING_FILE", "mine.yaml")
+    with pytest.raises(ConfigError, match=r"both PORT_MAPPING_FILE \(mine.yaml\) and OCEAN__INTEGRATION__IDENTIFIER"):
+        read_settings()

@@ -27,7 +27,7 @@ from typing import Any, Optional, TypeVar
 import dagster as dg
 from pydantic import PrivateAttr
 
-from sentry_port_assets.config import DEFAULT_PORT_BASE_URL
+from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, mapping_source_problem
 from sentry_port_assets.mapping.config import MappingConfig
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, MappingConfigError, load_mapping, parse_mapping
 from sentry_port_assets.port.client import PortClient
@@ -139,10 +139,10 @@ class MappingResource(dg.ConfigurableResource):
                 raise MappingConfigError(f"cannot read mapping file {path} (PORT_MAPPING_FILE): {exc}") from None
             return MappingSnapshot(source=str(path), sha256=hashlib.sha256(raw).hexdigest(), path=path)
         identifier = str(self.integration_identifier)
-        if self.path:
-            raise MappingSettingsError(
-                f"both PORT_MAPPING_FILE ({self.path}) and PORT_INTEGRATION_IDENTIFIER ({identifier!r}) are set: the "
-                "mapping comes from one place; unset the one you do not mean")
+        problem = mapping_source_problem(self.path, identifier, bool(self.port_client_id),
+                                         bool(self.port_client_secret))
+        if problem:
+            raise MappingSettingsError(problem)
         integration = self._fetch_integration(identifier)
         config = integration.get("config") if isinstance(integration, dict) else None
         if not isinstance(config, dict):
@@ -158,16 +158,7 @@ class MappingResource(dg.ConfigurableResource):
         )
 
     def _fetch_integration(self, identifier: str) -> dict[str, Any]:
-        if not self.port_client_id or not self.port_client_secret:
-            missing = [n for n, v in (("PORT_CLIENT_ID", self.port_client_id),
-                                      ("PORT_CLIENT_SECRET", self.port_client_secret)) if not v]
-            raise MappingSettingsError(
-                f"PORT_INTEGRATION_IDENTIFIER is set ({identifier!r}), so the mapping is read from Port's integration "
-                f"config, which needs the Port credentials: set {' and '.join(missing)} (PORT_CLIENT_ID and "
-                f"PORT_CLIENT_SECRET, Port: Settings > Credentials), or unset PORT_INTEGRATION_IDENTIFIER to use the "
-                f"mapping file (PORT_MAPPING_FILE)"
-            )
-        client_id, client_secret = self.port_client_id, self.port_client_secret
+        client_id, client_secret = str(self.port_client_id), str(self.port_client_secret)
         base_url = self.port_base_url or DEFAULT_PORT_BASE_URL
 
         async def fetch() -> dict[str, Any]:
