@@ -133,6 +133,18 @@ def test_a_missing_scope_fails_the_asset_instead_of_returning_nothing(
     assert not any(m.asset_key == AssetKey(["sentry", "issue_tags"]) for m in result.get_asset_materialization_events())
 
 
+def test_a_failed_organization_fetch_fails_its_step_and_keeps_the_others_recorded(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator(faults=[Fault("403", endpoint="/organizations/{org}/members/", times=None)])
+    result = materialize(raw_assets, resources=resources(sentry), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "sentry_organization"
+    assert "member:read" in str(failure.event_specific_data.error)
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert materialized == {"sentry/teams", "sentry/projects"}, "nothing downstream runs on a gap"
+
+
 def test_demo_organization_is_the_embedded_default() -> None:
     instance = DagsterInstance.ephemeral()
     result = materialize(raw_assets, resources=resources(None), instance=instance)

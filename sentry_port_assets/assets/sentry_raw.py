@@ -108,10 +108,12 @@ def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
         else:
             skipped[key] = why
 
-    async def run_all() -> list[tuple[Any, dict[str, Any]]]:
-        return list(await asyncio.gather(*fetches.values()))
+    async def run_all() -> list[Any]:
+        return list(await asyncio.gather(*fetches.values(), return_exceptions=True))
 
-    results = dict(zip(fetches, asyncio.run(run_all()) if fetches else []))
+    outcomes = dict(zip(fetches, asyncio.run(run_all()) if fetches else []))
+    results = {key: outcome for key, outcome in outcomes.items() if not isinstance(outcome, BaseException)}
+    failed = [outcome for outcome in outcomes.values() if isinstance(outcome, BaseException)]
     for key, why in skipped.items():
         yield _skipped([], why, output_name=_name(key))
     if MEMBERS in results:
@@ -126,6 +128,8 @@ def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
         (found, other_orgs), cost = results[PROJECTS]
         yield _output(found, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS),
                       other_organizations_filtered_out=other_orgs)
+    if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
+        raise failed[0]
 
 
 def _name(key: AssetKey) -> str:
