@@ -81,7 +81,7 @@ async def fetch_default_mapping(client: SentryClient, by_environment: bool = Fal
         return len(members), len(teams)
 
     async def projects_and_issues() -> tuple[int, int, int]:
-        projects, _ = await client.list_projects()
+        projects = await client.list_projects()
         tags, issues = await asyncio.gather(fetch_project_tags(client, projects, ["environment"], vanished),
                                             fetch_issues(client, projects, [everything]))
         issue_tags = await fetch_issue_tags(client, issues, {everything: ["environment"]}, vanished,

@@ -33,7 +33,7 @@ def client_for(sentry: RunningSentry, **kwargs: Any) -> SentryClient:
 async def fetch_everything(client: SentryClient) -> dict[str, Any]:
     """Every raw kind the default mapping needs, the way the assets fetch them."""
     vanished = Vanished()
-    projects, _ = await client.list_projects()
+    projects = await client.list_projects()
     filters = [IssueFilter("")]
     issues = await fetch_issues(client, projects, filters)
     return {
@@ -70,7 +70,7 @@ def test_pagination_across_many_pages(sentry_emulator: Callable[..., RunningSent
     assert len({m["id"] for m in members}) == 250
     assert sentry.state.endpoints["/organizations/{org}/members/"].requests == 3  # 100 + 100 + 50
 
-    issues = run(lambda c: c.list_projects(), client_for(sentry))[0][0]
+    issues = run(lambda c: c.list_projects(), client_for(sentry))[0]
     everything = run(lambda c: c.list_issues(issues, "", None), client_for(sentry))
     assert len(everything) == len([i for i in sentry.state.dataset.issues if i["project"]["id"] == issues["id"]])
     assert len(everything) > 100
@@ -86,12 +86,19 @@ def test_tag_values_are_paginated(sentry_emulator: Callable[..., RunningSentry])
         ("python-fastapi", MANY_VALUES_TAG)]]
 
 
-def test_projects_of_other_organizations_are_filtered_out(sentry_emulator: Callable[..., RunningSentry]) -> None:
+def test_every_project_of_the_organization_whatever_teams_the_token_user_is_on(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
     sentry = sentry_emulator()
-    projects, others = run(lambda c: c.list_projects(), client_for(sentry))
-    assert others == 1
-    assert {p["organization"]["slug"] for p in projects} == {"test-org"}
-    assert len(projects) == 5
+    data = sentry.state.dataset
+    assert [p for p in data.user_projects() if p["organization"]["slug"] == data.slug] == [], \
+        "the token's user is on no team: Sentry's /projects/ shows them none of the organization's projects"
+    projects = run(lambda c: c.list_projects(), client_for(sentry))
+    assert [p["slug"] for p in projects] == [p["slug"] for p in data.org_projects()] and len(projects) == 5
+    # what /projects/ items carry and the default mapping reads, filled in from what is known
+    assert {p["status"] for p in projects} == {"active"}
+    assert {p["organization"]["links"]["organizationUrl"] for p in projects} == {
+        data.organization["links"]["organizationUrl"]}
+    assert "/projects/" not in sentry.state.endpoints
 
 
 def test_default_issue_query_is_unresolved_and_empty_query_syncs_every_status(
@@ -99,7 +106,7 @@ def test_default_issue_query_is_unresolved_and_empty_query_syncs_every_status(
     sentry = sentry_emulator()
 
     async def both(c: SentryClient) -> dict[str, list[dict[str, Any]]]:
-        projects, _ = await c.list_projects()
+        projects = await c.list_projects()
         return await fetch_issues(c, projects, [IssueFilter("is:unresolved"), IssueFilter("")])
 
     issues = run(both, client_for(sentry))
@@ -194,7 +201,7 @@ def test_an_issue_deleted_during_the_fetch_is_left_out_and_counted(
     everything = IssueFilter("")
 
     async def go(c: SentryClient) -> tuple[dict[str, Any], Vanished]:
-        projects, _ = await c.list_projects()
+        projects = await c.list_projects()
         issues = await fetch_issues(c, projects, [everything])
         sentry.state.dataset.remove_issue(issues[everything.key][1]["id"])
         vanished = Vanished()
@@ -220,7 +227,7 @@ def test_environments_by_list_give_the_same_rows_as_per_issue_tag_values_with_fa
     everything = IssueFilter("")
 
     async def both(c: SentryClient) -> tuple[dict[str, Any], dict[str, Any], int]:
-        projects, _ = await c.list_projects()
+        projects = await c.list_projects()
         issues = await fetch_issues(c, projects, [everything])
         exact = await fetch_issue_tags(c, issues, {everything: ["environment"]}, Vanished())
         before = c.stats.requests

@@ -72,8 +72,8 @@ MEMBERS, TEAMS, PROJECTS = AssetKey(["sentry", "members"]), AssetKey(["sentry", 
                                   description="Teams (kind `team`), with `__members` when a team resource sets "
                                               "includeMembers: true."),
         "sentry__projects": AssetOut(key=PROJECTS, group_name=GROUP, kinds=KINDS, is_required=False,
-                                     description="This organization's projects from `/projects/` (other "
-                                                 "organizations' are filtered out)."),
+                                     description="Every active project of the organization "
+                                                 "(`/organizations/{org}/projects/`)."),
     },
     can_subset=True,
 )
@@ -90,16 +90,12 @@ def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
     skipped: dict[AssetKey, str] = {}
     vanished = Vanished()
 
-    async def projects(client: SentryClient) -> tuple[list[Item], int]:
-        await client.get_organization()  # a wrong slug fails here, clearly, not as "zero projects"
-        return await client.list_projects()
-
     for key, needed, why, label, fetch in [
         (MEMBERS, plan.members, "no mapping resource of kind user", "members", lambda c: c.list_members()),
         (TEAMS, plan.teams, "no mapping resource of kind team", "teams",
          lambda c: fetch_teams(c, plan.team_members, vanished)),
         (PROJECTS, plan.projects, "no mapping resource of kind project, project-tag, issue or issue-tag",
-         "projects", projects),
+         "projects", lambda c: c.list_projects()),
     ]:
         if key not in selected:
             continue
@@ -125,9 +121,8 @@ def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
         yield _output(teams, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
                       output_name=_name(TEAMS), with_members=plan.team_members, vanished=len(vanished.items))
     if PROJECTS in results:
-        (found, other_orgs), cost = results[PROJECTS]
-        yield _output(found, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS),
-                      other_organizations_filtered_out=other_orgs)
+        found, cost = results[PROJECTS]
+        yield _output(found, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS))
     if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
         raise failed[0]
 

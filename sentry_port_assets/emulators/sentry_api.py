@@ -174,7 +174,10 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         return page(request, roster)
 
     async def projects(request: Request) -> Response:
-        return page(request, dataset.projects)
+        return page(request, dataset.user_projects())
+
+    async def org_projects(request: Request) -> Response:
+        return org_or_404(request) or page(request, dataset.organization_projects())
 
     async def org_issues(request: Request) -> Response:
         if (missing := org_or_404(request)) is not None:
@@ -212,6 +215,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         "/organizations/{org}/teams/": teams,
         "/teams/{org}/{team}/members/": team_members,
         "/projects/": projects,
+        "/organizations/{org}/projects/": org_projects,
         "/organizations/{org}/issues/": org_issues,
         "/organizations/{org}/issues/{issue}/": one_issue,
         "/projects/{org}/{project}/tags/{key}/values/": project_tag_values,

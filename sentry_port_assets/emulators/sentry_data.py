@@ -33,10 +33,13 @@ class SentryDataset:
     members: list[Item]
     teams: list[Item]
     team_members: dict[str, list[Item]]
-    projects: list[Item]  # as `/projects/` returns them: other organizations' included
+    projects: list[Item]  # every project the token's user could see, with `status` and `organization` as
+    #                      `/projects/` shows them: other organizations' included
     issues: list[Item]
     project_tag_values: dict[tuple[str, str], list[Item]] = field(default_factory=dict)  # (project slug, key)
     issue_tag_values: dict[tuple[str, str], list[Item]] = field(default_factory=dict)  # (issue id, key)
+    # The email of the user the token belongs to: `/projects/` lists only the projects of that user's teams.
+    token_user: str | None = None
 
     @property
     def slug(self) -> str:
@@ -44,6 +47,19 @@ class SentryDataset:
 
     def org_projects(self) -> list[Item]:
         return [p for p in self.projects if p["organization"]["slug"] == self.slug]
+
+    def user_projects(self) -> list[Item]:
+        """`GET /projects/`: only the projects of teams the token's user is a member of (in every organization)."""
+        teams = {slug for slug, roster in self.team_members.items()
+                 if any((m.get("user") or {}).get("email") == self.token_user for m in roster)}
+        mine = {p["slug"] for t in self.teams if t["slug"] in teams for p in t["projects"]}
+        return [p for p in self.projects if p["organization"]["slug"] != self.slug or p["slug"] in mine]
+
+    def organization_projects(self) -> list[Item]:
+        """`GET /organizations/{org}/projects/`: every active project of the organization, whoever asks; its items
+        carry neither `status` nor `organization`."""
+        return [{k: v for k, v in p.items() if k not in ("status", "organization")} for p in self.org_projects()
+                if p.get("status", "active") == "active"]
 
     def remove_issue(self, issue_id: str) -> None:
         self.issues = [i for i in self.issues if i["id"] != issue_id]
@@ -210,6 +226,8 @@ def build_org(
         issues=issue_list,
         project_tag_values=tag_values,
         issue_tag_values=issue_tags,
+        # the seed's user, an owner on no team: `/projects/` would show them none of the organization's projects
+        token_user=member_list[0]["email"],
     )
 
 

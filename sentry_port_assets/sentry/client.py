@@ -123,11 +123,14 @@ class SentryClient:
     async def list_team_members(self, team_slug: str) -> list[Item]:
         return await self._list("/teams/{org}/{team}/members/", f"/teams/{self.organization}/{team_slug}/members/")
 
-    async def list_projects(self) -> tuple[list[Item], int]:
-        """This organization's projects, and how many of other organizations `/projects/` also returned."""
-        everything = await self._list("/projects/", "/projects/")
-        mine = [p for p in everything if (p.get("organization") or {}).get("slug") == self.organization]
-        return mine, len(everything) - len(mine)
+    async def list_projects(self) -> list[Item]:
+        """Every active project of the organization, from `/organizations/{org}/projects/` (not `/projects/`, which
+        lists only the projects of the token user's teams). Its items lack the `status` and `organization` that
+        the mapping reads; both are known: it lists active projects only, and the organization is
+        `GET /organizations/{org}/` (which also turns a wrong slug into a clear error first)."""
+        organization = await self.get_organization()
+        projects = await self._org_list("/organizations/{org}/projects/", "projects/")
+        return [{"status": "active", **p, "organization": p.get("organization") or organization} for p in projects]
 
     async def list_issues(self, project: Item, query: str, stats_period: str | None,
                           environment: str | None = None) -> list[Item]:

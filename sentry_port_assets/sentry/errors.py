@@ -8,7 +8,7 @@ SCOPES: dict[str, str] = {
     "/organizations/{org}/members/": "member:read",
     "/organizations/{org}/teams/": "org:read",
     "/teams/{org}/{team}/members/": "team:read",
-    "/projects/": "project:read",
+    "/organizations/{org}/projects/": "org:read",
     "/projects/{org}/{project}/tags/{key}/values/": "project:read",
     "/organizations/{org}/issues/": "event:read",
     "/organizations/{org}/issues/{issue}/": "event:read",
