@@ -11,6 +11,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -56,6 +57,9 @@ class EmulatorConfig:
     concurrent_limit: int | None = None  # requests in flight, per endpoint
     latency_seconds: float = 0.0
     faults: list[Fault] = field(default_factory=list)
+    # Called with (endpoint template, query parameters) before each request is answered: tests change the data
+    # between two page requests with it (an issue that gets an event while a client pages through the list).
+    before_answer: Callable[[str, dict[str, list[str]]], None] | None = None
 
 
 @dataclass
@@ -189,6 +193,10 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         environments = request.query_params.getlist("environment")
         if environments:
             found = [i for i in (_in_environments(dataset, i, environments) for i in found) if i is not None]
+        # Sentry's default `sort=date` orders by last seen, newest first, so an issue that gets an event moves to
+        # the top while a client pages; `new` orders by first seen, which events do not change.
+        order = "firstSeen" if request.query_params.get("sort") == "new" else "lastSeen"
+        found.sort(key=lambda i: (i[order], i["id"]), reverse=True)
         return page(request, found, size_param="limit")
 
     async def one_issue(request: Request) -> Response:
@@ -270,6 +278,8 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
     # Like Sentry's middleware, the headers describe the limits as they stood when the request was admitted.
     rate_headers = _rate_headers(cfg, window, st)
     try:
+        if cfg.before_answer is not None:
+            cfg.before_answer(endpoint, {k: request.query_params.getlist(k) for k in request.query_params})
         fault = next((f for f in cfg.faults if f.fires(endpoint)), None)
         if cfg.latency_seconds:
             await asyncio.sleep(cfg.latency_seconds)

@@ -61,6 +61,13 @@ class SentryDataset:
         return [{k: v for k, v in p.items() if k not in ("status", "organization")} for p in self.org_projects()
                 if p.get("status", "active") == "active"]
 
+    def record_event(self, issue_id: str, when: datetime | None = None) -> None:
+        """An event arrives for the issue: its count grows and its last seen moves to `when` (default now), which
+        moves it to the top of Sentry's default (last seen) order."""
+        issue = next(i for i in self.issues if i["id"] == issue_id)
+        issue["lastSeen"] = _iso(when or datetime.now(timezone.utc))
+        issue["count"] = str(int(issue.get("count") or 0) + 1)
+
     def remove_issue(self, issue_id: str) -> None:
         self.issues = [i for i in self.issues if i["id"] != issue_id]
         for key in [k for k in self.issue_tag_values if k[0] == issue_id]:

@@ -134,13 +134,19 @@ class SentryClient:
 
     async def list_issues(self, project: Item, query: str, stats_period: str | None,
                           environment: str | None = None) -> list[Item]:
-        """A project's issues; with `environment`, only those seen there, their counts and dates for it alone."""
-        params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE}
+        """A project's issues; with `environment`, only those seen there, their counts and dates for it alone.
+
+        Paged in first-seen order (`sort=new`): Sentry's default order is last seen, in which an issue that gets an
+        event while later pages are read jumps above the cursor and is never returned (and its entities would then
+        look stale). An issue created meanwhile can shift a page instead; it is returned twice and kept once."""
+        params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE, "sort": "new"}
         if stats_period is not None:
             params["statsPeriod"] = stats_period
         if environment is not None:
             params["environment"] = environment
-        return await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None)
+        issues = await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None)
+        seen: set[str] = set()
+        return [i for i in issues if not (i["id"] in seen or seen.add(i["id"]))]
 
     async def get_issue(self, issue_id: str) -> Item:
         return await self._get_json(
