@@ -82,7 +82,7 @@ async def fetch_default_mapping(client: SentryClient, by_environment: bool = Fal
 
     async def projects_and_issues() -> tuple[int, int, int]:
         projects = await client.list_projects()
-        tags, issues = await asyncio.gather(fetch_project_tags(client, projects, ["environment"], vanished),
+        tags, issues = await asyncio.gather(fetch_project_tags(client, projects, ["environment"]),
                                             fetch_issues(client, projects, [everything]))
         issue_tags = await fetch_issue_tags(client, issues, {everything: ["environment"]}, vanished,
                                             frozenset({everything}) if by_environment else frozenset())

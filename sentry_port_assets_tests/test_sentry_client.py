@@ -40,7 +40,7 @@ async def fetch_everything(client: SentryClient) -> dict[str, Any]:
         "members": await client.list_members(),
         "teams": await fetch_teams(client, True, vanished),
         "projects": projects,
-        "project_tags": await fetch_project_tags(client, projects, ["environment"], vanished),
+        "project_tags": await fetch_project_tags(client, projects, ["environment"]),
         "issues": issues,
         "issue_tags": await fetch_issue_tags(client, issues, {filters[0]: ["environment"]}, vanished),
     }

@@ -13,13 +13,17 @@ from dagster import materialize
 from sentry_port_assets.assets.catalog import port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
+from sentry_port_assets.emulators.sentry_api import Fault
 from sentry_port_assets.emulators.sentry_data import build_org
 from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient
+from sentry_port_assets.sentry.errors import SentryRequestError
+from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags
 from sentry_port_assets.sentry.pagination import next_page_url
 from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.sentry.selection import IssueFilter
 from sentry_port_assets_tests.conftest import RunningSentry
 
 ISSUES = "/organizations/{org}/issues/"
@@ -88,3 +92,80 @@ def test_an_issue_that_gets_an_event_mid_resync_is_not_deleted(
     [publish] = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["port", "catalog"]]
     assert publish.materialization.metadata["deleted"].value == 0
     assert {e["identifier"] for e in catalog.entities("sentryIssue")} == before
+
+
+def run_client(sentry: RunningSentry, work: Callable[[SentryClient], Any], retries: int = 1) -> Any:
+    async def go() -> Any:
+        async with SentryClient(sentry.url, sentry.organization, sentry.token,
+                                retry=RetryPolicy(retries, 0.01)) as client:
+            return await work(client)
+
+    return asyncio.run(go())
+
+
+def test_a_missing_tag_key_is_a_404_and_means_no_values_not_a_deleted_issue(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator()
+    data = sentry.state.dataset
+    bare = next(i for i in data.issues if i["status"] == "unresolved" and i["id"] != data.issues[0]["id"])
+    del data.issue_tag_values[(bare["id"], "environment")]  # an issue whose events carry no environment
+    headers = {"Authorization": f"Bearer {sentry.token}"}
+    answer = httpx.get(f"{sentry.url}/api/0/organizations/{data.slug}/issues/{bare['id']}/tags/environment/values/",
+                       headers=headers)
+    assert answer.status_code == 404, "Sentry: GroupTagKeyNotFound -> ResourceDoesNotExist"
+    no_env = next(p for p in data.org_projects() if not data.project_tag_values.get((p["slug"], "environment")))
+    assert httpx.get(f"{sentry.url}/api/0/projects/{data.slug}/{no_env['slug']}/tags/environment/values/",
+                     headers=headers).status_code == 404
+
+    everything = IssueFilter("")
+    gone = data.issues[-1]
+
+    async def work(client: SentryClient) -> tuple[dict[str, Any], dict[str, Any], Vanished]:
+        projects = await client.list_projects()
+        issues = await fetch_issues(client, projects, [everything])
+        data.remove_issue(gone["id"])  # deleted in Sentry while the fetch runs
+        vanished = Vanished()
+        tags = await fetch_issue_tags(client, issues, {everything: ["environment"]}, vanished)
+        return tags, await fetch_project_tags(client, projects, ["environment"]), vanished
+
+    tags, project_tags, vanished = run_client(sentry, work)
+    rows = {row["id"]: row["__tags"] for row in tags[everything.key]["environment"]}
+    assert rows[bare["id"]] == [], "an issue without the tag is kept, with no values"
+    assert gone["id"] not in rows and vanished.items == [f"issue {gone['id']}"], "only a deleted issue vanishes"
+    assert no_env["slug"] not in {row["slug"] for row in project_tags["environment"]}
+
+
+def test_an_unknown_environment_is_no_issues_not_a_missing_organization(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator()
+    data = sentry.state.dataset
+    headers = {"Authorization": f"Bearer {sentry.token}"}
+    answer = httpx.get(f"{sentry.url}/api/0/organizations/{data.slug}/issues/",
+                       params={"environment": "nowhere"}, headers=headers)
+    assert answer.status_code == 404
+    project = data.org_projects()[0]
+    assert run_client(sentry, lambda c: c.list_issues(project, "", None, environment="nowhere")) == []
+
+
+def test_snuba_overload_is_retried_and_other_400s_are_final(sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator(faults=[Fault("query-timeout", endpoint=ISSUES, times=2),
+                                     Fault("snuba-429", endpoint=ISSUES, times=1)])
+    data = sentry.state.dataset
+    project = data.org_projects()[0]
+    issues = run_client(sentry, lambda c: c.list_issues(project, "", None), retries=3)
+    assert {i["id"] for i in issues} == {i["id"] for i in data.issues if i["project"]["id"] == project["id"]}
+    assert sentry.state.endpoints[ISSUES].requests == 4
+
+    headers = {"Authorization": f"Bearer {sentry.token}"}
+    too_big = httpx.get(f"{sentry.url}/api/0/organizations/{data.slug}/members/", params={"per_page": 101},
+                        headers=headers)
+    assert too_big.status_code == 400 and "Must be between 1 and 100" in too_big.json()["detail"]
+    try:
+        run_client(sentry, lambda c: c._list("/organizations/{org}/members/",
+                                             f"/organizations/{data.slug}/members/", {"per_page": 101}, None),
+                   retries=3)
+    except SentryRequestError as exc:
+        assert "HTTP 400" in str(exc) and "per_page" in str(exc)
+    else:
+        raise AssertionError("a 400 that is not an overload must not be retried into success")
+    assert sentry.state.endpoints["/organizations/{org}/members/"].requests == 2  # the check above, then one

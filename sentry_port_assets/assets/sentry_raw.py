@@ -139,11 +139,10 @@ def sentry_project_tags(context: AssetExecutionContext, sentry: SentryResource, 
     keys = FetchPlan.of(mapping_for_step(mapping)).project_tag_keys
     if not keys:
         return _skipped({}, "no mapping resource of kind project-tag")
-    vanished = Vanished()
-    rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys, vanished))
+    rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys))
     flat = _flat(rows)
     return _output(rows, len(flat), cost, flat, ["slug", "__tags.key", "__tags.name", "__tags.count"],
-                   tag_keys=", ".join(keys), vanished=len(vanished.items))
+                   tag_keys=", ".join(keys))
 
 
 @asset(key=AssetKey(["sentry", "issues"]), group_name=GROUP, kinds=KINDS,

@@ -23,7 +23,9 @@ from starlette.routing import Route
 
 from sentry_port_assets.emulators.sentry_data import SentryDataset
 
-FaultKind = Literal["500", "slow", "drop", "malformed", "401", "403"]
+# "query-timeout": a Snuba query timeout as Sentry releases before 24.x answered it (400, "Query timeout…"); current
+# releases answer 504 (see "500"'s handling) and Snuba rate limits with a 429 that carries no rate-limit headers.
+FaultKind = Literal["500", "slow", "drop", "malformed", "401", "403", "query-timeout", "snuba-429"]
 MAX_PAGE = 100
 
 
@@ -139,7 +141,14 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
 
     def page(request: Request, items: list[Any], size_param: str = "per_page") -> Response:
         try:
-            size = min(int(request.query_params.get(size_param, MAX_PAGE)), MAX_PAGE)
+            size = int(request.query_params.get(size_param, MAX_PAGE))
+        except ValueError:
+            return JSONResponse({"detail": f"Invalid {size_param} parameter."}, status_code=400)
+        if size_param == "per_page" and not 1 <= size <= MAX_PAGE:  # Sentry's get_per_page; `limit` is capped
+            return JSONResponse({"detail": f"Invalid per_page value. Must be between 1 and {MAX_PAGE}."},
+                                status_code=400)
+        size = min(size, MAX_PAGE)
+        try:
             offset = int(request.query_params.get("cursor", "0:0:0").split(":")[1])
         except (ValueError, IndexError):
             return JSONResponse({"detail": "Invalid cursor parameter."}, status_code=400)
@@ -191,6 +200,8 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         found = [i for i in dataset.issues
                  if (not wanted or i["project"]["id"] in wanted) and _issue_matches(i, query)]
         environments = request.query_params.getlist("environment")
+        if set(environments) - dataset.environments():
+            return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
         if environments:
             found = [i for i in (_in_environments(dataset, i, environments) for i in found) if i is not None]
         # Sentry's default `sort=date` orders by last seen, newest first, so an issue that gets an event moves to
@@ -207,15 +218,19 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
 
     async def project_tag_values(request: Request) -> Response:
         slug, key = request.path_params["project"], request.path_params["key"]
-        if org_or_404(request) or all(p["slug"] != slug for p in dataset.org_projects()):
+        values = dataset.project_tag_values.get((slug, key))
+        # Sentry: TagKeyNotFound -> 404, so a project without the key answers like a missing project
+        if org_or_404(request) or all(p["slug"] != slug for p in dataset.org_projects()) or not values:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
-        return page(request, dataset.project_tag_values.get((slug, key), []))
+        return page(request, values)
 
     async def issue_tag_values(request: Request) -> Response:
         issue_id, key = request.path_params["issue"], request.path_params["key"]
-        if org_or_404(request) or all(i["id"] != issue_id for i in dataset.issues):
+        values = dataset.issue_tag_values.get((issue_id, key))
+        # Sentry: GroupTagKeyNotFound -> 404, so an issue without the key answers like a deleted issue
+        if org_or_404(request) or all(i["id"] != issue_id for i in dataset.issues) or not values:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
-        return page(request, dataset.issue_tag_values.get((issue_id, key), []))
+        return page(request, values)
 
     handlers = {
         "/organizations/{org}/": organization,
@@ -291,6 +306,12 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
             if fault.kind == "403":
                 return JSONResponse({"detail": "You do not have permission to perform this action."},
                                     status_code=403)
+            if fault.kind == "query-timeout":
+                return JSONResponse({"detail": "Query timeout. Please try with a smaller date range or fewer "
+                                               "conditions."}, status_code=400)
+            if fault.kind == "snuba-429":
+                return JSONResponse({"detail": "Rate limit exceeded. Please try your query with a smaller date "
+                                               "range or fewer projects."}, status_code=429)
             if fault.kind == "slow":
                 await asyncio.sleep(fault.slow_seconds)
             if fault.kind == "drop":

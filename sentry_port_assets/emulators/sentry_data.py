@@ -61,6 +61,11 @@ class SentryDataset:
         return [{k: v for k, v in p.items() if k not in ("status", "organization")} for p in self.org_projects()
                 if p.get("status", "active") == "active"]
 
+    def environments(self) -> set[str]:
+        """The organization's environments: every environment a project has seen."""
+        return {v["value"] for (_, key), values in self.project_tag_values.items() if key == "environment"
+                for v in values}
+
     def record_event(self, issue_id: str, when: datetime | None = None) -> None:
         """An event arrives for the issue: its count grows and its last seen moves to `when` (default now), which
         moves it to the top of Sentry's default (last seen) order."""

@@ -142,9 +142,15 @@ class SentryClient:
         params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE, "sort": "new"}
         if stats_period is not None:
             params["statsPeriod"] = stats_period
-        if environment is not None:
+        if environment is None:
+            issues = await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None)
+        else:
             params["environment"] = environment
-        issues = await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None)
+            try:  # the organization is known to exist here: a 404 names an environment Sentry does not have
+                issues = await self._list("/organizations/{org}/issues/", f"/organizations/{self.organization}/issues/",
+                                          params, page_param=None)
+            except SentryNotFoundError:
+                return []
         seen: set[str] = set()
         return [i for i in issues if not (i["id"] in seen or seen.add(i["id"]))]
 
@@ -152,6 +158,13 @@ class SentryClient:
         return await self._get_json(
             "/organizations/{org}/issues/{issue}/", f"/organizations/{self.organization}/issues/{issue_id}/"
         )
+
+    async def issue_exists(self, issue_id: str) -> bool:
+        try:
+            await self.get_issue(issue_id)
+        except SentryNotFoundError:
+            return False
+        return True
 
     async def list_project_tag_values(self, project_slug: str, key: str) -> list[Item]:
         return await self._list(
@@ -223,8 +236,8 @@ class SentryClient:
                 headers = RateLimitHeaders.parse(response.headers)
                 if response.status_code == 429:
                     rate_limited = True
-                elif response.status_code >= 500:
-                    raise _Transient(f"HTTP {response.status_code}")
+                elif response.status_code >= 500 or (response.status_code == 400 and _overloaded(response)):
+                    raise _Transient(f"HTTP {response.status_code} {_detail(response)[:80]}".strip())
                 else:
                     self._raise_for_client_error(response, endpoint)
                     try:
@@ -269,6 +282,15 @@ class SentryClient:
         if status == 404:
             raise SentryNotFoundError(endpoint, response.request.url.path)
         raise SentryRequestError(f"GET {endpoint} answered HTTP {status}: {_detail(response)}")
+
+
+# Sentry's answers when Snuba is overloaded: releases before 24.x sent a 400 with these details (current ones send
+# 504 for timeouts and 429 for Snuba's rate limits); both mean "try again later", unlike any other 400.
+OVERLOAD_DETAILS = ("Query timeout", "Rate limit exceeded")
+
+
+def _overloaded(response: httpx.Response) -> bool:
+    return _detail(response).startswith(OVERLOAD_DETAILS)
 
 
 def _detail(response: httpx.Response) -> str:

@@ -52,15 +52,14 @@ async def fetch_issues(client: SentryClient, projects: Sequence[Item],
     return result
 
 
-async def fetch_project_tags(client: SentryClient, projects: Sequence[Item], keys: Sequence[str],
-                             vanished: Vanished) -> dict[str, list[Item]]:
+async def fetch_project_tags(client: SentryClient, projects: Sequence[Item],
+                             keys: Sequence[str]) -> dict[str, list[Item]]:
     """`{key: [{**project, "__tags": value}]}`: one row per project per tag value, as Ocean builds them."""
 
     async def rows(project: Item, key: str) -> list[Item]:
         try:
             values = await client.list_project_tag_values(project["slug"], key)
-        except SentryNotFoundError:
-            vanished.items.append(f"project {project['slug']}")
+        except SentryNotFoundError:  # Sentry's answer for a key the project has no value of
             return []
         return [{**project, "__tags": value} for value in values]
 
@@ -116,6 +115,9 @@ async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]
         try:
             return await client.list_issue_tag_values(issue_id, key)
         except SentryNotFoundError:
+            # Sentry answers 404 both for an issue without this tag key and for a deleted issue: ask which.
+            if await client.issue_exists(issue_id):
+                return []
             vanished.items.append(f"issue {issue_id}")
             return None
 
