@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,23 @@ def test_snuba_overload_is_retried_and_other_400s_are_final(sentry_emulator: Cal
     else:
         raise AssertionError("a 400 that is not an overload must not be retried into success")
     assert sentry.state.endpoints["/organizations/{org}/members/"].requests == 2  # the check above, then one
+
+
+def test_the_issue_list_covers_90_days_unless_a_stats_period_says_otherwise(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator()
+    data = sentry.state.dataset
+    project = data.org_projects()[0]
+    mine = [i for i in data.issues if i["project"]["id"] == project["id"]]
+    old = (datetime.now(timezone.utc) - timedelta(days=100)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    mine[-1]["lastSeen"] = old
+
+    def listed(period: str | None) -> set[str]:
+        return {i["id"] for i in run_client(sentry, lambda c: c.list_issues(project, "", period))}
+
+    assert listed(None) == {i["id"] for i in mine[:-1]}, "no event in 90 days: not listed, whatever its status"
+    assert listed("") == listed(None)
+    assert mine[-1]["id"] in listed("120d")
+    recent = {i["id"] for i in mine if datetime.fromisoformat(i["lastSeen"].replace("Z", "+00:00"))
+              >= datetime.now(timezone.utc) - timedelta(days=14)}
+    assert listed("14d") == recent and recent != listed(None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,3 +252,25 @@ def test_done_events_are_purged_after_the_retention(make_loop: Callable[[str | N
     monkeypatch.setattr("sentry_port_assets.sensors.webhooks.RETAIN_DONE", timedelta(0))
     sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=loop.cursor))
     assert loop.inbox.get([1]) == []
+
+
+@pytest.mark.parametrize("every_status", [False, True], ids=["is-unresolved", "every-status"])
+def test_an_issue_outside_sentrys_90_day_window_leaves_port_by_resync_and_by_webhook(
+        make_loop: Callable[[str | None], Loop], tmp_path: Path, every_status: bool) -> None:
+    loop = make_loop(every_status_mapping(tmp_path) if every_status else None)
+    data = loop.sentry.state.dataset
+    loop.full_resync()
+    quiet, touched = [i for i in data.issues if i["status"] == "unresolved"][1:3]
+    old = (datetime.now(timezone.utc) - timedelta(days=91)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for issue in (quiet, touched):
+        issue.update(lastSeen=old, firstSeen=old)
+        assert [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{issue['id']}-")]
+
+    # A webhook for an issue Sentry's list no longer shows: not upserted again, but removed as a resync would.
+    loop.deliver("issue", "assigned", {"issue": copy.deepcopy(touched)})
+    loop.process_webhooks()
+    assert not [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{touched['id']}-")]
+
+    resync = loop.full_resync()  # the resync lists neither, so the quiet one leaves Port now
+    assert not [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{quiet['id']}-")]
+    assert resync["upserts_sent"] == 0, "the webhook left Port as the resync wants it"

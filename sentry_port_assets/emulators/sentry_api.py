@@ -12,6 +12,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -134,6 +135,31 @@ def _in_environments(dataset: SentryDataset, issue: dict[str, Any], environments
             "lastSeen": max(v["lastSeen"] for v in seen)}
 
 
+_PERIOD_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _window_start(params: Any) -> datetime | None:
+    """The start of the issue list's time window, as Sentry computes it: `start` when sent, else now minus
+    `statsPeriod`, else now minus 90 days (MAX_STATS_PERIOD, src/sentry/api/utils.py). None: unparseable."""
+    now = datetime.now(timezone.utc)
+    if params.get("start"):
+        try:
+            return _parse_iso(params["start"])
+        except ValueError:
+            return None
+    period = (params.get("statsPeriod") or "").strip()
+    if not period:
+        return now - timedelta(days=90)
+    unit = _PERIOD_UNITS.get(period[-1])
+    if unit is None or not period[:-1].isdigit():
+        return None
+    return now - timedelta(seconds=int(period[:-1]) * unit)
+
+
 def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None = None) -> Starlette:
     """The emulator app; its `state.sentry` (a SentryEmulatorState) holds the data, config and counters."""
     cfg = config or EmulatorConfig()
@@ -204,6 +230,10 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
         if environments:
             found = [i for i in (_in_environments(dataset, i, environments) for i in found) if i is not None]
+        since = _window_start(request.query_params)
+        if since is None:
+            return JSONResponse({"detail": "Invalid statsPeriod"}, status_code=400)
+        found = [i for i in found if _parse_iso(i["lastSeen"]) >= since]
         # Sentry's default `sort=date` orders by last seen, newest first, so an issue that gets an event moves to
         # the top while a client pages; `new` orders by first seen, which events do not change.
         order = "firstSeen" if request.query_params.get("sort") == "new" else "lastSeen"

@@ -102,8 +102,12 @@ def build_org(
     environments: tuple[str, ...] = ENVIRONMENTS,
     many_values: int = 150,
     seed: int = 7,
+    now: datetime | None = None,
 ) -> SentryDataset:
-    """A deterministic organization; the first user, team, project and issue are the seed's samples."""
+    """A deterministic organization; the first user, team, project and issue are the seed's samples.
+
+    Issues are seen within the 60 days before `now` (default: the current time), so Sentry's default 90-day
+    issue window lists them all, as it lists a living organization's; everything else has fixed dates."""
     rnd = random.Random(seed)
     samples = _seed()
     base = datetime(2024, 3, 4, 12, 0, tzinfo=timezone.utc)
@@ -191,21 +195,24 @@ def build_org(
     issue_list: list[Item] = []
     issue_tags: dict[tuple[str, str], list[Item]] = {}
     with_envs = [p for p in project_list if project_envs[p["slug"]]]
+    recent = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     for n in range(issues):
+        last_seen = recent - timedelta(days=60) * (n / max(issues, 1))
+        first_seen = last_seen - timedelta(days=1, minutes=n)
         if n == 0:
             issue = copy.deepcopy(samples["Issue"])
             project = project_list[0]
+            issue.update(firstSeen=_iso(first_seen), lastSeen=_iso(last_seen))
         else:
             project = with_envs[n % len(with_envs)]
             issue = copy.deepcopy(samples["Issue"])
             issue_id = str(4605173695 + n * 7)
             kind = ("ZeroDivisionError", "KeyError", "TypeError", "ValueError", "TimeoutError")[n % 5]
-            seen = base - timedelta(hours=n * 5)
             issue.update(id=issue_id, shortId=f"{project['slug'].upper()}-{n + 1}",
                          title=f"{kind}: failure #{n} in {project['slug']}", culprit=f"handler_{n % 9}",
                          permalink=f"{org_url}/issues/{issue_id}/", status=STATUSES[n % len(STATUSES)],
-                         isUnhandled=n % 3 != 0, count=str(rnd.randint(1, 5000)), firstSeen=_iso(seen),
-                         lastSeen=_iso(seen + timedelta(minutes=n)))
+                         isUnhandled=n % 3 != 0, count=str(rnd.randint(1, 5000)), firstSeen=_iso(first_seen),
+                         lastSeen=_iso(last_seen))
             issue["substatus"] = {"unresolved": "ongoing", "resolved": None, "ignored": "archived_forever"}[
                 issue["status"]]
             issue["metadata"] = dict(issue["metadata"], type=kind, value=f"failure #{n}")
@@ -223,10 +230,10 @@ def build_org(
         envs = project_envs[project["slug"]]
         chosen = envs if n == 0 else sorted(rnd.sample(envs, rnd.randint(1, len(envs))))
         issue_tags[(issue["id"], "environment")] = [
-            _tag_value("environment", e, rnd.randint(1, 50), base - timedelta(days=3), base) for e in chosen]
+            _tag_value("environment", e, rnd.randint(1, 50), first_seen, last_seen) for e in chosen]
     if many_values:
         issue_tags[(issue_list[0]["id"], MANY_VALUES_TAG)] = [
-            _tag_value(MANY_VALUES_TAG, f"1.{v // 10}.{v % 10}", 1, base - timedelta(days=2), base)
+            _tag_value(MANY_VALUES_TAG, f"1.{v // 10}.{v % 10}", 1, recent - timedelta(days=2), recent)
             for v in range(many_values)]
 
     return SentryDataset(

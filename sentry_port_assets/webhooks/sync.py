@@ -22,7 +22,7 @@ from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
 from sentry_port_assets.mapping.engine import MappingResult, compile_resource
 from sentry_port_assets.sentry.client import SentryClient
 from sentry_port_assets.sentry.errors import SentryNotFoundError
-from sentry_port_assets.sentry.selection import IssueFilter
+from sentry_port_assets.sentry.selection import IssueFilter, seen_within
 from sentry_port_assets.webhooks.inbox import InboxEvent
 
 Item = dict[str, Any]
@@ -87,12 +87,12 @@ class IssueSync:
         self._project_values: dict[tuple[str, str], list[Item]] = {}
 
     async def matches(self, issue: Item, issue_filter: IssueFilter) -> bool:
-        """Whether a resync with this Sentry query would return the issue: `is:` statuses are checked here,
-        anything else by asking Sentry for the project's issues with that query."""
+        """Whether a resync with this Sentry query would return the issue: `is:` statuses and Sentry's default
+        90-day window are checked here, anything else by asking Sentry for the project's issues with that query."""
         tokens = issue_filter.query.split()
         statuses = {LOCAL_STATUSES.get(t[3:]) for t in tokens if t.startswith("is:")}
         if issue_filter.stats_period is None and all(t.startswith("is:") for t in tokens) and None not in statuses:
-            return all(issue.get("status") == s for s in statuses)
+            return all(issue.get("status") == s for s in statuses) and seen_within(issue)
         project = issue.get("project") or {}
         key = (str(project.get("id")), issue_filter)
         if key not in self._listed:
