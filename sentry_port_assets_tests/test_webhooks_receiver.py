@@ -155,7 +155,8 @@ def test_seed_issue_event_is_stored(receiver: Receiver) -> None:
     assert event.body == body
     assert event.hook_timestamp == "1686849009"
     assert event.payload() == SEED_ISSUE_EVENT
-    assert receiver.health() == {"status": "ok", "pending": 1}
+    assert receiver.health() == {"status": "ok", "pending": 1,
+                                 "last_event_received_at": event.received_at.isoformat()}
 
 
 def test_seed_comment_event_is_stored_with_its_issue_id(receiver: Receiver) -> None:
@@ -362,7 +363,9 @@ def test_inbox_survives_a_receiver_restart_and_the_cursor_continues(tmp_path: Pa
             assert httpx.post(server.url + URL_PATH, content=body, headers=headers(body, request_id=f"r{n}")).status_code == 202
     # the first receiver and its inbox connection are gone
     with Inbox(path) as inbox, ServerThread(create_receiver(SECRET, inbox)) as server:
-        assert httpx.get(server.url + "/healthz").json() == {"status": "ok", "pending": 2}
+        health = httpx.get(server.url + "/healthz").json()
+        assert health["status"] == "ok" and health["pending"] == 2
+        assert health["last_event_received_at"] == inbox.pending_after(0, 10)[-1].received_at.isoformat()
         before = inbox.pending_after(0, 10)
         assert [e.issue_id for e in before] == ["100", "101"]
         cursor = before[-1].id
@@ -466,9 +469,19 @@ def test_cli_serves_and_the_inbox_survives_kill_9(tmp_path: Path) -> None:
         for n, (resource, payload) in enumerate((("issue", SEED_ISSUE_EVENT), ("comment", SEED_COMMENT_EVENT))):
             body = sentry_bytes(payload)
             assert httpx.post(base + URL_PATH, content=body, headers=headers(body, resource, f"k{n}")).status_code == 202
-        assert httpx.get(base + "/healthz").json() == {"status": "ok", "pending": 2}
+        health = httpx.get(base + "/healthz").json()
+        assert health["status"] == "ok" and health["pending"] == 2 and health["last_event_received_at"]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     with Inbox(inbox_path) as inbox:
         assert [(e.resource, e.request_id) for e in inbox.pending_after(0, 10)] == [("issue", "k0"), ("comment", "k1")]
+
+
+def test_healthz_says_when_the_last_event_arrived(receiver: Receiver) -> None:
+    """Sentry delivers at most once, so silence is what a probe can watch: null until the first event."""
+    assert receiver.health() == {"status": "ok", "pending": 0, "last_event_received_at": None}
+    body = sentry_bytes(SEED_ISSUE_EVENT)
+    assert receiver.post(body, headers(body, "issue", "first")).status_code == 202
+    [event] = receiver.inbox.pending_after(0, 10)
+    assert receiver.health()["last_event_received_at"] == event.received_at.isoformat()

@@ -206,6 +206,12 @@ class Inbox:
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM events WHERE status = ?", (PENDING,)).fetchone()[0])
 
+    def last_received_at(self) -> datetime | None:
+        """When the newest stored event arrived (None for an empty inbox)."""
+        with self._lock:
+            row = self._conn.execute("SELECT received_at FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
+
     def last_id(self) -> int:
         """The highest id ever assigned (0 for a new inbox); survives purges."""
         with self._lock:

@@ -11,7 +11,8 @@
 6. append to the inbox (in a worker thread, so the event loop never waits on SQLite's fsync) →
    202 `{"status": "accepted", "request_id": …}`, or `{"status": "duplicate", …}` for a `Request-ID` already stored.
 
-`GET /healthz` → 200 `{"status": "ok", "pending": N}` (503 if the inbox cannot be read).
+`GET /healthz` → 200 `{"status": "ok", "pending": N, "last_event_received_at": ISO time or null}` (503 if the
+inbox cannot be read).
 
 The secret and the signature are never logged or echoed.
 """
@@ -166,10 +167,12 @@ def create_receiver(secret: str, inbox: Inbox) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         try:
             pending = await run_in_threadpool(inbox.count_pending)
+            last = await run_in_threadpool(inbox.last_received_at)
         except Exception as exc:  # noqa: BLE001 - a probe reports, it does not crash
             log.error("webhook inbox unreadable: %s", type(exc).__name__)
             return _answer(503, "error", detail=f"inbox unreadable: {type(exc).__name__}")
-        return _answer(200, "ok", pending=pending)
+        # Sentry delivers at most once and does not retry: a long silence is worth an alert.
+        return _answer(200, "ok", pending=pending, last_event_received_at=last.isoformat() if last else None)
 
     app = Starlette(
         routes=[
