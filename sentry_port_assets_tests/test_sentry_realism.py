@@ -14,13 +14,13 @@ from dagster import materialize
 from sentry_port_assets.assets.catalog import port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
-from sentry_port_assets.emulators.sentry_api import Fault
+from sentry_port_assets.emulators.sentry_api import ORG_AUTH_TOKEN_SCOPES, Fault
 from sentry_port_assets.emulators.sentry_data import build_org
 from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient
-from sentry_port_assets.sentry.errors import SentryRequestError
+from sentry_port_assets.sentry.errors import SentryPermissionError, SentryRequestError
 from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags
 from sentry_port_assets.sentry.pagination import next_page_url
 from sentry_port_assets.sentry.resource import SentryResource
@@ -190,3 +190,31 @@ def test_the_issue_list_covers_90_days_unless_a_stats_period_says_otherwise(
     recent = {i["id"] for i in mine if datetime.fromisoformat(i["lastSeen"].replace("Z", "+00:00"))
               >= datetime.now(timezone.utc) - timedelta(days=14)}
     assert listed("14d") == recent and recent != listed(None)
+
+
+def test_an_organization_auth_token_is_refused_everywhere_and_the_error_says_which_token_works(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
+    token = "sntrys_eyJpYXQiOjE3MDAwMDAwMDB9_org_token_for_tests"
+    sentry = sentry_emulator(token=token, scopes=ORG_AUTH_TOKEN_SCOPES)
+    try:
+        run_client(sentry, lambda c: c.list_members())
+    except SentryPermissionError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("an organization auth token can read nothing this sync needs")
+    assert "organization auth token" in message and "org:ci" in message
+    assert "Personal Tokens" in message and "Issue & Event: Read" in message
+    assert token not in message
+
+
+def test_a_missing_scope_names_the_scope_and_the_integration_permission(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator(scopes=frozenset({"org:read", "member:read", "team:read", "project:read"}))
+    project = sentry.state.dataset.org_projects()[0]
+    assert run_client(sentry, lambda c: c.list_projects()), "org:read is enough for the organization's projects"
+    try:
+        run_client(sentry, lambda c: c.list_issues(project, "", None))
+    except SentryPermissionError as exc:
+        assert "event:read" in str(exc) and "Issue & Event: Read" in str(exc)
+    else:
+        raise AssertionError("the issue list needs event:read")

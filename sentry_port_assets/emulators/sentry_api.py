@@ -52,9 +52,25 @@ class Fault:
         return True
 
 
+# The read scopes Sentry's permission classes accept for each endpoint we model (a write or admin scope of the
+# same family works too): OrganizationPermission, OrganizationMemberPermission, TeamPermission, ProjectPermission,
+# OrganizationEventPermission / GroupPermission.
+ENDPOINT_SCOPES = {
+    "/organizations/{org}/": "org", "/organizations/{org}/members/": "member", "/organizations/{org}/teams/": "org",
+    "/teams/{org}/{team}/members/": "team", "/organizations/{org}/projects/": "org", "/projects/": "project",
+    "/organizations/{org}/issues/": "event", "/organizations/{org}/issues/{issue}/": "event",
+    "/projects/{org}/{project}/tags/{key}/values/": "project",
+    "/organizations/{org}/issues/{issue}/tags/{key}/values/": "event",
+}
+# An organization auth token (Settings → Auth Tokens, `sntrys_…`) carries this and nothing else.
+ORG_AUTH_TOKEN_SCOPES = frozenset({"org:ci"})
+
+
 @dataclass
 class EmulatorConfig:
     token: str = "test-token"
+    # The token's scopes; None: every read scope this sync needs (a personal token or integration set up right).
+    scopes: frozenset[str] | None = None
     rate_limit: int | None = None  # requests per window, per endpoint
     window_seconds: int = 1
     concurrent_limit: int | None = None  # requests in flight, per endpoint
@@ -294,6 +310,9 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
     state.paths[request.url.path] += 1
     if request.headers.get("authorization") != f"Bearer {cfg.token}":
         return JSONResponse({"detail": "Invalid token"}, status_code=401)
+    family = ENDPOINT_SCOPES[endpoint]
+    if cfg.scopes is not None and not {f"{family}:read", f"{family}:write", f"{family}:admin"} & cfg.scopes:
+        return JSONResponse({"detail": "You do not have permission to perform this action."}, status_code=403)
 
     window = None
     if cfg.rate_limit is not None:

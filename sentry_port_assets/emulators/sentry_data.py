@@ -84,6 +84,12 @@ def _seed() -> dict[str, Item]:
     return json.loads(SEED_FILE.read_text(encoding="utf-8"))
 
 
+@lru_cache(maxsize=1)
+def _process_now() -> datetime:
+    """The current hour, read once per process: datasets built apart in one process (two emulators) are equal."""
+    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -106,7 +112,7 @@ def build_org(
 ) -> SentryDataset:
     """A deterministic organization; the first user, team, project and issue are the seed's samples.
 
-    Issues are seen within the 60 days before `now` (default: the current time), so Sentry's default 90-day
+    Issues are seen within the 60 days before `now` (default: this process's current hour), so Sentry's default 90-day
     issue window lists them all, as it lists a living organization's; everything else has fixed dates."""
     rnd = random.Random(seed)
     samples = _seed()
@@ -195,7 +201,7 @@ def build_org(
     issue_list: list[Item] = []
     issue_tags: dict[tuple[str, str], list[Item]] = {}
     with_envs = [p for p in project_list if project_envs[p["slug"]]]
-    recent = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    recent = now or _process_now()
     for n in range(issues):
         last_seen = recent - timedelta(days=60) * (n / max(issues, 1))
         first_seen = last_seen - timedelta(days=1, minutes=n)

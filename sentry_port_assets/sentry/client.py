@@ -21,6 +21,7 @@ from sentry_port_assets.sentry.errors import (
     SentryOrganizationNotFound,
     SentryPermissionError,
     SentryRequestError,
+    token_kind,
 )
 from sentry_port_assets.sentry.pagination import next_page_url
 from sentry_port_assets.sentry.ratelimit import RateLimitGovernor, RateLimitHeaders
@@ -86,6 +87,7 @@ class SentryClient:
         max_connections: int = 100,
     ) -> None:
         self.organization = organization
+        self.token_kind = token_kind(token)
         self.retry = retry
         self.governor = RateLimitGovernor()
         self.stats = FetchStats()
@@ -270,15 +272,14 @@ class SentryClient:
                 # No window to wait for (a concurrency 429, or no headers): back off briefly.
                 await asyncio.sleep(self.retry.delay(min(waits, 4)))
 
-    @staticmethod
-    def _raise_for_client_error(response: httpx.Response, endpoint: str) -> None:
+    def _raise_for_client_error(self, response: httpx.Response, endpoint: str) -> None:
         status = response.status_code
         if status < 400:
             return
         if status == 401:
             raise SentryAuthError(endpoint)
         if status == 403:
-            raise SentryPermissionError(endpoint)
+            raise SentryPermissionError(endpoint, self.token_kind)
         if status == 404:
             raise SentryNotFoundError(endpoint, response.request.url.path)
         raise SentryRequestError(f"GET {endpoint} answered HTTP {status}: {_detail(response)}")

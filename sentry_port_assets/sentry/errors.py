@@ -29,15 +29,39 @@ class SentryAuthError(SentryError):
         )
 
 
+# The internal integration permission that grants each read scope (Settings → Developer Settings).
+PERMISSIONS = {"org:read": "Organization", "member:read": "Member", "team:read": "Team", "project:read": "Project",
+               "event:read": "Issue & Event"}
+WORKING_TOKENS = ("a personal token (User settings → Personal Tokens) with org:read, member:read, team:read, "
+                  "project:read and event:read, or an internal integration's token with Organization, Member, Team, "
+                  "Project and Issue & Event: Read")
+
+
+def token_kind(token: str) -> str:
+    """What kind of Sentry token this is, from its prefix (sntrys_: organization auth token, sntryu_: personal)."""
+    if token.startswith("sntrys_"):
+        return "organization"
+    if token.startswith("sntryu_"):
+        return "personal"
+    return "unknown"
+
+
 class SentryPermissionError(SentryError):
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, kind: str = "unknown") -> None:
         scope = SCOPES.get(endpoint, "the matching read scope")
         self.endpoint = endpoint
         self.scope = scope
-        super().__init__(
-            f"Sentry refused GET {endpoint} (403): the token in SENTRY_TOKEN lacks the scope {scope}. "
-            f"Add {scope} to the token."
-        )
+        refused = f"Sentry refused GET {endpoint} (403): it needs the scope {scope}"
+        if kind == "organization":
+            message = (f"{refused}, and SENTRY_TOKEN is an organization auth token (Settings → Auth Tokens), which "
+                       f"only ever carries org:ci, so Sentry refuses every call this sync makes. Use {WORKING_TOKENS}.")
+        elif kind == "personal":
+            message = f"{refused}, which the personal token in SENTRY_TOKEN lacks. Add {scope} to it, or use {WORKING_TOKENS}."
+        else:
+            message = (f"{refused}, which the token in SENTRY_TOKEN lacks: for an internal integration, give it "
+                       f"{PERMISSIONS.get(scope, 'the matching')}: Read; for a personal token, add {scope}. Tokens that "
+                       f"work: {WORKING_TOKENS}.")
+        super().__init__(message)
 
 
 class SentryNotFoundError(SentryError):
