@@ -14,14 +14,14 @@ from dagster import materialize
 from sentry_port_assets.assets.catalog import port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
-from sentry_port_assets.emulators.sentry_api import ORG_AUTH_TOKEN_SCOPES, Fault
+from sentry_port_assets.emulators.sentry_api import DEFAULT_BUCKET, ORG_AUTH_TOKEN_SCOPES, Fault, RateLimit
 from sentry_port_assets.emulators.sentry_data import build_org
 from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient
 from sentry_port_assets.sentry.errors import SentryPermissionError, SentryRequestError
-from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags
+from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
 from sentry_port_assets.sentry.pagination import next_page_url
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.sentry.selection import IssueFilter
@@ -75,7 +75,8 @@ def test_issues_are_paged_in_an_order_events_do_not_change(sentry_emulator: Call
 
 def test_an_issue_that_gets_an_event_mid_resync_is_not_deleted(
         sentry_emulator: Callable[..., RunningSentry], tmp_path: Path) -> None:
-    sentry = sentry_emulator(build_org(projects=1, issues=250, many_values=0))
+    # 2 x 250 issue tag requests: Sentry's 150 per minute would make this test wait for minutes
+    sentry = sentry_emulator(build_org(projects=1, issues=250, many_values=0), limits={})
     data = sentry.state.dataset
     catalog = LocalCatalog(tmp_path / "catalog.sqlite")
     resources = {"sentry": SentryResource(host=sentry.url, organization=data.slug, token=sentry.token,
@@ -218,3 +219,43 @@ def test_a_missing_scope_names_the_scope_and_the_integration_permission(
         assert "event:read" in str(exc) and "Issue & Event: Read" in str(exc)
     else:
         raise AssertionError("the issue list needs event:read")
+
+
+def test_endpoints_sharing_sentrys_default_bucket_are_paced_as_one(
+        sentry_emulator: Callable[..., RunningSentry]) -> None:
+    """Endpoints without limits of their own share one bucket per caller: the governor learns that from the headers
+    (they report the same limit) and paces them together, so no request is refused."""
+    sentry = sentry_emulator(build_org(teams=12, projects=12, issues=60, many_values=0),
+                             limits={DEFAULT_BUCKET: RateLimit(8, 2)})
+    data = sentry.state.dataset
+
+    async def work(client: SentryClient) -> Any:
+        projects = await client.list_projects()
+        return await asyncio.gather(fetch_teams(client, True, Vanished()),
+                                    fetch_issues(client, projects, [IssueFilter("")]))
+
+    teams, issues = run_client(sentry, work)
+    assert len(teams) == len(data.teams) and len(issues[IssueFilter("").key]) == len(data.issues)
+    assert sum(s.requests for s in sentry.state.endpoints.values()) > 3 * 8
+    # Only an endpoint's very first request cannot know its bucket yet; everything after is paced with the others.
+    assert sentry.state.total_429 <= 2, {e: s.rate_limited for e, s in sentry.state.endpoints.items()}
+
+
+def test_sentrys_own_limits_are_the_default(sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator()
+    data = sentry.state.dataset
+    headers = {"Authorization": f"Bearer {sentry.token}"}
+    issue = data.issues[0]
+    answer = httpx.get(f"{sentry.url}/api/0/organizations/{data.slug}/issues/{issue['id']}/tags/environment/values/",
+                       headers=headers)
+    assert (answer.headers["x-sentry-rate-limit-limit"], answer.headers["x-sentry-rate-limit-concurrentlimit"]) == (
+        "150", "10")
+    assert int(answer.headers["x-sentry-rate-limit-reset"]) % 60 == 0, "60-second windows, aligned like Sentry's"
+    org = sentry_emulator(caller="org")
+    answer = httpx.get(f"{org.url}/api/0/organizations/{data.slug}/issues/{issue['id']}/tags/environment/values/",
+                       headers=headers)
+    assert answer.headers["x-sentry-rate-limit-limit"] == "300"
+    teams = httpx.get(f"{sentry.url}/api/0/organizations/{data.slug}/teams/", headers=headers)
+    projects = httpx.get(f"{sentry.url}/api/0/organizations/{data.slug}/projects/", headers=headers)
+    assert int(projects.headers["x-sentry-rate-limit-remaining"]) == \
+        int(teams.headers["x-sentry-rate-limit-remaining"]) - 1, "one shared default bucket"

@@ -66,11 +66,48 @@ ENDPOINT_SCOPES = {
 ORG_AUTH_TOKEN_SCOPES = frozenset({"org:ci"})
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int  # requests per window
+    window: int  # seconds; windows are aligned to the epoch, as Sentry's fixed windows are
+    concurrent: int | None = None  # requests in flight
+
+
+DEFAULT_BUCKET = "default"
+# The GET limits Sentry's source declares on the endpoints this sync calls (`rate_limits` on each endpoint class),
+# per caller category: a user token counts as "user", an internal integration's token as "org". Every endpoint
+# without limits of its own shares the caller's DEFAULT_BUCKET: Sentry's default is 999 requests per second
+# (SENTRY_RATELIMITER_DEFAULT). Sentry's files: api/endpoints/group_tagkey_values.py,
+# api/endpoints/project_tagkey_values.py, issues/endpoints/group_details.py, core/endpoints/organization_member_index.py,
+# ratelimits/config.py.
+SENTRY_LIMITS: dict[str, dict[str, RateLimit]] = {
+    "user": {
+        "/organizations/{org}/issues/{issue}/tags/{key}/values/": RateLimit(150, 60, 10),
+        "/projects/{org}/{project}/tags/{key}/values/": RateLimit(10, 1, 10),
+        "/organizations/{org}/issues/{issue}/": RateLimit(5, 1),
+        "/organizations/{org}/members/": RateLimit(40, 1),
+        DEFAULT_BUCKET: RateLimit(999, 1),
+    },
+    "org": {
+        "/organizations/{org}/issues/{issue}/tags/{key}/values/": RateLimit(300, 60, 5),
+        "/projects/{org}/{project}/tags/{key}/values/": RateLimit(20, 1, 5),
+        "/organizations/{org}/issues/{issue}/": RateLimit(5, 1),
+        "/organizations/{org}/members/": RateLimit(40, 1),
+        DEFAULT_BUCKET: RateLimit(999, 1),
+    },
+}
+
+
 @dataclass
 class EmulatorConfig:
     token: str = "test-token"
     # The token's scopes; None: every read scope this sync needs (a personal token or integration set up right).
     scopes: frozenset[str] | None = None
+    # Sentry's limits for this caller category (SENTRY_LIMITS), or `limits` when given: endpoint template -> its
+    # own bucket, DEFAULT_BUCKET -> the bucket every other endpoint shares; {} turns limiting off.
+    caller: Literal["user", "org"] = "user"
+    limits: dict[str, RateLimit] | None = None
+    # A uniform limit instead, each endpoint its own bucket (tests and benchmarks that want one number).
     rate_limit: int | None = None  # requests per window, per endpoint
     window_seconds: int = 1
     concurrent_limit: int | None = None  # requests in flight, per endpoint
@@ -95,6 +132,7 @@ class _Window:
     def __init__(self) -> None:
         self.start = -1.0
         self.count = 0
+        self.in_flight = 0
 
 
 class SentryEmulatorState:
@@ -108,6 +146,16 @@ class SentryEmulatorState:
     def stats(self, endpoint: str) -> EndpointStats:
         return self.endpoints.setdefault(endpoint, EndpointStats())
 
+    def bucket(self, endpoint: str) -> tuple[str, RateLimit | None]:
+        """The bucket a request to `endpoint` counts against, and its limits (None: not limited)."""
+        cfg = self.config
+        if cfg.rate_limit is not None or cfg.concurrent_limit is not None:
+            return endpoint, RateLimit(cfg.rate_limit or 10**9, cfg.window_seconds, cfg.concurrent_limit)
+        limits = SENTRY_LIMITS[cfg.caller] if cfg.limits is None else cfg.limits
+        if endpoint in limits:
+            return endpoint, limits[endpoint]
+        return DEFAULT_BUCKET, limits.get(DEFAULT_BUCKET)
+
     @property
     def total_requests(self) -> int:
         return sum(s.requests for s in self.endpoints.values())
@@ -117,15 +165,16 @@ class SentryEmulatorState:
         return sum(s.rate_limited + s.concurrency_limited for s in self.endpoints.values())
 
 
-def _rate_headers(cfg: EmulatorConfig, window: _Window | None, st: EndpointStats) -> dict[str, str]:
+def _rate_headers(limit: RateLimit | None, window: _Window | None) -> dict[str, str]:
     headers: dict[str, str] = {}
-    if cfg.rate_limit is not None and window is not None:
-        headers["X-Sentry-Rate-Limit-Limit"] = str(cfg.rate_limit)
-        headers["X-Sentry-Rate-Limit-Remaining"] = str(max(cfg.rate_limit - window.count, 0))
-        headers["X-Sentry-Rate-Limit-Reset"] = str(int(window.start + cfg.window_seconds))
-    if cfg.concurrent_limit is not None:
-        headers["X-Sentry-Rate-Limit-ConcurrentLimit"] = str(cfg.concurrent_limit)
-        headers["X-Sentry-Rate-Limit-ConcurrentRemaining"] = str(max(cfg.concurrent_limit - st.in_flight, 0))
+    if limit is None or window is None:
+        return headers
+    headers["X-Sentry-Rate-Limit-Limit"] = str(limit.limit)
+    headers["X-Sentry-Rate-Limit-Remaining"] = str(max(limit.limit - window.count, 0))
+    headers["X-Sentry-Rate-Limit-Reset"] = str(int(window.start + limit.window))
+    if limit.concurrent is not None:
+        headers["X-Sentry-Rate-Limit-ConcurrentLimit"] = str(limit.concurrent)
+        headers["X-Sentry-Rate-Limit-ConcurrentRemaining"] = str(max(limit.concurrent - window.in_flight, 0))
     return headers
 
 
@@ -314,33 +363,35 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
     if cfg.scopes is not None and not {f"{family}:read", f"{family}:write", f"{family}:admin"} & cfg.scopes:
         return JSONResponse({"detail": "You do not have permission to perform this action."}, status_code=403)
 
-    window = None
-    if cfg.rate_limit is not None:
+    key, limit = state.bucket(endpoint)
+    window = state.windows.setdefault(key, _Window()) if limit is not None else None
+    if limit is not None and window is not None:
         now = time.time()
-        start = math.floor(now / cfg.window_seconds) * cfg.window_seconds
-        window = state.windows.setdefault(endpoint, _Window())
+        start = math.floor(now / limit.window) * limit.window
         if window.start != start:
             window.start, window.count = start, 0
         window.count += 1  # like Sentry, a refused request still counts against the window
-        if window.count > cfg.rate_limit:
+        if window.count > limit.limit:
             st.rate_limited += 1
             return JSONResponse(
                 {"detail": "You are attempting to use this endpoint too frequently. "
-                           f"Limit is {cfg.rate_limit} requests in {cfg.window_seconds} seconds"},
-                status_code=429, headers=_rate_headers(cfg, window, st))
-    if cfg.concurrent_limit is not None and st.in_flight >= cfg.concurrent_limit:
-        st.concurrency_limited += 1
-        return JSONResponse(
-            {"detail": "You are attempting to go above the allowed concurrency for this endpoint. "
-                       f"Concurrency limit is {cfg.concurrent_limit}"},
-            status_code=429, headers=_rate_headers(cfg, window, st))
+                           f"Limit is {limit.limit} requests in {limit.window} seconds"},
+                status_code=429, headers=_rate_headers(limit, window))
+        if limit.concurrent is not None and window.in_flight >= limit.concurrent:
+            st.concurrency_limited += 1
+            return JSONResponse(
+                {"detail": "You are attempting to go above the allowed concurrency for this endpoint. "
+                           f"Concurrency limit is {limit.concurrent}"},
+                status_code=429, headers=_rate_headers(limit, window))
 
     st.in_flight += 1
     st.max_in_flight = max(st.max_in_flight, st.in_flight)
+    if window is not None:
+        window.in_flight += 1
     if st.first_admitted is None:
         st.first_admitted = time.time()
     # Like Sentry's middleware, the headers describe the limits as they stood when the request was admitted.
-    rate_headers = _rate_headers(cfg, window, st)
+    rate_headers = _rate_headers(limit, window)
     try:
         if cfg.before_answer is not None:
             cfg.before_answer(endpoint, {k: request.query_params.getlist(k) for k in request.query_params})
@@ -373,6 +424,8 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
         return response
     finally:
         st.in_flight -= 1
+        if window is not None:
+            window.in_flight -= 1
 
 
 class _DroppedConnection(Response):
