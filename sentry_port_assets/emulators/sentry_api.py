@@ -309,7 +309,8 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         issue = next((i for i in dataset.issues if i["id"] == request.path_params["issue"]), None)
         if org_or_404(request) or issue is None:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
-        return JSONResponse(issue)
+        # the details endpoint adds what only one issue's page shows
+        return JSONResponse({**issue, "activity": [], "seenBy": [], "participants": [], "userReportCount": 0})
 
     async def project_tag_values(request: Request) -> Response:
         slug, key = request.path_params["project"], request.path_params["key"]

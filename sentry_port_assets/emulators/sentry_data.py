@@ -242,6 +242,7 @@ def build_org(
             _tag_value(MANY_VALUES_TAG, f"1.{v // 10}.{v % 10}", 1, recent - timedelta(days=2), recent)
             for v in range(many_values)]
 
+    _as_sentry_serves(organization, member_list, team_list, team_members, project_list, issue_list, project_envs)
     return SentryDataset(
         organization=organization,
         members=member_list,
@@ -254,6 +255,55 @@ def build_org(
         # the seed's user, an owner on no team: `/projects/` would show them none of the organization's projects
         token_user=member_list[0]["email"],
     )
+
+
+# Project flags newer than the seed's samples; Sentry's project serializers send all of them.
+_PROJECT_FLAGS = ("hasFlags", "hasNewFeedbacks", "hasLogs", "hasTraceMetrics", "hasInsightsHttp", "hasInsightsDb",
+                  "hasInsightsAssets", "hasInsightsAppStart", "hasInsightsScreenLoad", "hasInsightsVitals",
+                  "hasInsightsCaches", "hasInsightsQueues", "hasInsightsAgentMonitoring", "hasInsightsMCP",
+                  "hasUserReports")
+_PRIORITIES = ("high", "medium", "low")
+
+
+def _as_sentry_serves(organization: Item, members: list[Item], teams: list[Item], rosters: dict[str, list[Item]],
+                      projects: list[Item], issues: list[Item], envs: dict[str, list[str]]) -> None:
+    """Brings the seed-built objects to the shapes Sentry's serializers send (checked against Sentry's published
+    schemas by sentry_port_assets_tests/test_sentry_shapes.py): the seed's samples predate some fields and carry
+    Python's `"None"` where Sentry sends null."""
+    organization.update(allowMemberInvite=True, allowMemberProjectCreation=True, allowSuperuserAccess=False)
+    users_by_member = {m["id"]: m["user"] for m in members if m.get("user")}
+    for m in [*members, *(r for roster in rosters.values() for r in roster)]:
+        if m.get("user"):
+            m["user"].setdefault("isSuspended", False)
+        if m.get("pending") and m.get("user") is None:
+            m["inviteStatus"] = "approved"  # an invite an admin sent: Sentry's other values are requests to join
+    owners: dict[str, list[Item]] = {}
+    for team in teams:
+        # isMember and teamRole describe the token's user, who is on no team in these datasets
+        team.update(isMember=False, teamRole=None)
+        for summary in team["projects"]:
+            summary.update({flag: False for flag in _PROJECT_FLAGS if flag not in summary})
+            owners.setdefault(summary["id"], []).append({k: team[k] for k in ("id", "name", "slug")})
+    for project in projects:
+        project.update({flag: False for flag in _PROJECT_FLAGS if flag not in project})
+        project.update(environments=list(envs.get(project["slug"], [])), teams=owners.get(project["id"], []),
+                       platforms=[project["platform"]] if project.get("platform") else [], latestRelease=None)
+        project["team"] = project["teams"][0] if project["teams"] else None
+    for n, issue in enumerate(issues):
+        for key in ("subscriptionDetails", "shareId", "logger"):
+            if issue.get(key) == "None":
+                issue[key] = None
+        assignee = issue.get("assignedTo")
+        if isinstance(assignee, dict) and assignee.get("type") != "team":
+            # Sentry's ActorSerializer: a user assignee is {type: "user", id: the USER id, name, email}
+            user = users_by_member.get(assignee.get("id")) or {}
+            assignee.update(type="user", id=user.get("id", assignee.get("id")))
+        issue.update(priority=_PRIORITIES[n % 3], priorityLockedAt=None, seerFixabilityScore=None,
+                     seerAutofixLastTriggered=None, seerExplorerAutofixLastTriggered=None, derivedData={},
+                     matchingEventId=None, matchingEventEnvironment=None, filtered=None,
+                     lifetime={"count": issue["count"], "userCount": issue.get("userCount", 0),
+                               "firstSeen": issue["firstSeen"], "lastSeen": issue["lastSeen"],
+                               "stats": issue.get("stats") or {}})
 
 
 def demo_dataset() -> SentryDataset:
