@@ -155,3 +155,31 @@ def test_delete_with_dependents_is_all_or_nothing(tmp_path):
         assert cat.get_entity("child", "c1") is None
         assert cat.get_entity("loose", "l1")["relations"]["parents"] == []
         assert [e["identifier"] for e in cat.entities("parent")] == ["p3"]
+
+
+def test_property_formats_are_enforced_as_port_does(tmp_path):
+    with LocalCatalog(tmp_path / "f.sqlite") as cat:
+        cat.create_blueprint({"identifier": "fmt", "title": "F", "relations": {}, "schema": {"required": [], "properties": {
+            "when": {"type": "string", "format": "date-time"}, "link": {"type": "string", "format": "url"},
+            "mail": {"type": "string", "format": "email"}}}})
+        good = {"identifier": "ok", "properties": {"when": "2024-03-04T12:00:00.000Z", "link": "https://x.io/a",
+                                                   "mail": "a@b.io"}}
+        bad = [{"identifier": f"bad-{k}", "properties": {k: v}}
+               for k, v in (("when", "yesterday"), ("link", "x.io/a"), ("mail", "not-an-email"))]
+        outcomes = cat.upsert_entities("fmt", [good, *bad])
+        assert [o.ok for o in outcomes] == [True, False, False, False]
+        assert all("format" in (o.message or "") for o in outcomes[1:])
+
+
+def test_search_relations_allow_ports_operators_and_at_most_500_matches(catalog):
+    catalog.upsert_entities("tUser", [fx.user(i) for i in range(3)])
+    issue = fx.issue(1, 0, None)
+    issue["relations"]["assignee"] = {"combinator": "and", "rules": [
+        {"property": "$identifier", "operator": "beginsWith", "value": "user1"}]}
+    [refused] = catalog.upsert_entities("tIssue", [issue], create_missing_related=True)
+    assert not refused.ok and "beginsWith" in (refused.message or "")
+    many = {"identifier": "big", "title": "Big", "relations": {"members": {"combinator": "and", "rules": [
+        {"property": "$identifier", "operator": "contains", "value": "@"}]}}, "properties": {}}
+    catalog.upsert_entities("tUser", [fx.user(i) for i in range(3, 503)])
+    [too_many] = catalog.upsert_entities("tTeam", [many])
+    assert not too_many.ok and "at most 500" in (too_many.message or "")

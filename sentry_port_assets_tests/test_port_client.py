@@ -173,6 +173,32 @@ def test_207_per_entity_errors_are_reported(users_bp):
         assert bad.trace_id
 
 
+def test_one_entity_port_refuses_does_not_sink_the_other_nineteen(users_bp):
+    """Port checks a bulk body against its schema before writing: one identifier with a space (a Sentry environment
+    named `staging eu`) makes the whole request a 422. The client halves the batch until every valid entity lands."""
+    with fx.serve_port(users_bp) as (url, emulator):
+        entities = [fx.user(i) for i in range(20)]
+        entities[13] = {**fx.user(13), "identifier": "python-fastapi-staging eu"}
+        results = call(lambda port: port.upsert_entities("tUser", entities, merge=False, create_missing_related=False),
+                       url)
+        assert emulator.stats.requests_refused_whole >= 1, "Port refuses the whole request, not the entity alone"
+        assert [r.ok for r in results] == [i != 13 for i in range(20)]
+        refused = results[13]
+        assert refused.identifier == "python-fastapi-staging eu" and refused.status == 422
+        assert "must match pattern" in refused.message
+        assert users_bp.count("tUser") == 19
+
+
+def test_ports_identifier_pattern_exactly(users_bp):
+    with fx.serve_port(users_bp) as (url, _):
+        entities = [{**fx.user(1), "identifier": "o'brien@example.com"}, {**fx.user(2), "identifier": "dev٣@example.com"},
+                    {**fx.user(3), "identifier": "José.Álvarez@example.com"}, {**fx.user(4), "identifier": ".."}]
+        results = call(lambda port: port.upsert_entities("tUser", entities, merge=False, create_missing_related=False),
+                       url)
+        assert [r.ok for r in results] == [True, False, True, False], "apostrophes and letters of any script are " \
+            "allowed; non-ASCII digits and '..' are not"
+
+
 def test_429_5xx_timeouts_and_dropped_connections_are_retried(users_bp):
     faults = [
         Fault("bulk_upsert", kind="status", status=500, times=2),

@@ -7,8 +7,10 @@ import copy
 
 import pytest
 
+from sentry_port_assets.emulators.port import Fault
 from sentry_port_assets.port.catalog import LocalCatalog
-from sentry_port_assets.port.reconciler import reconcile
+from sentry_port_assets.port.errors import PortServerError
+from sentry_port_assets.port.reconciler import Failure, reconcile
 from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
 from sentry_port_assets_tests import port_fixtures as fx
 
@@ -150,7 +152,7 @@ def test_empty_resync_deletes_nothing(catalog, make_target):
     assert catalog.count("tUser") == 6
 
 
-def test_failed_upserts_are_reported_and_block_deletes(catalog, make_target):
+def test_an_entity_port_refuses_is_reported_and_does_not_block_other_deletes(catalog, make_target):
     target = make_target
     run(target, everything())
     broken = everything()
@@ -163,8 +165,29 @@ def test_failed_upserts_are_reported_and_block_deletes(catalog, make_target):
     [failure] = meta["failures"]
     assert failure["identifier"] == "ISSUE-2" and failure["blueprint"] == "tIssue" and failure["status"] == 422
     assert "status" in failure["message"]
-    assert not report.deletes_performed and "failed to publish" in report.delete_skipped_reason
-    assert catalog.get_entity("tIssue", "ISSUE-7") is not None and catalog.get_entity("tIssue", "ISSUE-2") is not None
+    # The resync's desired set was complete: the stale entity goes; the refused one keeps its last good version.
+    assert report.deletes_performed
+    assert catalog.get_entity("tIssue", "ISSUE-7") is None
+    assert catalog.get_entity("tIssue", "ISSUE-2")["properties"]["status"] == "unresolved"
+
+
+def test_a_server_error_on_an_upsert_blocks_deletes(catalog):
+    with fx.serve_port(catalog, faults=[Fault("bulk_upsert", times=50)]) as (url, _):
+        factory = lambda: PortApiTarget(fx.client(url, max_retries=1))  # noqa: E731
+        first = everything()
+        run(lambda: LocalCatalogTarget(catalog), first)
+        changed = [e for e in first if e["identifier"] != "ISSUE-7"]
+        next(e for e in changed if e["identifier"] == "ISSUE-2")["properties"]["count"] = 99
+        with pytest.raises(PortServerError):  # the publish stops: nothing after it, deletes included, runs
+            run(factory, changed)
+    assert catalog.get_entity("tIssue", "ISSUE-7") is not None
+
+
+def test_failures_that_are_not_the_entitys_block_deletes() -> None:
+    assert Failure("a", "bp", "upsert", 422, "invalid_request", "bad").refused
+    for status in (None, 500, 503, 429, 401, 408):
+        assert not Failure("a", "bp", "upsert", status, "x", "y").refused, status
+    assert not Failure("a", "bp", "delete", 422, "x", "y").refused
 
 
 def test_relation_targets_written_first_without_create_missing(catalog, make_target):

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sentry_port_assets.port.catalog import CatalogError, LocalCatalog
+from sentry_port_assets.port.catalog import CatalogError, LocalCatalog, request_problem
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -102,6 +102,7 @@ class EmulatorStats:
     delete_requests: int = 0
     entities_deleted: int = 0
     max_batch: int = 0
+    requests_refused_whole: int = 0  # bulk requests refused with a 422 before anything was written
     max_body_bytes: int = 0
     bodies_413: int = 0
 
@@ -374,6 +375,14 @@ def create_port_emulator(
         if len(entities) > 20:
             raise _ApiError(422, "invalid_request", f"at most 20 entities per request, got {len(entities)}")
         stats.max_batch = max(stats.max_batch, len(entities))
+        # Port checks the whole body against the route's schema before writing anything: one entity that breaks the
+        # identifier pattern, a relation's shape or the search operators fails the whole request, and nothing is
+        # written. (What only the blueprint can judge, such as a property's type, is refused per entity in a 207.)
+        for index, entity in enumerate(entities):
+            problem = request_problem(entity, f"body/entities/{index}")
+            if problem:
+                stats.requests_refused_whole += 1
+                raise _ApiError(422, "invalid_request", problem)
         outcomes = _upsert(request.path_params["bp"], entities, request)
         ok = [{"identifier": o.identifier, "index": o.index, "created": o.created} for o in outcomes if o.ok]
         errors = [

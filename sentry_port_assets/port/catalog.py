@@ -31,14 +31,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
 
 Entity = dict[str, Any]
 Blueprint = dict[str, Any]
 
-IDENTIFIER_RE = re.compile(r"^(?!\.{1,2}$)[\w@_.+:\\/=-]+$", re.UNICODE)
+# Port's identifier pattern, `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/='-]+$`: letters of any script (Python's isalpha is
+# exactly the Unicode letter categories), ASCII digits, and @_.+:\/='- (an apostrophe, not a space).
+IDENTIFIER_PUNCTUATION = frozenset("0123456789@_.+:\\/='-")
 MAX_IDENTIFIER = 1000
+# The operators Port accepts in a search relation or search identifier, and how many entities one may match.
+RELATION_OPERATORS = ("=", "in", "contains", "containsAny")
+MAX_SEARCH_MATCHES = 500
 MAX_BLUEPRINT_ID = 100
 MAX_SEARCH_LIMIT = 1000
 
@@ -108,6 +114,78 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def valid_identifier(ident: Any, limit: int = MAX_IDENTIFIER) -> bool:
+    return (isinstance(ident, str) and 0 < len(ident) <= limit and ident not in (".", "..")
+            and all(c.isalpha() or c in IDENTIFIER_PUNCTUATION for c in ident))
+
+
+def _query_problem(query: Mapping[str, Any], where: str) -> str | None:
+    if query.get("combinator") not in ("and", "or") or not isinstance(query.get("rules"), list):
+        return f"{where} must have combinator 'and'|'or' and a list of rules"
+    for i, rule in enumerate(query["rules"]):
+        if is_search_query(rule):
+            problem = _query_problem(rule, f"{where}/rules/{i}")
+        elif not isinstance(rule, Mapping) or rule.get("operator") not in RELATION_OPERATORS:
+            operator = rule.get("operator") if isinstance(rule, Mapping) else None
+            problem = f"{where}/rules/{i}/operator {operator!r} must be one of {', '.join(RELATION_OPERATORS)}"
+        else:
+            problem = None
+        if problem:
+            return problem
+    return None
+
+
+def request_problem(entity: Any, where: str = "entity") -> str | None:
+    """What Port's request schema refuses in one entity of a write (checked before anything is written): the
+    identifier pattern, the shape of relation values, the search operators. None when it passes."""
+    if not isinstance(entity, Mapping):
+        return f"{where} must be an object"
+    ident = entity.get("identifier")
+    if is_search_query(ident):
+        problem = _query_problem(ident, f"{where}/identifier")
+        if problem:
+            return problem
+    elif not valid_identifier(ident):
+        return f"{where}/identifier {ident!r} must match pattern ^(?!\\.{{1,2}}$)[\\p{{L}}0-9@_.+:\\\\/='-]+$"
+    for key in ("properties", "relations"):
+        if entity.get(key) is not None and not isinstance(entity.get(key), Mapping):
+            return f"{where}/{key} must be an object"
+    for name, value in (entity.get("relations") or {}).items():
+        at = f"{where}/relations/{name}"
+        if value is None or (isinstance(value, str) and valid_identifier(value)):
+            continue
+        if isinstance(value, list) and all(isinstance(v, str) and valid_identifier(v) for v in value):
+            continue
+        if is_search_query(value):
+            problem = _query_problem(value, at)
+            if problem:
+                return problem
+            continue
+        return f"{at} must be an identifier, a list of identifiers, null or a search query, got {value!r}"
+    return None
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _format_problem(fmt: str, value: Any) -> bool:
+    """Whether a string breaks the `format` Port enforces for it (date-time, url, email)."""
+    if not isinstance(value, str):
+        return False
+    if fmt == "date-time":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        return "T" not in value
+    if fmt == "url":
+        parts = urlsplit(value)
+        return not (parts.scheme and parts.netloc)
+    if fmt == "email":
+        return not _EMAIL.match(value)
+    return False
+
+
 def _check_property(name: str, spec: Mapping[str, Any], value: Any) -> None:
     if value is None:
         return
@@ -121,6 +199,8 @@ def _check_property(name: str, spec: Mapping[str, Any], value: Any) -> None:
             )
     if "enum" in spec and value not in spec["enum"]:
         raise CatalogError(422, "invalid_request", f"property {name!r} must be one of {spec['enum']!r}")
+    if isinstance(spec.get("format"), str) and _format_problem(spec["format"], value):
+        raise CatalogError(422, "invalid_request", f"property {name!r} must match format {spec['format']!r}")
 
 
 class LocalCatalog:
@@ -190,7 +270,7 @@ class LocalCatalog:
 
     def _validate_blueprint(self, bp: Mapping[str, Any]) -> None:
         ident = bp.get("identifier")
-        if not isinstance(ident, str) or not ident or len(ident) > MAX_BLUEPRINT_ID or not IDENTIFIER_RE.match(ident):
+        if not valid_identifier(ident, MAX_BLUEPRINT_ID):
             raise CatalogError(422, "invalid_request", f"invalid blueprint identifier {ident!r}")
         for name, rel in (bp.get("relations") or {}).items():
             target = rel.get("target") if isinstance(rel, Mapping) else None
@@ -365,8 +445,9 @@ class LocalCatalog:
         self, bp: Blueprint, entity: Mapping[str, Any], merge: bool, create_missing: bool
     ) -> tuple[Entity, bool]:
         bp_id = bp["identifier"]
-        if not isinstance(entity, Mapping):
-            raise CatalogError(422, "invalid_request", "an entity must be a JSON object")
+        problem = request_problem(entity)
+        if problem:
+            raise CatalogError(422, "invalid_request", problem)
         ident = entity.get("identifier")
         if is_search_query(ident):
             found = self._resolve_query(bp_id, ident)
@@ -377,7 +458,7 @@ class LocalCatalog:
                     f"the search identifier matched {len(found)} entities of {bp_id!r} (it must match exactly one)",
                 )
             ident = found[0]
-        if not isinstance(ident, str) or not ident or len(ident) > MAX_IDENTIFIER or not IDENTIFIER_RE.match(ident):
+        if not valid_identifier(ident):
             raise CatalogError(422, "invalid_request", f"invalid entity identifier {ident!r}")
 
         schema_props: dict[str, Any] = (bp.get("schema") or {}).get("properties") or {}
@@ -448,6 +529,9 @@ class LocalCatalog:
             return [] if many else None
         if is_search_query(value):
             found = self._resolve_query(target, value)
+            if len(found) > MAX_SEARCH_MATCHES:
+                raise CatalogError(422, "invalid_request", f"the search relation {name!r} of {ident!r} matched "
+                                   f"{len(found)} entities of {target!r}; Port allows at most {MAX_SEARCH_MATCHES}")
             if many:
                 return found
             if len(found) != 1:
@@ -476,7 +560,7 @@ class LocalCatalog:
                         "not_found",
                         f"relation {name!r} of {ident!r} points at {target_id!r}, which is not an entity of {target!r}",
                     )
-                if not IDENTIFIER_RE.match(target_id) or len(target_id) > MAX_IDENTIFIER:
+                if not valid_identifier(target_id):
                     raise CatalogError(422, "invalid_request", f"invalid related identifier {target_id!r}")
                 now = _now()
                 stub = {

@@ -61,6 +61,7 @@ class ClientStats:
     http_429: int = 0
     token_refreshes: int = 0
     splits_413: int = 0
+    splits_422: int = 0
 
     def as_metadata(self) -> dict[str, int | float]:
         return {
@@ -69,6 +70,7 @@ class ClientStats:
             "http_429": self.http_429,
             "token_refreshes": self.token_refreshes,
             "splits_413": self.splits_413,
+            "splits_422": self.splits_422,
             **{f"requests_{k}": v for k, v in sorted(self.by_route.items())},
         }
 
@@ -411,8 +413,13 @@ class PortClient:
         resp = await self._send("POST", path, "bulk_upsert", params=params, content=body)
         trace = resp.headers.get("x-trace-id")
         ident = lambda i: str(entities[batch[i][0]].get("identifier"))  # noqa: E731
-        if resp.status_code == 413 and len(batch) > 1:
-            self.stats.splits_413 += 1
+        if resp.status_code in (413, 422) and len(batch) > 1:
+            # 413: too large together; 422: Port refused the whole request for one entity's sake (its schema check
+            # runs before any write). Halves until every valid entity lands and each refusal names its entity.
+            if resp.status_code == 413:
+                self.stats.splits_413 += 1
+            else:
+                self.stats.splits_422 += 1
             half = len(batch) // 2
             left, right = await asyncio.gather(
                 self._upsert_batch(blueprint, batch[:half], params, entities),

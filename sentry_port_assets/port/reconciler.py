@@ -42,6 +42,11 @@ class BlueprintCounts:
     deleted: int = 0
 
 
+# Answers that are about the request's circumstances, not the entity: they say nothing about whether the desired
+# set was complete, so they block deletes like transport errors and 5xx do.
+_NOT_THE_ENTITYS_FAULT = (401, 403, 408, 409, 429)
+
+
 @dataclass
 class Failure:
     identifier: str
@@ -51,6 +56,13 @@ class Failure:
     error: str | None
     message: str | None
     trace_id: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Port refused the entity itself (a 4xx for it: a bad identifier, value or relation). Retrying cannot help,
+        and the rest of the resync is still complete."""
+        return (self.operation in ("upsert", "validate") and self.status is not None and 400 <= self.status < 500
+                and self.status not in _NOT_THE_ENTITYS_FAULT)
 
 
 @dataclass
@@ -395,7 +407,9 @@ async def reconcile(
             stale[bp] = ids
     report.stale_total = sum(len(v) for v in stale.values())
     report.held_owned_total = sum(len(held.get(bp, {})) for bp in owned)
-    upsert_failures = sum(1 for f in report.failures if f.operation in ("upsert", "validate"))
+    # An entity Port refused is reported (and fails the run) but does not block deletes: the desired set was complete.
+    # Anything else that failed (transport, 5xx, 429, auth) may have hidden entities, so nothing is deleted.
+    upsert_failures = sum(1 for f in report.failures if f.operation in ("upsert", "validate") and not f.refused)
 
     reason: str | None = None
     if not allow_delete:
@@ -405,7 +419,8 @@ async def reconcile(
     elif not entities:
         reason = "the resync produced no entities (empty mapping or empty source): nothing is deleted"
     elif upsert_failures and not delete_despite_upsert_failures:
-        reason = f"{upsert_failures} entities failed to publish: nothing is deleted until a resync succeeds completely"
+        reason = (f"{upsert_failures} entities failed to publish for reasons other than Port refusing them (transport, "
+                  "5xx, rate limits): nothing is deleted until a resync succeeds completely")
     elif uncertain & set(stale):
         reason = f"entities with search identifiers failed in {sorted(uncertain)}: their identifiers are unknown"
     elif report.stale_total and report.stale_total / max(report.held_owned_total, 1) > deletion_threshold:
