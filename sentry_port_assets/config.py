@@ -128,6 +128,7 @@ class Settings:
     initialize_resources: bool = True
     owned_blueprints: tuple[str, ...] | None = None
     resync_cron: str = "0 * * * *"
+    refused_entities: str = "fail"
 
     @property
     def demo(self) -> bool:
@@ -171,6 +172,11 @@ def read_settings() -> Settings:
                             f"{_label('SENTRY_PORT_RESYNC_MINUTES')} must be a whole number of minutes, "
                             f"not {raw_minutes!r}")
 
+    refused = (env_value("PORT_REFUSED_ENTITIES") or "fail").strip().lower()
+    if refused not in ("fail", "warn"):
+        problems.append(f"PORT_REFUSED_ENTITIES={refused!r} must be 'fail' (entities Port refuses fail the run) or "
+                        "'warn' (they fail the publish's asset check instead)")
+
     if problems:
         raise ConfigError("; ".join(problems) + ".")
     owned = env_value("PORT_OWNED_BLUEPRINTS")
@@ -187,6 +193,7 @@ def read_settings() -> Settings:
         initialize_resources=(env_value("PORT_INITIALIZE_RESOURCES") or "true").strip().lower() not in FALSE,
         owned_blueprints=tuple(b.strip() for b in owned.split(",") if b.strip()) if owned else None,
         resync_cron=cron,
+        refused_entities=refused,
     )
 
 

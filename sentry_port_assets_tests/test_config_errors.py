@@ -33,6 +33,8 @@ CASES = [
      "SENTRY_PORT_RESYNC_MINUTES=7 cannot be expressed as a cron schedule"),
     ("resync minutes not a number", {"SENTRY_PORT_RESYNC_MINUTES": "hourly"},
      "SENTRY_PORT_RESYNC_MINUTES must be a whole number of minutes, not 'hourly'"),
+    ("refused entities mode", {"PORT_REFUSED_ENTITIES": "ignore"},
+     "PORT_REFUSED_ENTITIES='ignore' must be 'fail'"),
 ]
 
 

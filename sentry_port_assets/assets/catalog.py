@@ -6,10 +6,22 @@ failure anywhere shows up as a mix of runs). Otherwise the publish only upserts,
 """
 
 import asyncio
+from dataclasses import asdict
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
@@ -23,6 +35,7 @@ from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.resource import SentryResource
 
 RAW_KEYS = [AssetKey(list(raw_key)) for _, raw_key in ENTITY_KINDS.values()]
+REFUSED_CHECK = "port_accepted_every_entity"
 CATALOG_KEY = AssetKey(["port", "catalog"])
 # The kinds a resync fetches and maps (every kind but `comment`, which only webhooks write).
 RESYNC_KINDS = tuple(ENTITY_KINDS)
@@ -61,6 +74,10 @@ def deletion_blocker(context: AssetExecutionContext) -> str | None:
     ins={name: AssetIn(key=ENTITY_ASSET_KEYS[kind]) for kind, (name, _) in ENTITY_KINDS.items()},
     description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert what changed, "
                 "delete what is stale under the safety rules.",
+    check_specs=[AssetCheckSpec(
+        REFUSED_CHECK, asset=CATALOG_KEY,
+        description="Port accepted every entity. With PORT_REFUSED_ENTITIES=warn, entities Port refuses (an "
+                    "identifier it does not allow, a value its schema rejects) fail this check instead of the run.")],
 )
 def port_catalog(
     context: AssetExecutionContext,
@@ -118,7 +135,11 @@ def port_catalog(
         "failures_total": meta["failures_total"],
         "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
     }
-    if report.failures:
+    refused = [f for f in report.failures if f.refused]
+    check = AssetCheckResult(
+        check_name=REFUSED_CHECK, passed=not refused, severity=AssetCheckSeverity.ERROR,
+        metadata={"refused": len(refused), "entities": table([asdict(f) for f in refused])})
+    if len(refused) < len(report.failures) or (refused and port.refused_entities != "warn"):
         # Fail the run (CI goes red) and carry the whole report, so no failed entity goes unnoticed.
         first = report.failures[0]
         raise Failure(
@@ -127,4 +148,7 @@ def port_catalog(
                         f"lists them all. Deletes: {meta['deletes']}.",
             metadata=metadata,
         )
-    return MaterializeResult(metadata=metadata)
+    if refused:
+        context.log.warning(f"Port refused {len(refused)} entities (PORT_REFUSED_ENTITIES=warn): the "
+                            f"{REFUSED_CHECK} check lists them")
+    return MaterializeResult(metadata=metadata, check_results=[check])

@@ -20,6 +20,8 @@ class PortResource(ConfigurableResource):
     initialize_resources: bool = True
     # Blueprints whose stale entities may be deleted; None: the bundled blueprints (never Port's own `_user`).
     owned_blueprints: Optional[list[str]] = None
+    # "fail": entities Port refuses fail the run; "warn": they fail the publish's asset check instead.
+    refused_entities: str = "fail"
 
     def owned_blueprint_names(self) -> set[str]:
         """Blueprints whose stale entities may be deleted: the configured list, else the bundled blueprints; never
