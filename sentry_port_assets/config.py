@@ -129,6 +129,8 @@ class Settings:
     owned_blueprints: tuple[str, ...] | None = None
     resync_cron: str = "0 * * * *"
     refused_entities: str = "fail"
+    # Who this integration is in Port ($datasource): PORT_INTEGRATION_IDENTIFIER, else one per Sentry organization.
+    port_identity: str = "sentry-demo"
 
     @property
     def demo(self) -> bool:
@@ -194,6 +196,7 @@ def read_settings() -> Settings:
         owned_blueprints=tuple(b.strip() for b in owned.split(",") if b.strip()) if owned else None,
         resync_cron=cron,
         refused_entities=refused,
+        port_identity=integration or f"sentry-{organization or 'demo'}",
     )
 
 

@@ -43,5 +43,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
             initialize_resources=s.initialize_resources,
             owned_blueprints=list(s.owned_blueprints) if s.owned_blueprints else None,
             refused_entities=s.refused_entities,
+            integration_identifier=s.port_identity,
         ),
     }

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
+from datetime import datetime, timezone
 
 import pytest
 
 from sentry_port_assets.emulators.port import Fault
 from sentry_port_assets.port.catalog import LocalCatalog
+from sentry_port_assets.port.datasource import Datasource
 from sentry_port_assets.port.errors import PortServerError
 from sentry_port_assets.port.reconciler import Failure, reconcile
 from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
@@ -223,3 +226,61 @@ def test_related_entities_created_as_missing_are_not_stale(catalog, make_target)
     again = run(target, entities)
     assert again.stale_total == 0 and again.upserts_sent == 0
     assert catalog.count("tUser") == 6
+
+
+# -- ownership: what this integration wrote ($datasource), not whole blueprints ---------------------------------
+
+def targets_for(catalog, url: str | None, datasource: Datasource):
+    if url is None:
+        return lambda: LocalCatalogTarget(catalog, datasource)
+    return lambda: PortApiTarget(fx.client(url, user_agent=datasource.user_agent), datasource)
+
+
+@pytest.mark.parametrize("via", ["local", "api"])
+def test_entities_people_or_other_integrations_wrote_are_never_deleted(catalog, via):
+    ours = Datasource("sentry-acme")
+    with fx.serve_port(catalog) as (url, _):
+        target = targets_for(catalog, url if via == "api" else None, ours)
+        run(target, everything())
+        # Made in Port's UI (no integration's datasource), and written by Port's own Sentry integration (Ocean).
+        catalog.upsert_entities("tIssue", [fx.issue(90, 0, None)], create_missing_related=True, datasource=None)
+        catalog.upsert_entities("tIssue", [fx.issue(91, 1, None)], create_missing_related=True,
+                                datasource="port-ocean/sentry/0.1.190/my-sentry/exporter")
+        fewer = [e for e in everything() if e["identifier"] != "ISSUE-3"]
+        report = run(target, fewer, written_before=datetime.now(timezone.utc).isoformat())
+    assert report.deletes_performed and report.blueprints["tIssue"].deleted == 1
+    assert catalog.get_entity("tIssue", "ISSUE-3") is None, "what we wrote and no longer produce is deleted"
+    assert catalog.get_entity("tIssue", "ISSUE-90") is not None and catalog.get_entity("tIssue", "ISSUE-91") is not None
+
+
+def test_two_instances_for_two_organizations_share_one_port(catalog):
+    eu, us = Datasource("sentry-acme-eu"), Datasource("sentry-acme-us")
+    eu_issues = [fx.issue(n, 0, None) for n in range(0, 4)]
+    us_issues = [fx.issue(n, 1, None) for n in range(10, 14)]
+    base = [e for e in everything() if e["blueprint"] != "tIssue"]
+    with fx.serve_port(catalog) as (url, _):
+        run(targets_for(catalog, url, eu), base + eu_issues)
+        run(targets_for(catalog, url, us), us_issues)
+        # Each resync of one organization deletes its own stale issue, never the other organization's issues.
+        eu_report = run(targets_for(catalog, url, eu), base + eu_issues[1:],
+                        written_before=datetime.now(timezone.utc).isoformat())
+        us_report = run(targets_for(catalog, url, us), us_issues[:-1],
+                        written_before=datetime.now(timezone.utc).isoformat())
+    assert eu_report.blueprints["tIssue"].deleted == 1 and us_report.blueprints["tIssue"].deleted == 1
+    held = {e["identifier"] for e in catalog.entities("tIssue")}
+    assert held == {e["identifier"] for e in eu_issues[1:] + us_issues[:-1]}
+
+
+def test_an_entity_written_during_the_resync_is_not_stale(catalog):
+    ours = Datasource("sentry-acme")
+    target = targets_for(catalog, None, ours)
+    run(target, everything())
+    resync_began = datetime.now(timezone.utc).isoformat()
+    # a webhook run writes a new issue while the resync is still fetching
+    time.sleep(0.01)
+    catalog.upsert_entities("tIssue", [fx.issue(77, 0, None)], create_missing_related=True,
+                            datasource=ours.user_agent)
+    report = run(target, everything(), written_before=resync_began)
+    assert catalog.get_entity("tIssue", "ISSUE-77") is not None and report.blueprints["tIssue"].deleted == 0
+    later = run(target, everything(), written_before=datetime.now(timezone.utc).isoformat())
+    assert later.blueprints["tIssue"].deleted == 1, "the next resync, which does not produce it, deletes it"

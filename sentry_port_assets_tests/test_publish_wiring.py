@@ -23,6 +23,7 @@ from sentry_port_assets.assets.catalog import CATALOG_KEY, port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.errors import PortConfigError
 from sentry_port_assets.port.resource import PortResource
@@ -59,7 +60,7 @@ def test_deletes_need_every_input_from_one_resync(tmp_path: Path) -> None:
     materialize(ALL, resources=res, instance=instance)
     catalog = LocalCatalog(tmp_path / "c.sqlite")
     catalog.upsert_entities("sentryIssue", [{"identifier": "stale-1", "title": "old", "properties": {},
-                                             "relations": {}}], merge=False)
+                                             "relations": {}}], merge=False, datasource=DEFAULT_DATASOURCE.user_agent)
     # Only the user entities are refreshed: the other inputs come from the earlier run.
     materialize([*raw_assets, *entity_assets], selection=[AssetKey(["port", "entities_user"])], resources=res,
                 instance=instance)

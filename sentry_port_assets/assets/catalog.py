@@ -6,6 +6,7 @@ failure anywhere shows up as a mix of runs). Otherwise the publish only upserts,
 """
 
 import asyncio
+from datetime import datetime, timezone
 from dataclasses import asdict
 from collections.abc import Sequence
 from typing import Any
@@ -67,6 +68,22 @@ def deletion_blocker(context: AssetExecutionContext) -> str | None:
     return None
 
 
+def resync_started(context: AssetExecutionContext) -> str:
+    """When the resync that produced the inputs began (RFC 3339): what this integration wrote before then and did not
+    produce is stale; what it wrote since (a webhook run during the resync) is not. With inputs from several runs
+    (deletes are then blocked anyway) the newest run counts."""
+    keys = [*RAW_KEYS, *ENTITY_ASSET_KEYS.values()]
+    events = [e for e in (context.instance.get_latest_materialization_event(key) for key in keys) if e is not None]
+    if not events:
+        return datetime.now(timezone.utc).isoformat()
+    newest = max(events, key=lambda e: e.timestamp)
+    record = context.instance.get_run_record_by_id(newest.run_id)
+    of_that_run = [e.timestamp for e in events if e.run_id == newest.run_id]
+    started = min([record.start_time] if record is not None and record.start_time else [], default=None)
+    return datetime.fromtimestamp(min(of_that_run) if started is None else min(started, *of_that_run),
+                                  timezone.utc).isoformat()
+
+
 @asset(
     key=CATALOG_KEY,
     group_name="port",
@@ -108,6 +125,7 @@ def port_catalog(
                 deletion_threshold=config.entity_deletion_threshold,
                 allow_delete=True,
                 blocked_reason=blocker,
+                written_before=resync_started(context),
                 blueprints=owned_blueprints(),
                 blueprint_fragments=port_owned_fragments(),
                 ensure_blueprints=port.initialize_resources,

@@ -41,6 +41,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/v1/auth/access_token$"), "token"),
+    ("POST", re.compile(r"^/v1/blueprints/entities/datasource-entities$"), "datasource_entities"),
     ("POST", re.compile(r"^/v1/blueprints$"), "blueprint_create"),
     ("GET", re.compile(r"^/v1/blueprints/[^/]+$"), "blueprint_get"),
     ("PATCH", re.compile(r"^/v1/blueprints/[^/]+$"), "blueprint_patch"),
@@ -354,8 +355,10 @@ def create_port_emulator(
             for e in entities:
                 if isinstance(e, dict) and isinstance(e.get("identifier"), str) and catalog.get_entity(bp, e["identifier"]):
                     raise _ApiError(409, "identifier_taken", f"entity {e['identifier']!r} already exists (upsert=false)")
+        # Port records the writer's User-Agent as each written entity's `$datasource`.
         outcomes = catalog.upsert_entities(
-            bp, entities, merge=_flag(request, "merge"), create_missing_related=_flag(request, "create_missing_related_entities")
+            bp, entities, merge=_flag(request, "merge"), create_missing_related=_flag(request, "create_missing_related_entities"),
+            datasource=request.headers.get("user-agent"),
         )
         stats.upsert_requests += 1
         for o in outcomes:
@@ -408,6 +411,18 @@ def create_port_emulator(
             entities = [{k: v for k, v in e.items() if k in include or k == "identifier"} for e in entities]
         return JSONResponse({"ok": True, "entities": entities, "next": nxt})
 
+    async def datasource_entities(request: Request) -> Response:
+        body = await _body(request, state)
+        prefix, suffix = body.get("datasource_prefix"), body.get("datasource_suffix")
+        if not isinstance(prefix, str) or not isinstance(suffix, str):
+            raise _ApiError(422, "invalid_request", "datasource_prefix and datasource_suffix are required strings")
+        try:
+            found, nxt = catalog.datasource_entities(prefix, suffix, body.get("before"), int(body.get("limit") or 1000),
+                                                     body.get("from"))
+        except ValueError:
+            raise _ApiError(422, "invalid_request", "before must be an RFC 3339 timestamp") from None
+        return JSONResponse({"ok": True, "entities": found, **({"next": nxt} if nxt else {})})
+
     async def search_all(request: Request) -> Response:
         body = await _body(request, state)
         return JSONResponse({"ok": True, "entities": catalog.search_all(body or None)})
@@ -449,6 +464,7 @@ def create_port_emulator(
     routes = [
         Route("/v1/auth/access_token", authed(token), methods=["POST"]),
         Route("/v1/blueprints", authed(blueprint_create), methods=["POST"]),
+        Route("/v1/blueprints/entities/datasource-entities", authed(datasource_entities), methods=["POST"]),
         Route("/v1/blueprints/{bp}", authed(blueprint_get), methods=["GET"]),
         Route("/v1/blueprints/{bp}", authed(blueprint_patch), methods=["PATCH"]),
         Route("/v1/blueprints/{bp}/entities/bulk", authed(bulk_upsert), methods=["POST"]),

@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS edges (
 );
 CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_bp, dst_id);
 CREATE INDEX IF NOT EXISTS edges_src ON edges (src_bp, src_id);
+CREATE TABLE IF NOT EXISTS sources (
+    blueprint TEXT NOT NULL, identifier TEXT NOT NULL, datasource TEXT, updated_at TEXT NOT NULL,
+    PRIMARY KEY (blueprint, identifier)
+);
 """
 
 
@@ -206,6 +210,8 @@ def _check_property(name: str, spec: Mapping[str, Any], value: Any) -> None:
 class LocalCatalog:
     """Port's catalog semantics over one SQLite file. Safe to share between threads (one lock)."""
 
+    _writer: str | None = None  # the datasource of the upsert in progress
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,6 +348,23 @@ class LocalCatalog:
                 yield json.loads(body)
             cursor = rows[-1][0]
 
+    def datasource_entities(self, prefix: str, suffix: str, before: str | None = None, limit: int = 1000,
+                            from_: str | None = None) -> tuple[list[dict[str, str]], str | None]:
+        """Port's `POST /v1/blueprints/entities/datasource-entities`: `{identifier, blueprint}` of every entity whose
+        writer (`$datasource`) starts with `prefix` and ends with `suffix`, last written before `before` (RFC 3339)
+        when given; a page of `limit`, continued with the returned `next` as `from_`."""
+        cutoff = datetime.fromisoformat(before.replace("Z", "+00:00")) if before else None
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT blueprint, identifier, datasource, updated_at FROM sources ORDER BY blueprint, identifier"
+            ).fetchall()
+        found = [{"blueprint": bp, "identifier": ident} for bp, ident, source, updated in rows
+                 if source is not None and source.startswith(prefix) and source.endswith(suffix)
+                 and (cutoff is None or datetime.fromisoformat(updated.replace("Z", "+00:00")) < cutoff)]
+        start = int(from_ or 0)
+        page = found[start:start + limit]
+        return page, (str(start + limit) if start + limit < len(found) else None)
+
     def entities(self, blueprint: str) -> list[Entity]:
         with self._lock:
             return list(self._iter_entities(blueprint))
@@ -403,11 +426,14 @@ class LocalCatalog:
         *,
         merge: bool = False,
         create_missing_related: bool = False,
+        datasource: str | None = None,
     ) -> list[UpsertOutcome]:
         """Upserts each entity on its own: one refusal does not affect the others (Port's bulk semantics).
 
+        `datasource` is the writer, as Port records it (the request's User-Agent) on every entity it writes.
         Raises CatalogError only for what fails the whole request (the blueprint does not exist)."""
         with self._lock:
+            self._writer = datasource
             bp = self._blueprint(blueprint)
             outcomes: list[UpsertOutcome] = []
             self._begin()
@@ -576,6 +602,11 @@ class LocalCatalog:
             "INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT (blueprint, identifier) DO UPDATE SET body = excluded.body",
             (bp_id, ident, json.dumps(body)),
         )
+        self._db.execute(
+            "INSERT INTO sources VALUES (?, ?, ?, ?) ON CONFLICT (blueprint, identifier) DO UPDATE SET "
+            "datasource = excluded.datasource, updated_at = excluded.updated_at",
+            (bp_id, ident, self._writer, body.get("updatedAt") or _now()),
+        )
         self._db.execute("DELETE FROM edges WHERE src_bp = ? AND src_id = ?", (bp_id, ident))
         rels = bp.get("relations") or {}
         edges = []
@@ -628,6 +659,7 @@ class LocalCatalog:
                         queue.append(key)
                 for bp_id, ident in doomed:
                     self._db.execute("DELETE FROM entities WHERE blueprint = ? AND identifier = ?", (bp_id, ident))
+                    self._db.execute("DELETE FROM sources WHERE blueprint = ? AND identifier = ?", (bp_id, ident))
                     self._db.execute("DELETE FROM edges WHERE src_bp = ? AND src_id = ?", (bp_id, ident))
                 for bp_id, ident in doomed:
                     for src_bp, src_id, relation, _required in self._dependents(bp_id, ident):

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
 from sentry_port_assets.port.errors import (
     PortAuthError,
@@ -98,6 +99,7 @@ class PortClient:
         token_refresh_margin: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = DEFAULT_DATASOURCE.user_agent,
     ) -> None:
         if not client_id or not client_secret:
             from sentry_port_assets.port.errors import PortConfigError
@@ -123,7 +125,8 @@ class PortClient:
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_concurrency + 2, max_keepalive_connections=max_concurrency + 2),
             transport=transport,
-            headers={"user-agent": "sentry-port-assets"},
+            # Port records it as every written entity's `$datasource` (see port/datasource.py)
+            headers={"user-agent": user_agent},
         )
 
     def __repr__(self) -> str:
@@ -327,6 +330,27 @@ class PortClient:
         return integration
 
     # -- entities -------------------------------------------------------------------------------------
+
+    async def datasource_entities(self, prefix: str, suffix: str, before: str | None = None,
+                                  page_size: int = MAX_SEARCH_LIMIT) -> list[dict[str, str]]:
+        """`{identifier, blueprint}` of every entity whose `$datasource` starts with `prefix` and ends with `suffix`,
+        last written before `before` (RFC 3339) when given (all pages)."""
+        path = "/v1/blueprints/entities/datasource-entities"
+        out: list[dict[str, str]] = []
+        cursor: str | None = None
+        while True:
+            body: dict[str, Any] = {"datasource_prefix": prefix, "datasource_suffix": suffix, "limit": page_size}
+            if before:
+                body["before"] = before
+            if cursor:
+                body["from"] = cursor
+            resp = await self._send("POST", path, "datasource_entities", content=_dump(body))
+            self._raise_for("POST", path, resp)
+            data = resp.json()
+            out += data.get("entities") or []
+            cursor = data.get("next")
+            if not cursor:
+                return out
 
     async def search_entities(
         self, blueprint: str, query: Mapping[str, Any] | None = None, *, page_size: int = MAX_SEARCH_LIMIT

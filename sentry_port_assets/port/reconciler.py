@@ -293,8 +293,12 @@ async def reconcile(
     blueprint_fragments: Sequence[Mapping[str, Any]] = (),
     ensure_blueprints: bool = False,
     delete_despite_upsert_failures: bool = False,
+    written_before: str | None = None,
 ) -> PublishReport:
     """Publishes `entities` to `target` and deletes what is stale under the safety rules. See the module doc.
+
+    Stale: in an owned blueprint, written by the target's datasource before `written_before` (RFC 3339; the start
+    of the resync that produced `entities`), and neither produced nor pointed at by this resync.
 
     `blueprints` / `blueprint_fragments` are ensured first when `ensure_blueprints` (PORT_INITIALIZE_RESOURCES);
     their relations also give the write order (else the target's blueprints are read)."""
@@ -398,10 +402,13 @@ async def reconcile(
                 for ref in value if isinstance(value, list) else [value]:
                     if isinstance(ref, str):
                         referenced.setdefault(target_bp, set()).add(ref)
+    # Only what this integration wrote ($datasource), last written before this resync began: never what people made
+    # in Port's UI, what another integration wrote, nor what a webhook run wrote while this resync was under way.
+    mine = await target.owned(written_before)
     stale: dict[str, list[str]] = {}
     for bp in owned:
         keep = produced.get(bp, set()) | referenced.get(bp, set())
-        ids = [i for i in held.get(bp, {}) if i not in keep]
+        ids = [i for i in held.get(bp, {}) if i in mine.get(bp, ()) and i not in keep]
         report.blueprints[bp].stale = len(ids)
         if ids:
             stale[bp] = ids

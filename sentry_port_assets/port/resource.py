@@ -7,6 +7,7 @@ from typing import Optional
 from dagster import ConfigurableResource
 
 from sentry_port_assets.config import DEFAULT_PORT_BASE_URL
+from sentry_port_assets.port.datasource import Datasource
 from sentry_port_assets.port.target import PortTarget, build_target
 
 
@@ -22,6 +23,8 @@ class PortResource(ConfigurableResource):
     owned_blueprints: Optional[list[str]] = None
     # "fail": entities Port refuses fail the run; "warn": they fail the publish's asset check instead.
     refused_entities: str = "fail"
+    # Who this integration is in Port: its writes carry it as `$datasource`, and it deletes only what it wrote.
+    integration_identifier: str = "sentry"
 
     def owned_blueprint_names(self) -> set[str]:
         """Blueprints whose stale entities may be deleted: the configured list, else the bundled blueprints; never
@@ -33,4 +36,5 @@ class PortResource(ConfigurableResource):
     def target(self, *, source_is_demo: bool) -> PortTarget:
         """Build inside the event loop that will use it: the client's connection pool belongs to that loop."""
         return build_target(client_id=self.client_id, client_secret=self.client_secret, base_url=self.base_url,
-                            catalog_path=self.local_catalog, source_is_demo=source_is_demo)
+                            catalog_path=self.local_catalog, source_is_demo=source_is_demo,
+                            datasource=Datasource(self.integration_identifier))

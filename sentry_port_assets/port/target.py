@@ -14,6 +14,7 @@ from typing import Any
 from sentry_port_assets.config import port_credentials_problem
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
 from sentry_port_assets.port.catalog import CatalogError, LocalCatalog, default_catalog_path
+from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource
 from sentry_port_assets.port.errors import PortConfigError, PortNotFoundError
 from sentry_port_assets.port.results import DeleteResult, EnsureReport, EntityResult
 
@@ -53,6 +54,10 @@ class PortTarget(abc.ABC):
     @abc.abstractmethod
     async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult: ...
 
+    @abc.abstractmethod
+    async def owned(self, before: str | None = None) -> dict[str, set[str]]:
+        """{blueprint: identifiers} this target's datasource wrote, last written before `before` (RFC 3339)."""
+
     def stats(self) -> dict[str, int | float]:
         return {}
 
@@ -71,9 +76,10 @@ class LocalCatalogTarget(PortTarget):
 
     kind = "local"
 
-    def __init__(self, catalog: LocalCatalog | str | Path) -> None:
+    def __init__(self, catalog: LocalCatalog | str | Path, datasource: Datasource = DEFAULT_DATASOURCE) -> None:
         self._owns = not isinstance(catalog, LocalCatalog)
         self.catalog = catalog if isinstance(catalog, LocalCatalog) else LocalCatalog(catalog)
+        self.datasource = datasource
         self.requests = {"upserted": 0, "deleted": 0}
 
     @property
@@ -110,7 +116,8 @@ class LocalCatalogTarget(PortTarget):
     ) -> list[EntityResult]:
         try:
             outcomes = self.catalog.upsert_entities(
-                blueprint, entities, merge=merge, create_missing_related=create_missing
+                blueprint, entities, merge=merge, create_missing_related=create_missing,
+                datasource=self.datasource.user_agent,
             )
         except CatalogError as exc:
             return [
@@ -138,6 +145,11 @@ class LocalCatalogTarget(PortTarget):
                 self.requests["deleted"] += len(outcome.deleted)
         return result
 
+    async def owned(self, before: str | None = None) -> dict[str, set[str]]:
+        found, _ = self.catalog.datasource_entities(self.datasource.prefix, self.datasource.suffix, before,
+                                                    limit=10**9)
+        return _by_blueprint(found)
+
     def stats(self) -> dict[str, int | float]:
         return dict(self.requests)
 
@@ -151,8 +163,9 @@ class PortApiTarget(PortTarget):
 
     kind = "port"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, datasource: Datasource = DEFAULT_DATASOURCE) -> None:
         self.client = client
+        self.datasource = datasource
 
     @property
     def description(self) -> str:
@@ -180,6 +193,10 @@ class PortApiTarget(PortTarget):
     async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult:
         return await self.client.delete_entities(blueprint, ids, delete_dependents=delete_dependents)
 
+    async def owned(self, before: str | None = None) -> dict[str, set[str]]:
+        return _by_blueprint(await self.client.datasource_entities(self.datasource.prefix, self.datasource.suffix,
+                                                                   before))
+
     def stats(self) -> dict[str, int | float]:
         return self.client.stats.as_metadata()
 
@@ -187,8 +204,16 @@ class PortApiTarget(PortTarget):
         await self.client.aclose()
 
 
+def _by_blueprint(found: Iterable[Mapping[str, str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for entity in found:
+        out.setdefault(entity["blueprint"], set()).add(entity["identifier"])
+    return out
+
+
 def build_target(
     *,
+    datasource: Datasource | None = None,
     client_id: str | None,
     client_secret: str | None,
     base_url: str,
@@ -199,14 +224,16 @@ def build_target(
     """Port when both credentials are given, else the local catalog (`catalog_path`, else its default path).
 
     Raises PortConfigError when only one credential is set, or when demo data would reach a real Port."""
+    source = datasource or DEFAULT_DATASOURCE
     problem = port_credentials_problem(bool(client_id), bool(client_secret), source_is_demo)
     if problem:
         raise PortConfigError(problem + ".")
     if client_id and client_secret:
         from sentry_port_assets.port.client import PortClient
 
-        return PortApiTarget(PortClient(client_id, client_secret, base_url, **client_options))
-    return LocalCatalogTarget(Path(catalog_path) if catalog_path else default_catalog_path())
+        client = PortClient(client_id, client_secret, base_url, user_agent=source.user_agent, **client_options)
+        return PortApiTarget(client, source)
+    return LocalCatalogTarget(Path(catalog_path) if catalog_path else default_catalog_path(), source)
 
 
 __all__ = [
