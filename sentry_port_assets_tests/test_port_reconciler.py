@@ -284,3 +284,22 @@ def test_an_entity_written_during_the_resync_is_not_stale(catalog):
     assert catalog.get_entity("tIssue", "ISSUE-77") is not None and report.blueprints["tIssue"].deleted == 0
     later = run(target, everything(), written_before=datetime.now(timezone.utc).isoformat())
     assert later.blueprints["tIssue"].deleted == 1, "the next resync, which does not produce it, deletes it"
+
+
+CALC_ISSUE = {**fx.ISSUE, "identifier": "tIssueCalc",
+              "calculationProperties": {"label": {"title": "Label", "type": "string",
+                                                  "calculation": '.identifier + " (" + .properties.status + ")"'}}}
+
+
+@pytest.mark.parametrize("via", ["local", "api"])
+def test_calculated_properties_never_look_like_changes(catalog, via):
+    """With enableMergeEntity false every held property is compared: Port's computed values must not count."""
+    catalog.create_blueprint({**CALC_ISSUE, "relations": {}})
+    issues = [{**fx.issue(n, 0, None), "blueprint": "tIssueCalc", "relations": {}} for n in range(5)]
+    with fx.serve_port(catalog) as (url, emulator):
+        target = targets_for(catalog, url if via == "api" else None, Datasource("sentry"))
+        run(target, everything() + issues, merge=False)
+        [computed] = catalog.search("tIssueCalc", limit=1)[0]
+        assert computed["properties"]["label"] == "ISSUE-0 (unresolved)", "the catalog computes it, as Port does"
+        rerun = run(target, everything() + issues, merge=False)
+    assert rerun.upserts_sent == 0 and rerun.blueprints["tIssueCalc"].unchanged == 5

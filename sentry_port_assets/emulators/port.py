@@ -405,7 +405,8 @@ def create_port_emulator(
     async def search(request: Request) -> Response:
         body = await _body(request, state)
         limit = body.get("limit", 1000)
-        entities, nxt = catalog.search(request.path_params["bp"], body.get("query"), limit=limit, from_=body.get("from"))
+        entities, nxt = catalog.search(request.path_params["bp"], body.get("query"), limit=limit, from_=body.get("from"),
+                                       exclude_calculated=_flag(request, "exclude_calculated_properties"))
         include = body.get("include")
         if include:
             entities = [{k: v for k, v in e.items() if k in include or k == "identifier"} for e in entities]

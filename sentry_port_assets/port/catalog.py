@@ -190,6 +190,16 @@ def _format_problem(fmt: str, value: Any) -> bool:
     return False
 
 
+def _calculate(spec: Any, entity: Mapping[str, Any]) -> Any:
+    """A calculation property's value: its jq `calculation` over the entity (None when it fails, as Port shows)."""
+    import jq
+
+    try:
+        return jq.compile(str((spec or {}).get("calculation") or "null")).input_value(dict(entity)).first()
+    except Exception:  # noqa: BLE001 - a broken calculation is Port's null, not our error
+        return None
+
+
 def _check_property(name: str, spec: Mapping[str, Any], value: Any) -> None:
     if value is None:
         return
@@ -382,10 +392,14 @@ class LocalCatalog:
         *,
         limit: int = MAX_SEARCH_LIMIT,
         from_: str | None = None,
+        exclude_calculated: bool = False,
     ) -> tuple[list[Entity], str | None]:
-        """One page of the entities of `blueprint` matching `query`, and the cursor of the next page (or None)."""
+        """One page of the entities of `blueprint` matching `query`, and the cursor of the next page (or None).
+
+        As Port does, an entity's `properties` carry the blueprint's calculation properties (its jq `calculation`
+        over the entity) unless `exclude_calculated`."""
         with self._lock:
-            self._blueprint(blueprint)
+            bp = self._blueprint(blueprint)
             if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
                 raise CatalogError(422, "invalid_request", f"limit must be between 1 and {MAX_SEARCH_LIMIT}")
             page: list[Entity] = []
@@ -400,7 +414,12 @@ class LocalCatalog:
                     page.append(entity)
             except QueryError as exc:
                 raise CatalogError(422, "invalid_request", str(exc)) from None
-            return page, (page[-1]["identifier"] if has_more else None)
+            nxt = page[-1]["identifier"] if has_more else None
+            calculated = {} if exclude_calculated else (bp.get("calculationProperties") or {})
+            for entity in page if calculated else ():
+                entity["properties"] = {**(entity.get("properties") or {}),
+                                        **{name: _calculate(spec, entity) for name, spec in calculated.items()}}
+            return page, nxt
 
     def search_all(self, query: Mapping[str, Any] | None) -> list[Entity]:
         with self._lock:

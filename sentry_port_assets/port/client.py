@@ -80,6 +80,10 @@ def _dump(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# The entity fields a mapping can write, and so all a resync compares.
+COMPARED_FIELDS = ("identifier", "title", "icon", "team", "properties", "relations")
+
+
 class PortClient:
     """`async with PortClient(client_id, client_secret, base_url) as port: ...`"""
 
@@ -365,7 +369,10 @@ class PortClient:
                 body["query"] = dict(query)
             if cursor:
                 body["from"] = cursor
-            resp = await self._send("POST", path, "search", content=_dump(body))
+            # As Ocean reads before a resync: no calculated values, only the fields a mapping writes.
+            body["include"] = list(COMPARED_FIELDS)
+            resp = await self._send("POST", path, "search", content=_dump(body),
+                                    params={"exclude_calculated_properties": "true"})
             self._raise_for("POST", path, resp)
             data = resp.json()
             out += data.get("entities") or []

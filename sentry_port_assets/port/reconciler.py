@@ -173,6 +173,7 @@ def _differs(
     merge: bool,
     rel_defs: Mapping[str, Any],
     resolver: _Resolver,
+    schema_props: Mapping[str, Any] | None = None,
 ) -> bool:
     for key in ("title", "icon"):
         if (key in desired or not merge) and not _same(desired.get(key), held.get(key)):
@@ -180,7 +181,9 @@ def _differs(
     if ("team" in desired or not merge) and normalize_team(desired.get("team")) != normalize_team(held.get("team")):
         return True
     want_p = desired.get("properties") or {}
-    have_p = held.get("properties") or {}
+    # Only the blueprint's own properties can be written: mirror, calculation and aggregation values that Port may
+    # still return are Port's to compute, never a difference to send.
+    have_p = {k: v for k, v in (held.get("properties") or {}).items() if schema_props is None or k in schema_props}
     keys = want_p.keys() if merge else want_p.keys() | have_p.keys()
     if any(not _same(want_p.get(k), have_p.get(k)) for k in keys):
         return True
@@ -348,7 +351,8 @@ async def reconcile(
         sending = []
         for key, entity in group.items():
             have = held.get(bp, {}).get(key) if isinstance(entity.get("identifier"), str) else None
-            if have is not None and not _differs(entity, have, merge, rel_defs, resolver):
+            schema_props = ((defs.get(bp) or {}).get("schema") or {}).get("properties") if defs.get(bp) else None
+            if have is not None and not _differs(entity, have, merge, rel_defs, resolver, schema_props):
                 report.blueprints[bp].unchanged += 1
             else:
                 sending.append(entity)
