@@ -83,7 +83,7 @@ async def publish(url: str, entities: list[dict], concurrency: int, merge: bool 
     client = PortClient(CLIENT_ID, CLIENT_SECRET, url, max_concurrency=concurrency)
     async with PortApiTarget(client) as target:
         report = await reconcile(
-            target, entities, blueprints_owned=OWNED, merge=merge, create_missing_related=True, delete_dependents=True,
+            target, entities, blueprints_owned=OWNED, merge=merge, create_missing_related=True,
             deletion_threshold=0.9, allow_delete=True, blocked_reason=None,
             blueprints=BLUEPRINTS, blueprint_fragments=[USER_FRAGMENT], ensure_blueprints=True,
         )

@@ -26,7 +26,7 @@ def _publish(target, entities):
         async with target:
             return await reconcile(
                 target, entities, blueprints_owned=fx.OWNED, merge=True, create_missing_related=True,
-                delete_dependents=True, deletion_threshold=0.9, allow_delete=True, blocked_reason=None,
+                deletion_threshold=0.9, allow_delete=True, blocked_reason=None,
                 blueprints=fx.blueprints(), blueprint_fragments=[fx.USER_FRAGMENT], ensure_blueprints=True,
             )
 
@@ -175,3 +175,11 @@ def test_no_secret_in_errors_or_in_the_sqlite_file(tmp_path):
     for file in files:
         data = file.read_bytes()
         assert not any(s.encode() in data for s in secrets), file
+
+
+def test_catalog_summary_says_how_many_port_users_a_publish_creates(tmp_path, capsys):
+    path = tmp_path / "c.sqlite"
+    report = _publish(LocalCatalogTarget(path), fx.dataset() + [fx.port_user_link(i) for i in range(3)])
+    assert report.to_metadata()["port_users_created"] == 3
+    assert catalog_main(["catalog", "--path", str(path)]) == 0
+    assert "3 _user entities: published to Port, each one is a Port user" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 from datetime import datetime, timezone
 
@@ -21,7 +22,6 @@ DEFAULTS = dict(
     blueprints_owned=fx.OWNED,
     merge=True,
     create_missing_related=True,
-    delete_dependents=True,
     deletion_threshold=0.9,
     allow_delete=True,
     blocked_reason=None,
@@ -303,3 +303,32 @@ def test_calculated_properties_never_look_like_changes(catalog, via):
         assert computed["properties"]["label"] == "ISSUE-0 (unresolved)", "the catalog computes it, as Port does"
         rerun = run(target, everything() + issues, merge=False)
     assert rerun.upserts_sent == 0 and rerun.blueprints["tIssueCalc"].unchanged == 5
+
+
+@pytest.mark.parametrize("via", ["local", "api"])
+def test_deleting_never_cascades_into_what_we_do_not_own(catalog, via):
+    """Port deletes dependents (entities with a relation to the deleted one, in any blueprint, `_user` included)
+    when asked to. A member who leaves must not take their Port user, nor what people made, with them."""
+    with fx.serve_port(catalog) as (url, _):
+        target = targets_for(catalog, url if via == "api" else None, Datasource("sentry"))
+        run(target, everything())
+        catalog.create_blueprint({"identifier": "oncall", "title": "On-call", "relations": {
+            "person": {"target": "tUser", "many": False, "required": True}}, "schema": {"properties": {}, "required": []}})
+        catalog.upsert_entities("oncall", [{"identifier": "rota-1", "relations": {"person": "user4@example.com"}}],
+                                datasource=None)  # made in Port's UI
+        gone = {"user3@example.com", "user4@example.com"}
+        fewer = [e for e in everything() if not (e["blueprint"] == "tUser" and e["identifier"] in gone)]
+        for e in fewer:
+            if e["blueprint"] == "tTeam":
+                e["relations"]["members"] = [m for m in e["relations"]["members"] if m not in gone]
+            if e["blueprint"] == "tIssue" and json.dumps(e["relations"].get("assignee")).count("user3@") + \
+                    json.dumps(e["relations"].get("assignee")).count("user4@"):
+                e["relations"]["assignee"] = None
+        report = run(target, [e for e in fewer if not (e["blueprint"] == "_user" and e["identifier"] in gone)],
+                     written_before=datetime.now(timezone.utc).isoformat())
+    assert catalog.get_entity("tUser", "user3@example.com") is None, "our own stale entity is deleted"
+    assert catalog.get_entity("_user", "user3@example.com") is not None, "its Port user is not"
+    assert catalog.get_entity("oncall", "rota-1") is not None, "nor what people made that points at it"
+    assert catalog.get_entity("tUser", "user4@example.com") is not None and any(
+        f.identifier == "user4@example.com" and f.operation == "delete" for f in report.failures), \
+        "Port refuses the delete of an entity something else requires, and the refusal is reported"

@@ -121,7 +121,6 @@ def port_catalog(
                 blueprints_owned=owned,
                 merge=config.enable_merge_entity,
                 create_missing_related=config.create_missing_related_entities,
-                delete_dependents=config.delete_dependent_entities,
                 deletion_threshold=config.entity_deletion_threshold,
                 allow_delete=True,
                 blocked_reason=blocker,
@@ -144,6 +143,7 @@ def port_catalog(
         "unchanged": meta["unchanged"],
         "deleted": meta["deleted"],
         "failed": meta["failed"],
+        "port_users_created": meta["port_users_created"],
         "stale": meta["stale"],
         "upserts_sent": meta["upserts_sent"],
         "deletes": meta["deletes"],
@@ -153,6 +153,9 @@ def port_catalog(
         "failures_total": meta["failures_total"],
         "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
     }
+    if meta["port_users_created"]:
+        context.log.warning(f"{meta['port_users_created']} _user entities were created: in Port each one is a Port user "
+                            "(disabled until invited)")
     refused = [f for f in report.failures if f.refused]
     check = AssetCheckResult(
         check_name=REFUSED_CHECK, passed=not refused, severity=AssetCheckSeverity.ERROR,

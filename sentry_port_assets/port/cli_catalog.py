@@ -105,6 +105,10 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         print(f"{'BLUEPRINT'.ljust(width)}  ENTITIES  TITLE", file=out)
         for bp in data["blueprints"]:
             print(f"{bp['identifier'].ljust(width)}  {str(bp['entities']).rjust(8)}  {bp['title'] or ''}", file=out)
+        users = next((bp["entities"] for bp in data["blueprints"] if bp["identifier"] == "_user"), 0)
+        if users:
+            print(f"{users} _user entities: published to Port, each one is a Port user (created disabled until "
+                  "invited; deleting the entity deletes the user)", file=out)
         return 0
     rows = data["entities"][args.blueprint]
     columns = _columns(args, out)

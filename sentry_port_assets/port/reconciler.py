@@ -23,7 +23,7 @@ from typing import Any
 
 from sentry_port_assets.port.catalog import normalize_team
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
-from sentry_port_assets.port.results import EnsureReport
+from sentry_port_assets.port.results import DeleteResult, EnsureReport
 from sentry_port_assets.port.target import PortTarget
 
 Entity = dict[str, Any]
@@ -101,6 +101,8 @@ class PublishReport:
             "upserts_sent": self.upserts_sent,
             "duplicates_dropped": self.duplicates,
             "search_relations_emptied": self.search_relations_emptied,
+            # Port creates a (disabled) Port user for every `_user` entity created: worth knowing before it happens.
+            "port_users_created": self.blueprints["_user"].created if "_user" in self.blueprints else 0,
             "deletes": "performed" if self.deletes_performed else ("skipped: " + self.delete_skipped_reason if self.delete_skipped_reason else "nothing stale"),
             "per_blueprint": {bp: asdict(c) for bp, c in sorted(self.blueprints.items())},
             "failures": [asdict(f) for f in self.failures[:max_failures]],
@@ -288,7 +290,6 @@ async def reconcile(
     blueprints_owned: set[str] | frozenset[str],
     merge: bool,
     create_missing_related: bool,
-    delete_dependents: bool,
     deletion_threshold: float = 0.9,
     allow_delete: bool = True,
     blocked_reason: str | None = None,
@@ -445,7 +446,10 @@ async def reconcile(
         report.deletes_performed = True
         delete_order = [bp for level in reversed(_levels(list(stale), defs)) for bp in level]
         for bp in delete_order:
-            result = await target.delete(bp, stale[bp], delete_dependents=delete_dependents)
+            # Never let Port cascade: its dependents are entities in ANY blueprint with a relation to the deleted one,
+            # `_user` (a Port user) and what people or other integrations made included. Our own dependents are
+            # stale in their own right and deleted here, dependents first; anything else keeps its entity.
+            result = await _delete_isolating(target, bp, stale[bp])
             report.blueprints[bp].deleted += len(result.deleted)
             for failure in result.failures:
                 report.failures.append(
@@ -459,6 +463,22 @@ async def reconcile(
     return report
 
 
+async def _delete_isolating(target: PortTarget, blueprint: str, ids: Sequence[str]) -> DeleteResult:
+    """Deletes without cascading. Port refuses a whole bulk delete when one entity still has dependents: the refused
+    ids are then tried one by one, so one entity that something else requires does not keep the others."""
+    result = await target.delete(blueprint, ids, delete_dependents=False)
+    refused = [f for f in result.failures if f.status is not None and 400 <= f.status < 500]
+    if len(refused) > 1:
+        again = DeleteResult(deleted=list(result.deleted),
+                             failures=[f for f in result.failures if f not in refused])
+        for failure in refused:
+            alone = await target.delete(blueprint, [failure.identifier], delete_dependents=False)
+            again.deleted += alone.deleted
+            again.failures += alone.failures
+        return again
+    return result
+
+
 async def apply_changes(
     target: PortTarget,
     upserts: Sequence[Mapping[str, Any]],
@@ -466,7 +486,6 @@ async def apply_changes(
     *,
     merge: bool,
     create_missing_related: bool,
-    delete_dependents: bool,
 ) -> PublishReport:
     """The incremental path (webhooks): upsert these entities (relation targets first, so the blueprints are read)
     and delete these identifiers, with no read of the entities the target holds and no stale computation: the
@@ -494,7 +513,7 @@ async def apply_changes(
         ids = sorted(set(ids))
         if not ids:
             continue
-        result = await target.delete(bp, ids, delete_dependents=delete_dependents)
+        result = await _delete_isolating(target, bp, ids)  # never a cascade: see reconcile
         report.deletes_performed = True
         report.blueprints.setdefault(bp, BlueprintCounts()).deleted += len(result.deleted)
         for failure in result.failures:

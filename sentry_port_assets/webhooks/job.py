@@ -44,7 +44,6 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
                 target, changes.upserts, deletes,
                 merge=mapping_config.enable_merge_entity,
                 create_missing_related=mapping_config.create_missing_related_entities,
-                delete_dependents=mapping_config.delete_dependent_entities,
             )
         return changes, report
 
