@@ -68,6 +68,8 @@ def run_map(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
         unknown = sorted(k for k in raw if k not in KINDS) if isinstance(raw, dict) else []
         print(f'error: {args.raw}: expected {{"<kind>": [items]}} with kinds from {list(KINDS)}; unknown: {unknown}', file=err)
         return 2
+    for warning in mapping.warnings:
+        print(f"warning: {warning}", file=err)
     result = MappingResult()
     for kind, items in raw.items():
         if not mapping.uses(kind):

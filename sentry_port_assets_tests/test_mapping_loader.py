@@ -108,15 +108,10 @@ def test_bad_jq_deep_in_a_search_relation(tmp_path):
 @pytest.mark.parametrize(
     "body,expected",
     [
-        # misspelt keys, at every level
-        ("resources:\n- kind: user\n  port: {itemToParse: .x, entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["resources[0].port.itemToParse", "unknown key"]),
-        ("resources:\n- kind: user\n  port: {entity: {mappings: {identifer: .id, blueprint: '\"b\"'}}}\n", ["identifer", "unknown key", "identifier", "Field required"]),
-        ("resources:\n- kind: user\n  selectr: {query: 'true'}\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["selectr", "unknown key"]),
-        ("deleteDependentEntites: true\nresources: []\n", ["deleteDependentEntites", "unknown key"]),
+        # a misspelt required key: the key it should have been is missing
+        ("resources:\n- kind: user\n  port: {entity: {mappings: {identifer: .id, blueprint: '\"b\"'}}}\n", ["identifier", "Field required"]),
         # unknown kind
         ("resources:\n- kind: users\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["resources[0].kind (kind 'users')", "unknown input should be", "'user'"]),
-        # a selector option of another kind
-        ("resources:\n- kind: user\n  selector: {includeMembers: true}\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n", ["includeMembers", "do not apply to kind 'user'"]),
         # a leaf that is not a jq expression
         ("resources:\n- kind: user\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"', properties: {n: 5}}}}\n", ["resources[0]", "properties.n", "expected a jq expression"]),
         ("resources:\n- kind: user\n  port: {entity: {mappings: {identifier: '', blueprint: '\"b\"'}}}\n", ["identifier", "empty expression"]),
@@ -128,6 +123,27 @@ def test_invalid_files(tmp_path, body, expected):
     message = load_error(tmp_path, body)
     for fragment in expected:
         assert fragment in message, (fragment, message)
+
+
+def test_unknown_keys_are_warnings_that_name_them_never_errors(tmp_path):
+    """Port stores an integration's config with extra keys allowed and Ocean ignores keys it does not know."""
+    path = write(tmp_path, """
+deleteDependentEntites: true
+resources:
+- kind: user
+  selectr: {query: 'true'}
+  selector: {query: 'true', includeMembers: true, tag: environment, exportEnvVariables: [A]}
+  port: {itemToParse: .x, entity: {mappings: {identifier: .id, blueprint: '"b"', iconn: '"x"'}}}
+""")
+    mapping = load_mapping(path)
+    text = "\n".join(mapping.warnings)
+    for fragment in ("deleteDependentEntites: unknown key", "resources[0].selectr: unknown key",
+                     "resources[0].selector.includeMembers: does not apply to kind 'user'",
+                     "resources[0].port.itemToParse: unknown key", "resources[0].port.entity.mappings.iconn"):
+        assert fragment in text, (fragment, text)
+    assert "exportEnvVariables" not in text and ".tag" not in text, "Ocean's own keys are not warnings"
+    assert mapping.delete_dependent_entities is True, "Ocean's default"
+    assert load_mapping().warnings == []
 
 
 def test_missing_file_names_the_variable(tmp_path):

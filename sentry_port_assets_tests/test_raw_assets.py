@@ -115,7 +115,7 @@ def test_an_empty_sentry_query_syncs_every_status(sentry_emulator: Callable[...,
 def test_a_bad_mapping_fails_before_any_sentry_request(sentry_emulator: Callable[..., RunningSentry],
                                                         tmp_path: Path) -> None:
     sentry = sentry_emulator()
-    path = write_mapping(tmp_path, lambda m: m["resources"][0]["selector"].update(includeMembrs=True))
+    path = write_mapping(tmp_path, lambda m: m["resources"][0]["selector"].update(query=".user |||"))
     result = materialize(raw_assets, resources=resources(sentry, path), raise_on_error=False)
     assert not result.success
     assert sentry.state.total_requests == 0

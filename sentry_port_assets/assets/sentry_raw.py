@@ -83,9 +83,12 @@ def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
 
     One step rather than three: it is the only root of the graph, so a mapping that does not load fails it once,
     before any Sentry request, and every asset downstream is skipped instead of failing with the same error."""
-    plan = FetchPlan.of(mapping_for_step(mapping))
+    config = mapping_for_step(mapping)
+    plan = FetchPlan.of(config)
     selected = context.selected_asset_keys
     sentry.warn_if_demo(context.log)
+    for warning in config.warnings:  # once per run: this is the graph's root
+        context.log.warning(f"mapping: {warning}")
     fetches: dict[AssetKey, Any] = {}
     skipped: dict[AssetKey, str] = {}
     vanished = Vanished()

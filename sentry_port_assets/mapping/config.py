@@ -4,8 +4,9 @@ The Sentry-side options of a selector (`includeMembers`, `tag`, `sentryQuery`, `
 assets fetch; `query` is the jq filter applied to every raw item. The Sentry search query is spelt `sentryQuery`
 so it cannot be confused with the jq `query`.
 
-Every model forbids unknown keys, so a misspelt key (`itemToParse`, `identifer`) is an error, not ignored.
-`load_mapping` (loader.py) validates these models AND compiles every jq expression.
+Unknown keys are ignored, as Ocean ignores them (Port stores an integration's config with extra keys allowed), but
+never silently: `load_mapping` (loader.py) lists each one as a warning that names it (a misspelt `itemToParse` or
+`identifer` is reported, and a missing required key is still an error), then compiles every jq expression.
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ DEFAULT_SENTRY_QUERY = "is:unresolved"
 # `environment` tag, one issue list per project and environment (far fewer requests; see selection.py).
 PER_ISSUE, BY_ENVIRONMENT = "per-issue", "by-environment"
 
-# Which selector options each kind takes; anything else is a misspelling, not an option.
+# Which selector options each kind uses. Ocean's Sentry selectors also carry `tag` on every kind, and its base
+# selector `exportEnvVariables`: accepted anywhere without effect. An option a kind does not use is a warning.
+OCEAN_EVERYWHERE = frozenset({"query", "tag", "exportEnvVariables"})
 SELECTOR_OPTIONS: dict[str, frozenset[str]] = {
     "user": frozenset(),
     "team": frozenset({"includeMembers"}),
     "project": frozenset(),
     "project-tag": frozenset({"tag"}),
-    "issue": frozenset({"sentryQuery", "statsPeriod"}),
-    "issue-tag": frozenset({"tag", "sentryQuery", "statsPeriod", "tagValues"}),
+    "issue": frozenset({"sentryQuery", "statsPeriod", "includeArchived"}),
+    "issue-tag": frozenset({"tag", "sentryQuery", "statsPeriod", "tagValues", "includeArchived"}),
     "comment": frozenset(),
 }
 
 
 class Selector(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     query: str = "true"
     include_members: bool = Field(False, alias="includeMembers")
@@ -45,6 +48,8 @@ class Selector(BaseModel):
     sentry_query: str = Field(DEFAULT_SENTRY_QUERY, alias="sentryQuery")
     stats_period: str | None = Field(None, alias="statsPeriod")
     tag_values: Literal["per-issue", "by-environment"] = Field(PER_ISSUE, alias="tagValues")
+    include_archived: bool = Field(False, alias="includeArchived")
+    export_env_variables: Any = Field(None, alias="exportEnvVariables")
 
     @model_validator(mode="after")
     def _by_environment_needs_the_environment_tag(self) -> "Selector":
@@ -63,7 +68,7 @@ class Selector(BaseModel):
 
 
 class EntityMappings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     identifier: Any
     title: Any = None
@@ -75,13 +80,13 @@ class EntityMappings(BaseModel):
 
 
 class EntityConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     mappings: EntityMappings
 
 
 class PortConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     entity: EntityConfig
     items_to_parse: str | None = Field(None, alias="itemsToParse")
@@ -90,32 +95,18 @@ class PortConfig(BaseModel):
 
 
 class ResourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     kind: Kind
     selector: Selector = Field(default_factory=Selector)
     port: PortConfig
 
-    @model_validator(mode="before")
-    @classmethod
-    def _selector_options_fit_kind(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("selector"), dict):
-            kind = data.get("kind")
-            allowed = SELECTOR_OPTIONS.get(kind) if isinstance(kind, str) else None
-            if allowed is not None:
-                extra = sorted(set(data["selector"]) - allowed - {"query"})
-                if extra:
-                    raise ValueError(
-                        f"selector option(s) {extra} do not apply to kind {kind!r}; "
-                        f"it takes {sorted(allowed | {'query'})}"
-                    )
-        return data
 
 
 class MappingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    delete_dependent_entities: bool = Field(False, alias="deleteDependentEntities")
+    delete_dependent_entities: bool = Field(True, alias="deleteDependentEntities")  # Ocean's default
     create_missing_related_entities: bool = Field(True, alias="createMissingRelatedEntities")
     enable_merge_entity: bool = Field(True, alias="enableMergeEntity")
     entity_deletion_threshold: float = Field(0.9, alias="entityDeletionThreshold", ge=0, le=1)
@@ -123,6 +114,12 @@ class MappingConfig(BaseModel):
 
     # The compiled jq programs, one per resource (set by `load_mapping`, or on first use).
     _compiled: Any = PrivateAttr(default=None)
+    # What the loader found and ignored: unknown keys, options a kind does not use.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
 
     def compiled(self) -> list[Any]:
         """One `engine.CompiledResource` per resource, in order (compiled once)."""

@@ -1,7 +1,8 @@
 """Loads the mapping YAML (PORT_MAPPING_FILE or the bundled default) into a compiled MappingConfig.
 
-`load_mapping(path=None) -> MappingConfig` validates the file against the models (unknown kinds, misspelt keys
-and selector options that do not apply to a kind are errors) and compiles every jq expression of every resource
+`load_mapping(path=None) -> MappingConfig` validates the file against the models (unknown kinds and missing required
+keys are errors; unknown keys and selector options a kind does not use are ignored, as Ocean ignores them, and listed
+in `mapping.warnings`, each naming the key) and compiles every jq expression of every resource
 (one combined program per resource, attached to the returned MappingConfig: `mapping.compiled()`). Any problem
 raises `MappingConfigError` before anything is fetched from Sentry, naming the file, the resource index, its
 kind, the field path, the expression and jq's own message.
@@ -13,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from sentry_port_assets.mapping.config import MappingConfig
+from sentry_port_assets.mapping.config import (
+    OCEAN_EVERYWHERE,
+    SELECTOR_OPTIONS,
+    EntityConfig,
+    EntityMappings,
+    MappingConfig,
+    PortConfig,
+    ResourceConfig,
+    Selector,
+)
 from sentry_port_assets.mapping.engine import MappingConfigError, compiled_resources
 
 DEFAULT_MAPPING_FILE = Path(__file__).resolve().parent.parent / "defaults" / "mapping.yaml"
@@ -53,6 +63,42 @@ def _describe(exc: ValidationError, data: Any) -> str:
     return "\n".join(lines)
 
 
+def _unknown(model: type[BaseModel], data: Any, where: str, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Keys of `data` that `model` does not know (by field name or alias), as paths."""
+    if not isinstance(data, dict):
+        return []
+    known = {f.alias or name for name, f in model.model_fields.items()} | set(model.model_fields) | skip
+    return [f"{where}.{key}" if where else str(key) for key in data if key not in known]
+
+
+def mapping_warnings(data: dict[str, Any]) -> list[str]:
+    """Every key the mapping has that this project (and so the run) ignores, each named with its path."""
+    found = [f"{path}: unknown key, ignored" for path in _unknown(MappingConfig, data, "")]
+    for i, resource in enumerate(data.get("resources") or []):
+        if not isinstance(resource, dict):
+            continue
+        at = f"resources[{i}]"
+        found += [f"{path}: unknown key, ignored" for path in _unknown(ResourceConfig, resource, at)]
+        selector, kind = resource.get("selector"), resource.get("kind")
+        if isinstance(selector, dict):
+            used = SELECTOR_OPTIONS.get(kind, frozenset()) | OCEAN_EVERYWHERE if isinstance(kind, str) else frozenset()
+            known = {f.alias or name for name, f in Selector.model_fields.items()}
+            for key in selector:
+                if key not in known:
+                    found.append(f"{at}.selector.{key}: unknown key, ignored")
+                elif key not in used:
+                    found.append(f"{at}.selector.{key}: does not apply to kind {kind!r}, ignored")
+        port = resource.get("port")
+        if isinstance(port, dict):
+            found += [f"{p}: unknown key, ignored" for p in _unknown(PortConfig, port, f"{at}.port")]
+            entity = port.get("entity")
+            found += [f"{p}: unknown key, ignored" for p in _unknown(EntityConfig, entity, f"{at}.port.entity")]
+            mappings = entity.get("mappings") if isinstance(entity, dict) else None
+            found += [f"{p}: unknown key, ignored"
+                      for p in _unknown(EntityMappings, mappings, f"{at}.port.entity.mappings")]
+    return found
+
+
 def parse_mapping(data: Any, source: str = "<mapping>") -> MappingConfig:
     """A MappingConfig from already-parsed YAML/JSON data, validated and compiled."""
     if data is None:
@@ -63,6 +109,7 @@ def parse_mapping(data: Any, source: str = "<mapping>") -> MappingConfig:
         mapping = MappingConfig.model_validate(data)
     except ValidationError as exc:
         raise MappingConfigError(f"{source}: invalid mapping:\n{_describe(exc, data)}") from None
+    mapping._warnings = [f"{source}: {w}" for w in mapping_warnings(data)]
     try:
         compiled_resources(mapping)
     except MappingConfigError as exc:
