@@ -184,3 +184,48 @@ resources:
 """)
     with pytest.raises(MappingConfigError, match="tagValues: by-environment works for tag 'environment' only"):
         load_mapping(path)
+
+
+OCEAN_STYLE = """
+createMissingRelatedEntities: true
+deleteDependentEntities: true
+resources:
+  - kind: project
+    selector: {query: 'true', tag: environment, exportEnvVariables: []}
+    port:
+      entity:
+        mappings: {identifier: .slug, title: .name, blueprint: '"sentryProject"', properties: {platform: .platform}}
+  - kind: project-tag
+    selector: {query: "true", tag: "environment"}
+    port:
+      entity:
+        mappings:
+          identifier: .slug + "-" + .__tags.name
+          blueprint: '"sentryProject"'
+          relations:
+            team: {combinator: '"and"', rules: [{property: '"projects"', operator: '"contains"', value: .slug}]}
+  - kind: issue
+    selector: {query: "true", tag: "environment", includeArchived: false}
+    port:
+      entity:
+        mappings: {identifier: .id, title: .title, blueprint: '"sentryIssue"', relations: {assignedTo: .assignedTo.email}}
+  - kind: issue-tag
+    selector: {query: "true", tag: "environment", includeArchived: true}
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          blueprint: '"sentryIssue"'
+          relations:
+            projectEnvironment: '[(.project.slug as $slug | .__tags[] | "\\\\($slug)-\\\\(.name)")]'
+"""
+
+
+def test_an_ocean_style_sentry_mapping_loads_unchanged_without_warnings(tmp_path):
+    """The selector keys Ocean's Sentry integration defines (tag on every kind, includeArchived on issues, the base
+    selector's exportEnvVariables) and the shapes its shipped mapping uses (a contains search relation, an array
+    relation built from __tags) load as they are."""
+    mapping = load_mapping(write(tmp_path, OCEAN_STYLE))
+    assert mapping.warnings == []
+    assert [r.selector.include_archived for r in mapping.resources if r.kind in ("issue", "issue-tag")] == [False, True]
+    assert len(mapping.compiled()) == 4

@@ -274,3 +274,29 @@ def test_an_issue_outside_sentrys_90_day_window_leaves_port_by_resync_and_by_web
     resync = loop.full_resync()  # the resync lists neither, so the quiet one leaves Port now
     assert not [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{quiet['id']}-")]
     assert resync["upserts_sent"] == 0, "the webhook left Port as the resync wants it"
+
+
+def test_include_archived_false_leaves_ignored_issues_out_of_resync_and_webhooks(
+        make_loop: Callable[[str | None], Loop], tmp_path: Path) -> None:
+    """Ocean's `includeArchived: false`: an ignored ("archived") issue is removed, not upserted, here by the resync and
+    the webhooks alike, even with a Sentry query that lists every status."""
+    data = yaml.safe_load(Path(every_status_mapping(tmp_path)).read_text())
+    for resource in data["resources"]:
+        if resource["kind"] == "issue-tag":
+            resource["selector"]["includeArchived"] = False
+    path = tmp_path / "no-archived.yaml"
+    path.write_text(yaml.safe_dump(data))
+    loop = make_loop(str(path))
+    issues = loop.sentry.state.dataset.issues
+    loop.full_resync()
+    ignored = [i for i in issues if i["status"] == "ignored"]
+    assert ignored and not [k for k in loop.snapshot() for i in ignored if k.startswith(f"sentryIssue/{i['id']}-")]
+    assert [k for k in loop.snapshot() for i in issues if i["status"] == "resolved"
+            and k.startswith(f"sentryIssue/{i['id']}-")], "resolved issues stay: the query lists every status"
+
+    archived = next(i for i in issues if i["status"] == "unresolved")
+    archived.update(status="ignored", substatus="archived_forever")
+    loop.deliver("issue", "ignored", {"issue": copy.deepcopy(archived)})
+    loop.process_webhooks()
+    assert not [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{archived['id']}-")]
+    assert loop.full_resync()["upserts_sent"] == 0

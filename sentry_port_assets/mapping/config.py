@@ -48,7 +48,9 @@ class Selector(BaseModel):
     sentry_query: str = Field(DEFAULT_SENTRY_QUERY, alias="sentryQuery")
     stats_period: str | None = Field(None, alias="statsPeriod")
     tag_values: Literal["per-issue", "by-environment"] = Field(PER_ISSUE, alias="tagValues")
-    include_archived: bool = Field(False, alias="includeArchived")
+    # Ocean's meaning: false drops ignored ("archived") issues, whatever the Sentry query lists (Ocean applies it to
+    # its webhooks; here the resync and the webhooks apply it alike, so they never disagree). Ocean's default: true.
+    include_archived: bool = Field(True, alias="includeArchived")
     export_env_variables: Any = Field(None, alias="exportEnvVariables")
 
     @model_validator(mode="after")

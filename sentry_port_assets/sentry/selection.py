@@ -91,7 +91,16 @@ def items_for_resource(resource: ResourceConfig, raw: Any) -> list[Item]:
     if kind == "project-tag":
         return list(raw.get(resource.selector.tag, []))
     if kind == "issue":
-        return list(raw.get(IssueFilter.of(resource).key, []))
+        return _archived_filtered(resource, raw.get(IssueFilter.of(resource).key, []))
     if kind == "issue-tag":
-        return list(raw.get(IssueFilter.of(resource).key, {}).get(resource.selector.tag, []))
+        return _archived_filtered(resource, raw.get(IssueFilter.of(resource).key, {}).get(resource.selector.tag, []))
     return list(raw)
+
+
+def archived_wanted(resource: ResourceConfig, issue: Item) -> bool:
+    """`includeArchived: false` leaves ignored ("archived") issues out, whatever the Sentry query returned."""
+    return resource.selector.include_archived or issue.get("status") != "ignored"
+
+
+def _archived_filtered(resource: ResourceConfig, items: list[Item]) -> list[Item]:
+    return [i for i in items if archived_wanted(resource, i)]

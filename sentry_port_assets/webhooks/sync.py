@@ -22,7 +22,7 @@ from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
 from sentry_port_assets.mapping.engine import MappingResult, compile_resource
 from sentry_port_assets.sentry.client import SentryClient
 from sentry_port_assets.sentry.errors import SentryNotFoundError
-from sentry_port_assets.sentry.selection import IssueFilter, seen_within
+from sentry_port_assets.sentry.selection import IssueFilter, archived_wanted, seen_within
 from sentry_port_assets.webhooks.inbox import InboxEvent
 
 Item = dict[str, Any]
@@ -133,7 +133,8 @@ class IssueSync:
         slug = (base.get("project") or {}).get("slug")
         for index, resource in self.resources:
             exact, anything = self.compiled[index]
-            wanted = issue is not None and await self.matches(issue, IssueFilter.of(resource))
+            wanted = (issue is not None and archived_wanted(resource, issue)
+                      and await self.matches(issue, IssueFilter.of(resource)))
             if resource.kind == "issue":
                 rows_now, rows_all = ([issue] if wanted else []), [base]
             else:
