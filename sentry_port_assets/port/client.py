@@ -335,20 +335,14 @@ class PortClient:
 
     # -- entities -------------------------------------------------------------------------------------
 
-    async def datasource_entities(self, prefix: str, suffix: str, before: str | None = None,
-                                  page_size: int = MAX_SEARCH_LIMIT) -> list[dict[str, str]]:
-        """`{identifier, blueprint}` of every entity whose `$datasource` starts with `prefix` and ends with `suffix`,
-        last written before `before` (RFC 3339) when given (all pages)."""
-        path = "/v1/blueprints/entities/datasource-entities"
-        out: list[dict[str, str]] = []
+    async def _paged(self, path: str, route: str, body: Mapping[str, Any],
+                     params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every page of a POST search answering `{entities, next}`, continued with `from = next`."""
+        out: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            body: dict[str, Any] = {"datasource_prefix": prefix, "datasource_suffix": suffix, "limit": page_size}
-            if before:
-                body["before"] = before
-            if cursor:
-                body["from"] = cursor
-            resp = await self._send("POST", path, "datasource_entities", content=_dump(body))
+            page = {**body, **({"from": cursor} if cursor else {})}
+            resp = await self._send("POST", path, route, content=_dump(page), params=params)
             self._raise_for("POST", path, resp)
             data = resp.json()
             out += data.get("entities") or []
@@ -356,29 +350,25 @@ class PortClient:
             if not cursor:
                 return out
 
+    async def datasource_entities(self, prefix: str, suffix: str, before: str | None = None,
+                                  page_size: int = MAX_SEARCH_LIMIT) -> list[dict[str, str]]:
+        """`{identifier, blueprint}` of every entity whose `$datasource` starts with `prefix` and ends with `suffix`,
+        last written before `before` (RFC 3339) when given (all pages)."""
+        body: dict[str, Any] = {"datasource_prefix": prefix, "datasource_suffix": suffix, "limit": page_size}
+        if before:
+            body["before"] = before
+        return await self._paged("/v1/blueprints/entities/datasource-entities", "datasource_entities", body)
+
     async def search_entities(
         self, blueprint: str, query: Mapping[str, Any] | None = None, *, page_size: int = MAX_SEARCH_LIMIT
     ) -> list[dict[str, Any]]:
-        """Every entity of `blueprint` matching `query` (all pages)."""
-        path = f"/v1/blueprints/{quote(blueprint, safe='')}/entities/search"
-        out: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            body: dict[str, Any] = {"limit": min(page_size, MAX_SEARCH_LIMIT)}
-            if query:
-                body["query"] = dict(query)
-            if cursor:
-                body["from"] = cursor
-            # As Ocean reads before a resync: no calculated values, only the fields a mapping writes.
-            body["include"] = list(COMPARED_FIELDS)
-            resp = await self._send("POST", path, "search", content=_dump(body),
-                                    params={"exclude_calculated_properties": "true"})
-            self._raise_for("POST", path, resp)
-            data = resp.json()
-            out += data.get("entities") or []
-            cursor = data.get("next")
-            if not cursor:
-                return out
+        """Every entity of `blueprint` matching `query` (all pages). As Ocean reads before a resync: no calculated
+        values, only the fields a mapping writes."""
+        body: dict[str, Any] = {"limit": min(page_size, MAX_SEARCH_LIMIT), "include": list(COMPARED_FIELDS)}
+        if query:
+            body["query"] = dict(query)
+        return await self._paged(f"/v1/blueprints/{quote(blueprint, safe='')}/entities/search", "search", body,
+                                 params={"exclude_calculated_properties": "true"})
 
     def _batches(self, entities: Sequence[Mapping[str, Any]]) -> tuple[list[list[tuple[int, bytes]]], list[tuple[int, int]]]:
         """Index/encoding batches of <= max_batch_entities and <= max_body_bytes; and the (index, size) of
