@@ -6,7 +6,7 @@ import asyncio
 import copy
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -275,9 +275,8 @@ def test_an_entity_written_during_the_resync_is_not_stale(catalog):
     ours = Datasource("sentry-acme")
     target = targets_for(catalog, None, ours)
     run(target, everything())
-    resync_began = datetime.now(timezone.utc).isoformat()
-    # a webhook run writes a new issue while the resync is still fetching
-    time.sleep(0.01)
+    # the resync began a moment ago; a webhook run writes a new issue while it is still fetching
+    resync_began = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
     catalog.upsert_entities("tIssue", [fx.issue(77, 0, None)], create_missing_related=True,
                             datasource=ours.user_agent)
     report = run(target, everything(), written_before=resync_began)
