@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
