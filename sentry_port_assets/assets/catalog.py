@@ -78,10 +78,10 @@ def resync_started(context: AssetExecutionContext) -> str:
         return datetime.now(timezone.utc).isoformat()
     newest = max(events, key=lambda e: e.timestamp)
     record = context.instance.get_run_record_by_id(newest.run_id)
-    of_that_run = [e.timestamp for e in events if e.run_id == newest.run_id]
-    started = min([record.start_time] if record is not None and record.start_time else [], default=None)
-    return datetime.fromtimestamp(min(of_that_run) if started is None else min(started, *of_that_run),
-                                  timezone.utc).isoformat()
+    moments = [e.timestamp for e in events if e.run_id == newest.run_id]
+    if record is not None and record.start_time:
+        moments.append(record.start_time)
+    return datetime.fromtimestamp(min(moments), timezone.utc).isoformat()
 
 
 @asset(

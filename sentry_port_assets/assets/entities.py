@@ -115,7 +115,7 @@ def field_table(fields: Sequence[Misconfiguration]) -> Any:
 
 def entity_metadata(result: MappingResult, mapping_source: str, resources: int) -> dict[str, Any]:
     per_blueprint = Counter(e["blueprint"] for e in result.entities)
-    metadata: dict[str, Any] = {
+    return {
         "dagster/row_count": len(result.entities),
         "entities": len(result.entities),
         "entities per blueprint": MetadataValue.json(dict(sorted(per_blueprint.items()))),
@@ -130,7 +130,6 @@ def entity_metadata(result: MappingResult, mapping_source: str, resources: int) 
         "preview": entity_preview(result.entities),
         "mapping": mapping_source,
     }
-    return metadata
 
 
 # --- entity assets ------------------------------------------------------------------------------------------------
