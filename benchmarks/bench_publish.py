@@ -5,7 +5,9 @@
 Prints, for the first run: requests, wall seconds, the floor (the least time the limit allows for that many
 requests: (ceil(requests / rate) - 1) windows) and the ratio wall / floor (target <= 1.25); for the no-change rerun:
 requests sent and writes (target 0 writes); and for a no-change rerun with `enableMergeEntity: false` over a blueprint
-with a calculation property: writes (target 0).
+with a calculation property: writes (target 0). Then, over the local catalog holding `--held` entities (default
+100,000), the memory a no-change resync's read and compare takes (tracemalloc peak above the produced entities
+already in memory) side by side with what holding every read entity at once takes (target: reconcile < 0.5 x that).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import asyncio
 import math
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from sentry_port_assets.emulators.port import create_port_emulator
 from sentry_port_assets.emulators.serve import ServerThread
 from sentry_port_assets.port.client import PortClient
 from sentry_port_assets.port.reconciler import reconcile
-from sentry_port_assets.port.target import PortApiTarget
+from sentry_port_assets.port.catalog import LocalCatalog
+from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
 
 CLIENT_ID, CLIENT_SECRET = "bench-id", "bench-secret"
 
@@ -90,11 +94,56 @@ async def publish(url: str, entities: list[dict], concurrency: int, merge: bool 
     return report, client.stats
 
 
+def _peak_mb(work) -> float:
+    """Peak traced memory (MB) of `work()` above what was allocated before it started."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    work()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (peak - base) / 1e6
+
+
+def read_memory(held: int) -> None:
+    """A no-change resync over a target holding `held` entities: the reconciler's memory beside the read it replaced."""
+    entities = make_entities(held)
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = LocalCatalog(Path(tmp) / "catalog.sqlite")
+        catalog.create_blueprint({"identifier": "_user", "title": "User", "schema": {"properties": {}, "required": []}})
+        target = LocalCatalogTarget(catalog)
+
+        async def resync():
+            return await reconcile(
+                target, entities, blueprints_owned=OWNED, merge=True, create_missing_related=True,
+                blueprints=BLUEPRINTS, blueprint_fragments=[USER_FRAGMENT], ensure_blueprints=True,
+            )
+
+        started = time.monotonic()
+        first = asyncio.run(resync())
+        assert first.to_metadata()["failed"] == 0
+        load = time.monotonic() - started
+        reports = []
+        ours = _peak_mb(lambda: reports.append(asyncio.run(resync())))
+        assert reports[0].upserts_sent == 0, reports[0].to_metadata()["per_blueprint"]
+
+        async def read_all():
+            return [await target.search_entities(bp) for bp in sorted(OWNED | {"_user"})]
+
+        whole = _peak_mb(lambda: asyncio.run(read_all()))
+        catalog.close()
+    print(f"no-change resync over {held} held entities (local catalog, filled in {load:.0f} s):")
+    print(f"  reconcile peak        {ours:.1f} MB above the produced entities")
+    print(f"  every held entity     {whole:.1f} MB (what reading them all at once holds)")
+    print(f"  ratio                 {ours / whole:.2f}  (target < 0.5)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=50, help="requests per second the emulator allows")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--held", type=int, default=100_000, help="entities held for the memory figure (0: skip)")
     args = parser.parse_args()
 
     entities = make_entities(args.entities)
@@ -137,6 +186,8 @@ def main() -> None:
             print(f"  upserts sent  {report3.upserts_sent}")
             print(f"  writes        {stats.writes - before_writes}  (target 0)")
             assert meta["failed"] == 0 and meta["created"] == len(entities), meta["failures"][:5]
+    if args.held:
+        read_memory(args.held)
 
 
 if __name__ == "__main__":

@@ -421,7 +421,7 @@ def create_port_emulator(
             found, nxt = catalog.datasource_entities(prefix, suffix, body.get("before"), int(body.get("limit") or 1000),
                                                      body.get("from"))
         except ValueError:
-            raise _ApiError(422, "invalid_request", "before must be an RFC 3339 timestamp") from None
+            raise _ApiError(422, "invalid_request", "before must be an RFC 3339 timestamp, from a `next` this endpoint returned") from None
         return JSONResponse({"ok": True, "entities": found, **({"next": nxt} if nxt else {})})
 
     async def search_all(request: Request) -> Response:

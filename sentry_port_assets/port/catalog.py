@@ -364,16 +364,21 @@ class LocalCatalog:
         writer (`$datasource`) starts with `prefix` and ends with `suffix`, last written before `before` (RFC 3339)
         when given; a page of `limit`, continued with the returned `next` as `from_`."""
         cutoff = datetime.fromisoformat(before.replace("Z", "+00:00")) if before else None
+        after = json.loads(from_) if from_ else ["", ""]
+        page: list[dict[str, str]] = []
         with self._lock:
             rows = self._db.execute(
-                "SELECT blueprint, identifier, datasource, updated_at FROM sources ORDER BY blueprint, identifier"
-            ).fetchall()
-        found = [{"blueprint": bp, "identifier": ident} for bp, ident, source, updated in rows
-                 if source is not None and source.startswith(prefix) and source.endswith(suffix)
-                 and (cutoff is None or datetime.fromisoformat(updated.replace("Z", "+00:00")) < cutoff)]
-        start = int(from_ or 0)
-        page = found[start:start + limit]
-        return page, (str(start + limit) if start + limit < len(found) else None)
+                "SELECT blueprint, identifier, datasource, updated_at FROM sources WHERE (blueprint, identifier) > (?, ?) "
+                "ORDER BY blueprint, identifier", after)
+            for bp, ident, source, updated in rows:
+                if source is None or not source.startswith(prefix) or not source.endswith(suffix):
+                    continue
+                if cutoff is not None and datetime.fromisoformat(updated.replace("Z", "+00:00")) >= cutoff:
+                    continue
+                if len(page) == limit:
+                    return page, json.dumps([page[-1]["blueprint"], page[-1]["identifier"]])
+                page.append({"blueprint": bp, "identifier": ident})
+        return page, None
 
     def entities(self, blueprint: str) -> list[Entity]:
         with self._lock:

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -335,40 +335,45 @@ class PortClient:
 
     # -- entities -------------------------------------------------------------------------------------
 
-    async def _paged(self, path: str, route: str, body: Mapping[str, Any],
-                     params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Every page of a POST search answering `{entities, next}`, continued with `from = next`."""
-        out: list[dict[str, Any]] = []
+    async def _pages(self, path: str, route: str, body: Mapping[str, Any],
+                     params: Mapping[str, str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of a POST search answering `{entities, next}`, continued with `from = next`, one at a time."""
         cursor: str | None = None
         while True:
             page = {**body, **({"from": cursor} if cursor else {})}
             resp = await self._send("POST", path, route, content=_dump(page), params=params)
             self._raise_for("POST", path, resp)
             data = resp.json()
-            out += data.get("entities") or []
+            yield data.get("entities") or []
             cursor = data.get("next")
             if not cursor:
-                return out
+                return
 
-    async def datasource_entities(self, prefix: str, suffix: str, before: str | None = None,
-                                  page_size: int = MAX_SEARCH_LIMIT) -> list[dict[str, str]]:
-        """`{identifier, blueprint}` of every entity whose `$datasource` starts with `prefix` and ends with `suffix`,
-        last written before `before` (RFC 3339) when given (all pages)."""
+    def datasource_pages(self, prefix: str, suffix: str, before: str | None = None,
+                         page_size: int = MAX_SEARCH_LIMIT) -> AsyncIterator[list[dict[str, Any]]]:
+        """`{identifier, blueprint}` of the entities whose `$datasource` starts with `prefix` and ends with `suffix`,
+        last written before `before` (RFC 3339) when given, a page at a time."""
         body: dict[str, Any] = {"datasource_prefix": prefix, "datasource_suffix": suffix, "limit": page_size}
         if before:
             body["before"] = before
-        return await self._paged("/v1/blueprints/entities/datasource-entities", "datasource_entities", body)
+        return self._pages("/v1/blueprints/entities/datasource-entities", "datasource_entities", body)
+
+    def entity_pages(
+        self, blueprint: str, query: Mapping[str, Any] | None = None, *, page_size: int = MAX_SEARCH_LIMIT
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The entities of `blueprint` matching `query`, a page at a time. As Ocean reads before a resync: no
+        calculated values, only the fields a mapping writes."""
+        body: dict[str, Any] = {"limit": min(page_size, MAX_SEARCH_LIMIT), "include": list(COMPARED_FIELDS)}
+        if query:
+            body["query"] = dict(query)
+        return self._pages(f"/v1/blueprints/{quote(blueprint, safe='')}/entities/search", "search", body,
+                           params={"exclude_calculated_properties": "true"})
 
     async def search_entities(
         self, blueprint: str, query: Mapping[str, Any] | None = None, *, page_size: int = MAX_SEARCH_LIMIT
     ) -> list[dict[str, Any]]:
-        """Every entity of `blueprint` matching `query` (all pages). As Ocean reads before a resync: no calculated
-        values, only the fields a mapping writes."""
-        body: dict[str, Any] = {"limit": min(page_size, MAX_SEARCH_LIMIT), "include": list(COMPARED_FIELDS)}
-        if query:
-            body["query"] = dict(query)
-        return await self._paged(f"/v1/blueprints/{quote(blueprint, safe='')}/entities/search", "search", body,
-                                 params={"exclude_calculated_properties": "true"})
+        """Every entity of `blueprint` matching `query` (all pages, see `entity_pages`)."""
+        return [entity async for page in self.entity_pages(blueprint, query, page_size=page_size) for entity in page]
 
     def _batches(self, entities: Sequence[Mapping[str, Any]]) -> tuple[list[list[tuple[int, bytes]]], list[tuple[int, int]]]:
         """Index/encoding batches of <= max_batch_entities and <= max_body_bytes; and the (index, size) of

@@ -1,12 +1,14 @@
 """Reconciliation: make the target hold exactly what the resync produced, safely.
 
-1. Read what the target holds for every blueprint written or owned (paginated search).
-2. Diff each produced entity with the held copy (title, icon, team, properties, relations, as Ocean compares; with
-   merge=True only the fields sent). Search relations are resolved against the state the target will have, so an
-   unchanged entity with a search relation is unchanged. Only what changed is upserted: a second run with no
-   change sends zero upserts.
+1. Read what the target holds for every blueprint written or owned, page by page: memory stays bounded by a page
+   and the identifiers, whatever the target holds (search relation targets, read first, are kept whole).
+2. Diff each produced entity with the held copy as its page arrives (title, icon, team, properties, relations, as
+   Ocean compares; with merge=True only the fields sent). Search relations are resolved against the state the
+   target will have, so an unchanged entity with a search relation is unchanged. Only what changed is upserted: a
+   second run with no change sends zero upserts.
 3. Upsert in blueprint dependency order (relation targets first).
-4. Stale = held entities of OWNED blueprints that the resync did not produce. Entities of blueprints written but
+4. Stale = held entities of OWNED blueprints that this integration's datasource last wrote before the resync
+   began, and that the resync neither produced nor points at. Entities of blueprints written but
    not owned (e.g. `_user`, written with merge) are never deleted. Stale entities are deleted (bulk, <= 100 ids,
    sources before their targets) only when: allow_delete, no blocked_reason from the caller, the resync produced
    entities, no upsert failed, and the stale share of the held entities in owned blueprints is at most
@@ -335,28 +337,46 @@ async def reconcile(
         if is_search_query(value)
     } - {None}
 
-    # 1. what the target holds
-    to_read = sorted(set(written) | owned | search_targets)
-    pages = await asyncio.gather(*(target.search_entities(bp) for bp in to_read))
-    held: dict[str, dict[str, Entity]] = {bp: {e["identifier"]: e for e in page} for bp, page in zip(to_read, pages)}
-    for bp, counts in report.blueprints.items():
-        counts.held = len(held.get(bp, {}))
+    # 1-2. what the target holds, compared page by page: only identifiers are kept (they decide what is stale), except
+    # for the blueprints that search relations resolve against, which are read whole first.
+    identified = {bp: {k: v for k, v in g.items() if isinstance(v["identifier"], str)} for bp, g in desired.items()}
+    held_whole: dict[str, dict[str, Entity]] = {}
+    held_ids: dict[str, set[str]] = {}
+    resolver = _Resolver(held_whole, identified, merge)
+    unchanged: dict[str, set[str]] = {}
 
-    # 2. diff
-    resolver = _Resolver(
-        held, {bp: {k: v for k, v in g.items() if isinstance(v["identifier"], str)} for bp, g in desired.items()}, merge
-    )
+    def compare(bp: str, page: Iterable[Entity]) -> None:
+        mine = identified.get(bp, {})
+        rel_defs = (defs.get(bp) or {}).get("relations") or {}
+        schema_props = ((defs.get(bp) or {}).get("schema") or {}).get("properties") if defs.get(bp) else None
+        for have in page:
+            want = mine.get(have["identifier"])
+            if want is not None and not _differs(want, have, merge, rel_defs, resolver, schema_props):
+                unchanged.setdefault(bp, set()).add(have["identifier"])
+
+    async def read(bp: str, keep_whole: bool) -> None:
+        ids = held_ids.setdefault(bp, set())
+        async for page in target.entity_pages(bp):
+            ids.update(have["identifier"] for have in page)
+            if keep_whole:
+                held_whole.setdefault(bp, {}).update((have["identifier"], have) for have in page)
+            else:
+                compare(bp, page)
+
+    to_read = sorted(set(written) | owned | search_targets)
+    # search relations resolve against the whole of their target blueprints: those are read (and kept) first
+    await asyncio.gather(*(read(bp, True) for bp in to_read if bp in search_targets))
+    for bp in held_whole:
+        compare(bp, held_whole[bp].values())
+    await asyncio.gather(*(read(bp, False) for bp in to_read if bp not in search_targets))
+    for bp, counts in report.blueprints.items():
+        counts.held = len(held_ids.get(bp, ()))
+
     to_send: dict[str, list[Entity]] = {}
     for bp, group in desired.items():
-        rel_defs = (defs.get(bp) or {}).get("relations") or {}
-        sending = []
-        for key, entity in group.items():
-            have = held.get(bp, {}).get(key) if isinstance(entity.get("identifier"), str) else None
-            schema_props = ((defs.get(bp) or {}).get("schema") or {}).get("properties") if defs.get(bp) else None
-            if have is not None and not _differs(entity, have, merge, rel_defs, resolver, schema_props):
-                report.blueprints[bp].unchanged += 1
-            else:
-                sending.append(entity)
+        same = unchanged.get(bp, set())
+        report.blueprints[bp].unchanged += len(same)
+        sending = [entity for key, entity in group.items() if key not in same]
         if sending:
             to_send[bp] = sending
 
@@ -413,12 +433,12 @@ async def reconcile(
     stale: dict[str, list[str]] = {}
     for bp in owned:
         keep = produced.get(bp, set()) | referenced.get(bp, set())
-        ids = [i for i in held.get(bp, {}) if i in mine.get(bp, ()) and i not in keep]
+        ids = sorted(i for i in held_ids.get(bp, ()) if i in mine.get(bp, ()) and i not in keep)
         report.blueprints[bp].stale = len(ids)
         if ids:
             stale[bp] = ids
     report.stale_total = sum(len(v) for v in stale.values())
-    report.held_owned_total = sum(len(held.get(bp, {})) for bp in owned)
+    report.held_owned_total = sum(len(held_ids.get(bp, ())) for bp in owned)
     # An entity Port refused is reported (and fails the run) but does not block deletes: the desired set was complete.
     # Anything else that failed (transport, 5xx, 429, auth) may have hidden entities, so nothing is deleted.
     upsert_failures = sum(1 for f in report.failures if f.operation in ("upsert", "validate") and not f.refused)

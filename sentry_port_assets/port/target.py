@@ -7,13 +7,13 @@ at PORT_LOCAL_CATALOG (or its default path).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sentry_port_assets.config import port_credentials_problem
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
-from sentry_port_assets.port.catalog import CatalogError, LocalCatalog, default_catalog_path
+from sentry_port_assets.port.catalog import MAX_SEARCH_LIMIT, CatalogError, LocalCatalog, default_catalog_path
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource
 from sentry_port_assets.port.errors import PortConfigError, PortNotFoundError
 from sentry_port_assets.port.results import DeleteResult, EnsureReport, EntityResult
@@ -42,8 +42,13 @@ class PortTarget(abc.ABC):
     async def get_blueprint(self, identifier: str) -> Blueprint | None: ...
 
     @abc.abstractmethod
+    def entity_pages(self, blueprint: str) -> AsyncIterator[list[Entity]]:
+        """The entities of `blueprint` a page at a time (nothing when the blueprint does not exist), as Port returns
+        them to a resync: without calculated values, only the fields a mapping writes."""
+
     async def search_entities(self, blueprint: str) -> list[Entity]:
         """Every entity of `blueprint` (all pages); [] when the blueprint does not exist."""
+        return [entity async for page in self.entity_pages(blueprint) for entity in page]
 
     @abc.abstractmethod
     async def upsert_batch(
@@ -106,10 +111,15 @@ class LocalCatalogTarget(PortTarget):
     async def get_blueprint(self, identifier: str) -> Blueprint | None:
         return self.catalog.get_blueprint(identifier)
 
-    async def search_entities(self, blueprint: str) -> list[Entity]:
+    async def entity_pages(self, blueprint: str) -> AsyncIterator[list[Entity]]:
         if self.catalog.get_blueprint(blueprint) is None:
-            return []
-        return self.catalog.entities(blueprint)
+            return
+        cursor: str | None = None
+        while True:
+            page, cursor = self.catalog.search(blueprint, limit=MAX_SEARCH_LIMIT, from_=cursor, exclude_calculated=True)
+            yield page
+            if cursor is None:
+                return
 
     async def upsert_batch(
         self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
@@ -146,9 +156,14 @@ class LocalCatalogTarget(PortTarget):
         return result
 
     async def owned(self, before: str | None = None) -> dict[str, set[str]]:
-        found, _ = self.catalog.datasource_entities(self.datasource.prefix, self.datasource.suffix, before,
-                                                    limit=10**9)
-        return _by_blueprint(found)
+        out: dict[str, set[str]] = {}
+        cursor: str | None = None
+        while True:
+            page, cursor = self.catalog.datasource_entities(self.datasource.prefix, self.datasource.suffix, before,
+                                                            limit=MAX_SEARCH_LIMIT, from_=cursor)
+            _by_blueprint(page, out)
+            if cursor is None:
+                return out
 
     def stats(self) -> dict[str, int | float]:
         return dict(self.requests)
@@ -179,11 +194,12 @@ class PortApiTarget(PortTarget):
     async def get_blueprint(self, identifier: str) -> Blueprint | None:
         return await self.client.get_blueprint(identifier)
 
-    async def search_entities(self, blueprint: str) -> list[Entity]:
+    async def entity_pages(self, blueprint: str) -> AsyncIterator[list[Entity]]:
         try:
-            return await self.client.search_entities(blueprint)
+            async for page in self.client.entity_pages(blueprint):
+                yield page
         except PortNotFoundError:
-            return []
+            return
 
     async def upsert_batch(
         self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
@@ -194,8 +210,10 @@ class PortApiTarget(PortTarget):
         return await self.client.delete_entities(blueprint, ids, delete_dependents=delete_dependents)
 
     async def owned(self, before: str | None = None) -> dict[str, set[str]]:
-        return _by_blueprint(await self.client.datasource_entities(self.datasource.prefix, self.datasource.suffix,
-                                                                   before))
+        out: dict[str, set[str]] = {}
+        async for page in self.client.datasource_pages(self.datasource.prefix, self.datasource.suffix, before):
+            _by_blueprint(page, out)
+        return out
 
     def stats(self) -> dict[str, int | float]:
         return self.client.stats.as_metadata()
@@ -204,8 +222,7 @@ class PortApiTarget(PortTarget):
         await self.client.aclose()
 
 
-def _by_blueprint(found: Iterable[Mapping[str, str]]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
+def _by_blueprint(found: Iterable[Mapping[str, str]], out: dict[str, set[str]]) -> dict[str, set[str]]:
     for entity in found:
         out.setdefault(entity["blueprint"], set()).add(entity["identifier"])
     return out
