@@ -300,3 +300,24 @@ def test_include_archived_false_leaves_ignored_issues_out_of_resync_and_webhooks
     loop.process_webhooks()
     assert not [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{archived['id']}-")]
     assert loop.full_resync()["upserts_sent"] == 0
+
+
+def test_webhook_deletes_leave_entities_other_writers_made(make_loop: Callable[[str | None], Loop]) -> None:
+    """A webhook run deletes only what this integration wrote, as a resync does: an issue entity that Port's own Sentry
+    integration (Ocean) wrote last, during a migration, stays when the issue is resolved."""
+    loop = make_loop(None)
+    data = loop.sentry.state.dataset
+    loop.full_resync()
+    fixed = next(i for i in data.issues if i["status"] == "unresolved"
+                 and any(k.startswith(f"sentryIssue/{i['id']}-") for k in loop.snapshot()))
+    ours = [e for e in loop.catalog.entities("sentryIssue") if e["identifier"].startswith(f"{fixed['id']}-")]
+    ocean = ours[0]
+    loop.catalog.upsert_entities("sentryIssue", [ocean], datasource="port-ocean/sentry/0.1.150/my-sentry/exporter")
+
+    fixed.update(status="resolved", substatus=None)
+    loop.deliver("issue", "resolved", {"issue": copy.deepcopy(fixed), "resolution_type": "resolved"})
+    loop.process_webhooks()
+
+    left = {e["identifier"] for e in loop.catalog.entities("sentryIssue") if e["identifier"].startswith(f"{fixed['id']}-")}
+    assert left == {ocean["identifier"]}, "only the entity Ocean wrote stays; ours of the resolved issue go"
+    assert len(ours) == 1 or left < {e["identifier"] for e in ours}

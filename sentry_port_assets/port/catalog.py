@@ -338,24 +338,24 @@ class LocalCatalog:
         with self._lock:
             return self._get(blueprint, identifier)
 
-    def _iter_entities(self, blueprint: str, after: str | None = None) -> Iterable[Entity]:
+    def _iter_entities(self, blueprint: str, after: str | None = None, with_datasource: bool = False) -> Iterable[Entity]:
+        """The entities of `blueprint` in identifier order; with their writer under `$datasource` when asked (for
+        search rules on it: Port's bodies do not carry it)."""
         cursor = after
         while True:
-            if cursor is None:
-                rows = self._db.execute(
-                    "SELECT identifier, body FROM entities WHERE blueprint = ? ORDER BY identifier LIMIT 1000",
-                    (blueprint,),
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT identifier, body FROM entities WHERE blueprint = ? AND identifier > ? "
-                    "ORDER BY identifier LIMIT 1000",
-                    (blueprint, cursor),
-                ).fetchall()
+            rows = self._db.execute(
+                "SELECT e.identifier, e.body, s.datasource FROM entities e LEFT JOIN sources s "
+                "ON s.blueprint = e.blueprint AND s.identifier = e.identifier "
+                "WHERE e.blueprint = ? AND e.identifier > ? ORDER BY e.identifier LIMIT 1000",
+                (blueprint, cursor or ""),
+            ).fetchall()
             if not rows:
                 return
-            for _, body in rows:
-                yield json.loads(body)
+            for _, body, source in rows:
+                entity = json.loads(body)
+                if with_datasource:
+                    entity["$datasource"] = source
+                yield entity
             cursor = rows[-1][0]
 
     def datasource_entities(self, prefix: str, suffix: str, before: str | None = None, limit: int = 1000,
@@ -409,10 +409,12 @@ class LocalCatalog:
                 raise CatalogError(422, "invalid_request", f"limit must be between 1 and {MAX_SEARCH_LIMIT}")
             page: list[Entity] = []
             has_more = False
+            by_writer = "$datasource" in json.dumps(query or {})
             try:
-                for entity in self._iter_entities(blueprint, from_):
+                for entity in self._iter_entities(blueprint, from_, with_datasource=by_writer):
                     if not matches(entity, query):
                         continue
+                    entity.pop("$datasource", None)
                     if len(page) == limit:
                         has_more = True
                         break

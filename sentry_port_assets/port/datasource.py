@@ -39,6 +39,12 @@ class Datasource:
     def suffix(self) -> str:
         return f"/{self.identifier}/{SYNC_TYPE}"
 
+    def search_rules(self) -> list[dict[str, str]]:
+        """Search rules matching what this writer wrote, as Ocean asks with `$datasource contains` (whether Port's
+        search takes `beginsWith`/`endsWith` on `$datasource` is undocumented)."""
+        return [{"property": "$datasource", "operator": "contains", "value": self.prefix},
+                {"property": "$datasource", "operator": "contains", "value": self.suffix}]
+
 
 # What a target writes as when nobody says otherwise (tests and tools that build targets by hand).
 DEFAULT_DATASOURCE = Datasource("sentry")

@@ -1,7 +1,7 @@
 """Port's search queries, evaluated the way Port evaluates them.
 
 A query is `{"combinator": "and"|"or", "rules": [rule | query, ...]}`; a rule is
-`{"property": "$identifier"|"$title"|"$team"|"$blueprint"|<property name>, "operator": op, "value": v}`.
+`{"property": "$identifier"|"$title"|"$team"|"$blueprint"|"$datasource"|<property name>, "operator": op, "value": v}`.
 Used by the local catalog (search, search relations, search identifiers) and by the reconciler (to compare
 a search relation with the identifier Port resolved it to).
 """
@@ -33,6 +33,8 @@ def _field(entity: Mapping[str, Any], prop: str) -> Any:
         return entity.get("blueprint")
     if prop == "$icon":
         return entity.get("icon")
+    if prop == "$datasource":  # the writer's User-Agent, which Port records on every entity
+        return entity.get("$datasource")
     return (entity.get("properties") or {}).get(prop)
 
 

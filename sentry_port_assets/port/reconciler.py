@@ -77,6 +77,7 @@ class PublishReport:
     search_relations_emptied: int = 0
     stale_total: int = 0
     held_owned_total: int = 0
+    not_ours_kept: int = 0
     deletes_performed: bool = False
     delete_skipped_reason: str | None = None
     ensure: EnsureReport | None = None
@@ -100,6 +101,7 @@ class PublishReport:
             "deleted": self.total("deleted"),
             "failed": self.total("failed"),
             "stale": self.stale_total,
+            "not_ours_kept": self.not_ours_kept,
             "upserts_sent": self.upserts_sent,
             "duplicates_dropped": self.duplicates,
             "search_relations_emptied": self.search_relations_emptied,
@@ -508,8 +510,8 @@ async def apply_changes(
     create_missing_related: bool,
 ) -> PublishReport:
     """The incremental path (webhooks): upsert these entities (relation targets first, so the blueprints are read)
-    and delete these identifiers, with no read of the entities the target holds and no stale computation: the
-    caller has worked out exactly what changed."""
+    and delete those of these identifiers that the target's datasource wrote, with no read of everything the target
+    holds and no stale computation: the caller has worked out exactly what changed."""
     started = time.monotonic()
     report = PublishReport(target=target.description)
     desired = _prepare(upserts, merge, report)
@@ -530,7 +532,11 @@ async def apply_changes(
                 report.failures.append(
                     Failure(result.identifier, bp, "upsert", result.status, result.error, result.message, result.trace_id))
     for bp, ids in deletes.items():
-        ids = sorted(set(ids))
+        # Only what this integration wrote: an entity of the same identifier that people or another integration
+        # made stays, as in a resync.
+        mine = await target.owned_among(bp, ids) if ids else set()
+        report.not_ours_kept += len(set(ids) - mine)
+        ids = sorted(mine)
         if not ids:
             continue
         result = await _delete_isolating(target, bp, ids)  # never a cascade: see reconcile

@@ -41,10 +41,25 @@ class PortTarget(abc.ABC):
     @abc.abstractmethod
     async def get_blueprint(self, identifier: str) -> Blueprint | None: ...
 
+    #: who this target writes as
+    datasource: Datasource = DEFAULT_DATASOURCE
+
     @abc.abstractmethod
-    def entity_pages(self, blueprint: str) -> AsyncIterator[list[Entity]]:
-        """The entities of `blueprint` a page at a time (nothing when the blueprint does not exist), as Port returns
-        them to a resync: without calculated values, only the fields a mapping writes."""
+    def entity_pages(self, blueprint: str, query: Mapping[str, Any] | None = None) -> AsyncIterator[list[Entity]]:
+        """The entities of `blueprint` matching `query`, a page at a time (nothing when the blueprint does not exist),
+        as Port returns them to a resync: without calculated values, only the fields a mapping writes."""
+
+    async def owned_among(self, blueprint: str, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` this target's datasource wrote (one search per 100 identifiers)."""
+        wanted = sorted(set(ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 100):
+            query = {"combinator": "and", "rules": [
+                {"property": "$identifier", "operator": "in", "value": wanted[start:start + 100]},
+                *self.datasource.search_rules()]}
+            async for page in self.entity_pages(blueprint, query):
+                found.update(entity["identifier"] for entity in page)
+        return found
 
     async def search_entities(self, blueprint: str) -> list[Entity]:
         """Every entity of `blueprint` (all pages); [] when the blueprint does not exist."""
@@ -111,12 +126,13 @@ class LocalCatalogTarget(PortTarget):
     async def get_blueprint(self, identifier: str) -> Blueprint | None:
         return self.catalog.get_blueprint(identifier)
 
-    async def entity_pages(self, blueprint: str) -> AsyncIterator[list[Entity]]:
+    async def entity_pages(self, blueprint: str, query: Mapping[str, Any] | None = None) -> AsyncIterator[list[Entity]]:
         if self.catalog.get_blueprint(blueprint) is None:
             return
         cursor: str | None = None
         while True:
-            page, cursor = self.catalog.search(blueprint, limit=MAX_SEARCH_LIMIT, from_=cursor, exclude_calculated=True)
+            page, cursor = self.catalog.search(blueprint, query, limit=MAX_SEARCH_LIMIT, from_=cursor,
+                                               exclude_calculated=True)
             yield page
             if cursor is None:
                 return
@@ -194,9 +210,9 @@ class PortApiTarget(PortTarget):
     async def get_blueprint(self, identifier: str) -> Blueprint | None:
         return await self.client.get_blueprint(identifier)
 
-    async def entity_pages(self, blueprint: str) -> AsyncIterator[list[Entity]]:
+    async def entity_pages(self, blueprint: str, query: Mapping[str, Any] | None = None) -> AsyncIterator[list[Entity]]:
         try:
-            async for page in self.client.entity_pages(blueprint):
+            async for page in self.client.entity_pages(blueprint, query):
                 yield page
         except PortNotFoundError:
             return

@@ -54,12 +54,13 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
     context.log.info(
         f"{len(events)} events: {changes.issues_refreshed} issues refreshed, {changes.issues_gone} gone from Sentry, "
         f"{changes.comments} comment events; {meta['created']} created, {meta['updated']} updated, "
-        f"{meta['deleted']} deleted, {meta['failed']} failed")
+        f"{meta['deleted']} deleted, {meta['failed']} failed, {meta['not_ours_kept']} kept (written by someone else)")
     # Shown on port/catalog's timeline in the UI, beside the resyncs' materializations.
     context.log_event(AssetObservation(asset_key=CATALOG_KEY, metadata={
         "source": "sentry webhooks", "events": len(events), "issues_refreshed": changes.issues_refreshed,
         "issues_gone": changes.issues_gone, "comment_events": changes.comments, "created": meta["created"],
-        "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"]}))
+        "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"],
+        "not_ours_kept": meta["not_ours_kept"]}))
     if report.failures:
         first = report.failures[0]
         raise Failure(
