@@ -11,6 +11,7 @@ the UI shows the variable's name, never its value). This module imports nothing 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -138,6 +139,22 @@ class Settings:
         return self.sentry_token_var is None
 
 
+def limits_problem(environ: Mapping[str, str]) -> str | None:
+    """What is wrong with the mapping programs' limits (mapping/bounded.py); None when they are usable."""
+    seconds = environ.get("SENTRY_PORT_JQ_TIMEOUT_SECONDS")
+    if seconds:
+        try:
+            ok = 0 < float(seconds) <= 86400
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"SENTRY_PORT_JQ_TIMEOUT_SECONDS must be a number of seconds between 0 and 86400, got {seconds!r}"
+    memory = environ.get("SENTRY_PORT_JQ_MEMORY_MB")
+    if memory and not (memory.isdigit() and 64 <= int(memory) <= 1024 * 1024):
+        return f"SENTRY_PORT_JQ_MEMORY_MB must be a whole number of megabytes, at least 64, got {memory!r}"
+    return None
+
+
 def read_settings() -> Settings:
     """Reads and checks every setting; raises ConfigError naming all that must be fixed, in one line."""
     problems: list[str] = []
@@ -178,6 +195,9 @@ def read_settings() -> Settings:
     if refused not in ("fail", "warn"):
         problems.append(f"PORT_REFUSED_ENTITIES={refused!r} must be 'fail' (entities Port refuses fail the run) or "
                         "'warn' (they fail the publish's asset check instead)")
+    limits = limits_problem(os.environ)
+    if limits:
+        problems.append(limits)
 
     if problems:
         raise ConfigError("; ".join(problems) + ".")

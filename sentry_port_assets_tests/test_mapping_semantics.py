@@ -268,16 +268,28 @@ def test_selector_boolean_in_yaml_means_jq_boolean():
 
 
 # --- the combined program's fallback and batching ------------------------------------------------------------------
-def test_item_failing_the_whole_program_falls_back_field_by_field(monkeypatch):
+def record_naive_items(monkeypatch, tmp_path):
+    """Records the items mapped field by field; mapping runs in forked workers, so they report through a file."""
+    calls = tmp_path / "naive-items.jsonl"
+    original = engine.NaiveResource.map_item
+
+    def recording(self, item, col):
+        with calls.open("a") as fh:
+            fh.write(json.dumps(item) + "\n")
+        return original(self, item, col)
+
+    monkeypatch.setattr(engine.NaiveResource, "map_item", recording)
+    return lambda: [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def test_item_failing_the_whole_program_falls_back_field_by_field(monkeypatch, tmp_path):
     """A non-object item with itemsToParse makes the combined program itself fail (object + number); only that
     item goes field by field, and items before and after it in the same batch are mapped normally."""
     mapping = itp_mapping({"identifier": '"e-\\(.item)"', "blueprint": '"bp"', "properties": {"k": ".keep"}}, itemsToParse="[1]")
-    calls = []
-    original = engine.NaiveResource.map_item
-    monkeypatch.setattr(engine.NaiveResource, "map_item", lambda self, item, col: (calls.append(item), original(self, item, col))[1])
+    calls = record_naive_items(monkeypatch, tmp_path)
     items = [{"keep": 1}, 5, {"keep": 3}]
     result = map_items(mapping, "user", items)
-    assert calls == [5]
+    assert calls() == [5]
     assert [e["properties"]["k"] for e in result.entities] == [1, None, 3]
 
 
@@ -394,13 +406,11 @@ def test_several_generator_leaves_give_one_entity_of_first_outputs():
     assert [e["properties"] for e in result.entities] == [{"p": 1, "q": 3, "r": 0}]
 
 
-def test_leaf_without_output_sends_only_that_item_field_by_field(monkeypatch):
+def test_leaf_without_output_sends_only_that_item_field_by_field(monkeypatch, tmp_path):
     mapping = mapping_of({**BASE, "properties": {"p": ".a[]"}})
-    calls = []
-    original = engine.NaiveResource.map_item
-    monkeypatch.setattr(engine.NaiveResource, "map_item", lambda self, item, col: (calls.append(item["id"]), original(self, item, col))[1])
+    calls = record_naive_items(monkeypatch, tmp_path)
     result = map_items(mapping, "user", [{"id": "1", "a": [5]}, {"id": "2", "a": []}, {"id": "3", "a": [7]}])
-    assert calls == ["2"]
+    assert [item["id"] for item in calls()] == ["2"]
     assert [e["properties"]["p"] for e in result.entities] == [5, None, 7]
     [m] = result.nulls  # the other rows yield a value: an empty list in the data, not a broken expression
     assert (m.field, m.count, m.example_item_id) == ("properties.p", 1, "2")

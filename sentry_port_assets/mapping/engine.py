@@ -24,13 +24,16 @@ evaluated leaf by leaf; `itemsToParse` rows are `{**parent_without_the_array, <i
 list yields nothing and is reported as a misconfiguration of `itemsToParse`.
 
 Speed: items go to jq in batches as one newline-separated JSON text; the program emits one value per item. If
-jq still fails on an item (e.g. a non-object item), the items before it are kept, that item alone is mapped
-field by field (`NaiveResource`, Ocean's way: every leaf compiled and run on its own), and the batch resumes
-after it. `NaiveResource` is also the benchmark's baseline. Only the top-level keys the mapping provably reads
-are serialised for jq (`jqcompile.observed_keys`; mappings that may read unnamed keys get whole items). Inputs of
-`PARALLEL_MIN_ITEMS` items or more: the parent maps the first share while forked workers
-(`SENTRY_PORT_MAPPING_WORKERS`, default the CPU count; 1 disables) run the jq program on the rest and return
-jq's output text through temporary files; same result and order as serial mapping.
+jq fails on a batch, or yields other than one output per item (`halt`, `empty`), each item of the batch runs alone,
+and an item that still fails is mapped field by field (`NaiveResource`, Ocean's way: every leaf compiled and run on
+its own), so no item can take another's output. `NaiveResource` is also the benchmark's baseline. Only the
+top-level keys the mapping provably reads are serialised for jq (`jqcompile.observed_keys`; mappings that may read
+unnamed keys get whole items).
+
+Safety: jq runs only in forked workers bounded in time and memory (`bounded.py`, SENTRY_PORT_JQ_TIMEOUT_SECONDS,
+SENTRY_PORT_JQ_MEMORY_MB); a program past a limit fails its resource with the field and expression named. Inputs of
+`PARALLEL_MIN_ITEMS` items or more are split over `SENTRY_PORT_MAPPING_WORKERS` workers (default the CPU count;
+1 disables), each returning its share's result; same result and order as serial mapping.
 """
 
 from __future__ import annotations
@@ -38,17 +41,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import multiprocessing
 import os
-import pickle
 import re
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Iterable, Iterator, Sequence
 
 import jq
 
+from sentry_port_assets.mapping.bounded import LimitExceeded, Limits, run_bounded
 from sentry_port_assets.mapping.jqcompile import (
     JqCompileError,
     Leaf,
@@ -346,6 +348,7 @@ class CompiledResource:
         leaves: list[Leaf] = []
         walk_template(self.template, leaves, "", inline_constants=False)
         checks += [(f"port.entity.mappings.{leaf.path}", leaf.expression) for leaf in leaves]
+        self.checks: list[tuple[str, str]] = checks
         for path, expr in checks:
             if not isinstance(expr, str):
                 raise MappingConfigError(
@@ -411,87 +414,87 @@ class CompiledResource:
             else:  # "P"
                 col.misconfigured("itemsToParse", self.items_to_parse or "", _itp_message(row[1]), item)
 
-    def map(self, items: Sequence[Any], workers: int | None = None) -> MappingResult:
-        """Map raw items; large inputs are split over `workers` forked processes (default: the CPU count,
-        or SENTRY_PORT_MAPPING_WORKERS). The result is the same as mapping serially, in the same order."""
+    def map(self, items: Sequence[Any], workers: int | None = None, limits: Limits | None = None) -> MappingResult:
+        """Map raw items in forked workers bounded in time and memory (`bounded.py`): one, or for large inputs
+        `workers` (default: the CPU count, or SENTRY_PORT_MAPPING_WORKERS) each mapping a share. The result is the
+        same as mapping serially, in the same order. A program that runs out of its limits fails the resource
+        (`errors`) with the field and expression that did, and nothing else of the resource is mapped."""
         items = items if isinstance(items, list) else list(items)
         workers = _default_workers() if workers is None else workers
-        with _gc_paused():
-            if workers > 1 and len(items) >= PARALLEL_MIN_ITEMS:
-                parallel = self._map_parallel(items, workers)
-                if parallel is not None:
-                    return classify_nulls(parallel)
-            return classify_nulls(self._map_serial(items))
-
-    def _map_parallel(self, items: list[Any], workers: int) -> MappingResult | None:
-        """The parent maps the first share itself while `workers - 1` forked children map the rest (the children
-        see the items through fork, so only their entities travel back)."""
-        global _FORK_JOB
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return None
+        limits = limits or Limits.from_env()
         n = len(items)
-        own = -(-n // workers)
-        rest = n - own
-        chunk = max(BATCH_SIZE, -(-rest // ((workers - 1) * 2)))
-        bounds = [(a, min(n, a + chunk)) for a in range(own, n, chunk)]
-        _FORK_JOB = (self, items)
+        shares = workers if workers > 1 and n >= PARALLEL_MIN_ITEMS else 1
+        size = max(1, -(-n // shares))
+        bounds = [(a, min(n, a + size)) for a in range(0, n, size)] or [(0, 0)]
         try:
-            with multiprocessing.get_context("fork").Pool(workers - 1) as pool:
-                pending = pool.map_async(_map_chunk, bounds, chunksize=1)
-                parts = [self._map_serial(items[:own])]
-                for (a, b), path in zip(bounds, pending.get()):
-                    parts.append(self._collect_texts(items[a:b], _read_chunk(path)))
-        except Exception:  # no processes available here: serial is always correct
-            return None
-        finally:
-            _FORK_JOB = None
-        return _merge_parts(self, parts)
+            parts = run_bounded([partial(self._map_range, items, a, b) for a, b in bounds], limits)
+        except LimitExceeded as exc:
+            return self._limit_error(items, exc, limits)
+        return classify_nulls(_merge_parts(self, parts))
 
-    def _jq_texts(self, items: list[Any]) -> list[str | None]:
-        """jq's output text per batch (None for a batch on which jq failed); run in a forked worker, so that
-        only text travels back, not Python objects."""
-        size, out = self.batch_size, []
-        for start in range(0, len(items), size):
-            text = "\n".join(map(_dumps, self._project(items[start : start + size])))
-            try:
-                out.append(self.program.input_text(text).text())
-            except Exception:
-                out.append(None)
-        return out
-
-    def _collect_texts(self, items: list[Any], texts: list[str | None]) -> MappingResult:
-        size, parts = self.batch_size, []
-        for i, text in enumerate(texts):
-            batch = items[i * size : (i + 1) * size]
-            if text is None:  # jq failed on an item of this batch: redo it here, with the per-item fallback
-                parts.append(self._map_serial(batch))
-                continue
+    def _map_range(self, items: list[Any], a: int, b: int, tick: Callable[[int], None]) -> MappingResult:
+        """In a bounded worker: items[a:b], with `tick(i)` as each item i is done."""
+        with _gc_paused():
             col = _Collector(self)
-            col.result.items = len(batch)
-            for item, rows in zip(batch, json.loads("[" + text.replace("\n", ",") + "]")):
-                self._collect(item, rows, col)
-            parts.append(col.finish())
-        return _merge_parts(self, parts)
+            col.result.items = b - a
+            for start in range(a, b, self.batch_size):
+                batch = items[start:min(b, start + self.batch_size)]
+                outputs = self._run_batch(batch, start, tick)
+                if outputs is not None:
+                    for item, rows in zip(batch, outputs):
+                        self._collect(item, rows, col)
+                    continue
+                # jq failed, or yielded no output for some item (`halt`, `empty` at the top): outputs can no longer
+                # be matched to items by position, so each item of the batch is run alone.
+                for k, item in enumerate(batch):
+                    one = self._run_batch([item], start + k, tick)
+                    if one is None:
+                        self.naive.map_item(item, col)  # field by field: the failing leaf is recorded
+                    else:
+                        self._collect(item, one[0], col)
+            return col.finish()
 
-    def _map_serial(self, items: list[Any]) -> MappingResult:
-        col = _Collector(self)
-        col.result.items = len(items)
-        start, n, size = 0, len(items), self.batch_size
-        program = self.program
-        while start < n:
-            batch = items[start : start + size]
-            text = "\n".join(map(_dumps, self._project(batch)))
-            done = 0
-            try:
-                for rows in program.input_text(text):
-                    self._collect(batch[done], rows, col)
-                    done += 1
-            except Exception:
-                # jq failed on batch[done]: map that item alone, field by field, then go on after it.
-                self.naive.map_item(batch[done], col)
-                done += 1
-            start += done
-        return col.finish()
+    def _run_batch(self, batch: list[Any], start: int, tick: Callable[[int], None]) -> list[Any] | None:
+        """jq's output per item of `batch`, or None when jq failed or did not yield exactly one output per item."""
+        text = "\n".join(map(_dumps, self._project(batch)))
+        out: list[Any] = []
+        tick(start)
+        try:
+            for rows in self.program.input_text(text):
+                out.append(rows)
+                tick(start + len(out))
+        except Exception:
+            return None
+        return out if len(out) == len(batch) else None
+
+    def _limit_error(self, items: list[Any], exc: LimitExceeded, limits: Limits) -> MappingResult:
+        """The resource's failure when a worker ran out of a limit: which item, and which field (found by running
+        each field alone on that item, within the same limits)."""
+        item = items[exc.position] if 0 <= exc.position < len(items) else None
+        field_name, expression = "(the resource's combined program)", self.program_text
+        try:
+            run_bounded([partial(self._run_checks, item)], limits)
+        except LimitExceeded as inner:
+            if 0 <= inner.position < len(self.checks):
+                field_name, expression = self.checks[inner.position]
+        result = MappingResult(items=len(items))
+        result.errors.append(ResourceError(self.index, self.kind, field_name, expression,
+                                           f"the jq program {exc} and was stopped", item_id(item)))
+        return result
+
+    def _run_checks(self, item: Any, tick: Callable[[int], None]) -> None:
+        """In a bounded worker: every field of the resource alone on `item` (its rows), `tick(k)` before field k."""
+        rows: list[Any] = [item]
+        for k, (path, expression) in enumerate(self.checks):
+            tick(k)
+            if path == "port.itemsToParse":
+                parsed = NaiveResource._first(expression, item)
+                if len(parsed) == 1 and isinstance(parsed[0], list):
+                    rows = [{**(item if isinstance(item, dict) else {}), self.items_to_parse_name: e}
+                            for e in parsed[0][:10]]
+                continue
+            for row in rows:
+                NaiveResource._first(expression, row)
 
     def _project(self, batch: list[Any]) -> list[Any]:
         keys = self.projected_keys
@@ -504,7 +507,6 @@ class CompiledResource:
 
 
 PARALLEL_MIN_ITEMS = 5000
-_FORK_JOB: tuple[CompiledResource, list[Any]] | None = None
 
 
 def _default_workers() -> int:
@@ -512,29 +514,6 @@ def _default_workers() -> int:
     if configured and configured.isdigit():
         return max(1, int(configured))
     return os.cpu_count() or 1
-
-
-def _map_chunk(bounds: tuple[int, int]) -> str:
-    """In a forked worker: jq's output for items[a:b], written to a temporary file whose path is returned.
-
-    A file rather than the pool's pipe: the parent is busy mapping its own share meanwhile, and a pipe would
-    block this worker until the parent's result thread gets the GIL to read it."""
-    assert _FORK_JOB is not None
-    compiled, items = _FORK_JOB
-    with _gc_paused():
-        texts = compiled._jq_texts(items[bounds[0] : bounds[1]])
-    fd, path = tempfile.mkstemp(prefix="sentry-port-map-", suffix=".pickle")
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump(texts, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return path
-
-
-def _read_chunk(path: str) -> list[str | None]:
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    finally:
-        os.unlink(path)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,200 @@
+"""Hostile and broken input, as an attacker or an unlucky operator would send it. Every case ends in a clear error
+within bounded time, and nothing is lost.
+
+Mapping programs can come from Port's integration config, so whoever may edit that integration writes the jq our
+workers run; webhook bodies are signed by Sentry but carry what anyone holding a DSN can put into an event."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import DagsterInstance, build_sensor_context
+
+from sentry_port_assets.mapping.bounded import Limits
+from sentry_port_assets.mapping.engine import compiled_resources
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, MappingConfigError, load_mapping, parse_mapping
+from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.sensors.mapping import port_mapping_sensor
+
+TIGHT = Limits(seconds=1.0, memory_bytes=256 * 1024 * 1024)
+
+
+def user_mapping(title: str) -> Any:
+    return parse_mapping({"resources": [{"kind": "user", "selector": {"query": "true"}, "port": {"entity": {
+        "mappings": {"identifier": ".id", "blueprint": '"bp"', "title": title}}}}]})
+
+
+def map_users(title: str, n: int = 5, limits: Limits = TIGHT, workers: int = 1):
+    [compiled] = compiled_resources(user_mapping(title))
+    started = time.monotonic()
+    result = compiled.map([{"id": str(i)} for i in range(n)], workers=workers, limits=limits)
+    return result, time.monotonic() - started
+
+
+# -- 1-2. mapping programs are bounded in time and memory ------------------------------------------------------------
+
+@pytest.mark.parametrize("title, limit", [
+    ("until(false; .)", "SENTRY_PORT_JQ_TIMEOUT_SECONDS"),
+    ("[range(1e12)] | length", "SENTRY_PORT_JQ_TIMEOUT_SECONDS"),
+    ("def f: 1 + f; f", "SENTRY_PORT_JQ_MEMORY_MB"),
+], ids=["endless-loop", "endless-range", "runaway-recursion"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["serial", "parallel"])
+def test_a_runaway_program_fails_its_resource_naming_field_and_expression(title: str, limit: str, workers: int,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentry_port_assets.mapping import engine
+
+    monkeypatch.setattr(engine, "PARALLEL_MIN_ITEMS", 4)
+    result, seconds = map_users(title, n=8, workers=workers)
+    assert result.entities == []
+    [error] = result.errors
+    assert (error.field, error.expression) == ("port.entity.mappings.title", title)
+    assert limit in error.message and "stopped" in error.message
+    assert "resources[0] (user) port.entity.mappings.title" in error.describe()
+    assert seconds < 30, f"{seconds:.1f} s to a clean error"
+
+
+def test_a_program_within_its_limits_is_untouched() -> None:
+    result, _ = map_users('.id + "-ok"')
+    assert [e["title"] for e in result.entities] == [f"{i}-ok" for i in range(5)] and not result.errors
+
+
+def test_the_limits_are_checked_when_the_settings_load() -> None:
+    from sentry_port_assets.config import limits_problem
+
+    assert "SENTRY_PORT_JQ_TIMEOUT_SECONDS" in (limits_problem({"SENTRY_PORT_JQ_TIMEOUT_SECONDS": "soon"}) or "")
+    assert "SENTRY_PORT_JQ_MEMORY_MB" in (limits_problem({"SENTRY_PORT_JQ_MEMORY_MB": "1"}) or "")
+    assert limits_problem({"SENTRY_PORT_JQ_TIMEOUT_SECONDS": "2.5", "SENTRY_PORT_JQ_MEMORY_MB": "512"}) is None
+
+
+def test_runaway_recursion_fails_the_cli_run_cleanly_and_deletes_nothing(tmp_path: Path) -> None:
+    """`dagster job execute` on the demo: a good run, then one whose mapping recurses without end. Today's code grew
+    the run's process to ~1.4 GB until it died; now the run fails with the mapping error and Port keeps its entities."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "PORT_", "OCEAN__", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(tmp_path / "home"), PORT_LOCAL_CATALOG=str(tmp_path / "catalog.sqlite"),
+               SENTRY_PORT_JQ_MEMORY_MB="256")
+    (tmp_path / "home").mkdir()
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "sentry_port_assets", "-j", "sentry_port_sync"]
+    good = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert good.returncode == 0, (good.stdout + good.stderr)[-3000:]
+    held = _count(tmp_path / "catalog.sqlite")
+
+    data = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
+    [team] = [r for r in data["resources"] if r["kind"] == "team"]
+    team["port"]["entity"]["mappings"]["title"] = "def f: 1 + f; f"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    started = time.monotonic()
+    bad = subprocess.run(command, cwd=tmp_path, env={**env, "PORT_MAPPING_FILE": str(tmp_path / "bad.yaml")},
+                         capture_output=True, text=True, timeout=600)
+    seconds = time.monotonic() - started
+    output = bad.stdout + bad.stderr
+    assert bad.returncode not in (0, -9), output[-3000:]  # failed, and not killed
+    assert "port.entity.mappings.title" in output and "SENTRY_PORT_JQ_MEMORY_MB" in output, output[-3000:]
+    assert "RUN_FAILURE" in output or "sentry_port_sync" in output
+    assert _count(tmp_path / "catalog.sqlite") == held
+    assert seconds < 300
+
+
+def _count(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
+
+
+# -- 3. YAML alias bombs ---------------------------------------------------------------------------------------------
+
+BOMB = "".join(
+    [f'a0: &a0 ["{"x" * 4}"]\n']
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)]
+    + ["resources: []\n"]
+)
+
+
+def test_an_alias_bomb_is_refused_at_load_without_expanding(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert len(BOMB) < 700  # expanded, it is 9 ** 9 strings
+    started = time.monotonic()
+    with pytest.raises(MappingConfigError, match="expands to more than"):
+        load_mapping(path)
+    assert time.monotonic() - started < 5
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "recursive.yaml"
+    path.write_text("a: &a [*a]\nresources: []\n")
+    with pytest.raises(MappingConfigError, match="recursive|alias"):
+        load_mapping(path)
+
+
+def test_the_mapping_sensor_skips_an_alias_bomb(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text(DEFAULT_MAPPING_FILE.read_text())
+    resource = MappingResource(path=str(path))
+    with DagsterInstance.ephemeral() as instance:
+        first = port_mapping_sensor.evaluate_tick(
+            build_sensor_context(instance=instance, cursor=None, resources={"mapping": resource}))
+        path.write_text(BOMB)
+        started = time.monotonic()
+        data = port_mapping_sensor.evaluate_tick(
+            build_sensor_context(instance=instance, cursor=first.cursor, resources={"mapping": resource}))
+    assert not data.run_requests
+    assert "expands to more than" in (data.skip_message or "")
+    assert time.monotonic() - started < 5
+
+
+def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "aliases.yaml"
+    path.write_text(
+        "common: &common {identifier: .slug, blueprint: '\"sentryTeam\"'}\n"
+        "resources:\n"
+        "  - kind: team\n    selector: {query: 'true'}\n    port: {entity: {mappings: *common}}\n")
+    assert load_mapping(path).resources[0].kind == "team"
+
+
+# -- 4. halt, halt_error and empty cannot misalign a batch ------------------------------------------------------------
+
+@pytest.mark.parametrize("title", [
+    'if .id == "2" then halt else "t-" + .id end',
+    'if .id == "2" then empty else "t-" + .id end',
+    'if .id == "2" then halt_error else "t-" + .id end',
+    'if .id == "2" then ("x" | halt_error(1)) else "t-" + .id end',
+], ids=["halt", "empty", "halt_error", "halt_error-1"])
+def test_an_item_that_halts_in_the_middle_of_a_batch_takes_no_other_items_output(title: str) -> None:
+    result, _ = map_users(title, n=5)
+    assert [e["identifier"] for e in result.entities] == ["0", "1", "2", "3", "4"]
+    for entity in result.entities:
+        assert entity["title"] in (f"t-{entity['identifier']}", None), entity
+    assert [e["title"] for e in result.entities if e["identifier"] != "2"] == ["t-0", "t-1", "t-3", "t-4"]
+
+
+def test_a_batch_where_every_item_halts_ends() -> None:
+    result, seconds = map_users("halt", n=20)
+    assert [e["identifier"] for e in result.entities] == [str(i) for i in range(20)]
+    assert all(e.get("title") is None for e in result.entities)
+    assert seconds < 30
+
+
+def test_a_halting_identifier_drops_only_its_own_item() -> None:
+    mapping = parse_mapping({"resources": [{"kind": "user", "selector": {"query": "true"}, "port": {"entity": {
+        "mappings": {"identifier": 'if .id == "1" then halt else .id end', "blueprint": '"bp"', "title": '"t-" + .id'}}}}]})
+    [compiled] = compiled_resources(mapping)
+    result = compiled.map([{"id": str(i)} for i in range(4)], workers=1, limits=TIGHT)
+    assert [(e["identifier"], e["title"]) for e in result.entities] == [("0", "t-0"), ("2", "t-2"), ("3", "t-3")]
+    assert result.dropped == 1
+
+
+def test_json_mapping_from_port_is_bounded_too() -> None:
+    """Port's integration config arrives as JSON (no aliases); its jq runs under the same limits."""
+    mapping = parse_mapping(json.loads(json.dumps({"resources": [{"kind": "user", "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": '"bp"', "title": "until(false; .)"}}}}]})))
+    [compiled] = compiled_resources(mapping)
+    result = compiled.map([{"id": "1"}], workers=1, limits=TIGHT)
+    assert result.errors and result.errors[0].field == "port.entity.mappings.title"
