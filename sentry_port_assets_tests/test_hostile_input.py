@@ -198,3 +198,88 @@ def test_json_mapping_from_port_is_bounded_too() -> None:
     [compiled] = compiled_resources(mapping)
     result = compiled.map([{"id": "1"}], workers=1, limits=TIGHT)
     assert result.errors and result.errors[0].field == "port.entity.mappings.title"
+
+
+# -- 5, 6, 8. webhooks: ids, replays, malformed bodies -----------------------------------------------------------------
+
+WEBHOOK_SECRET = "hostile-webhook-secret"
+
+
+@pytest.fixture
+def receiver(tmp_path: Path):
+    from sentry_port_assets.emulators.serve import ServerThread
+    from sentry_port_assets.webhooks.inbox import Inbox
+    from sentry_port_assets.webhooks.receiver import create_receiver
+
+    with Inbox(tmp_path / "inbox.sqlite") as inbox, ServerThread(create_receiver(WEBHOOK_SECRET, inbox)) as server:
+        yield server.url + "/webhooks/sentry", inbox
+
+
+def deliver(url: str, body: bytes, timestamp: str | None = "now", resource: str = "issue", request_id: str = "r-1"):
+    import httpx
+
+    from sentry_port_assets.webhooks.receiver import sign
+
+    headers = {"Content-Type": "application/json", "Sentry-Hook-Resource": resource,
+               "Sentry-Hook-Signature": sign(WEBHOOK_SECRET, body), "Request-ID": request_id}
+    if timestamp is not None:
+        headers["Sentry-Hook-Timestamp"] = str(int(time.time())) if timestamp == "now" else timestamp
+    return httpx.post(url, content=body, headers=headers, timeout=30)
+
+
+def issue_body(issue_id: Any, action: str = "resolved") -> bytes:
+    return json.dumps({"action": action, "installation": {"uuid": "5a1e"},
+                       "data": {"issue": {"id": issue_id, "status": "resolved"}}}).encode()
+
+
+@pytest.mark.parametrize("issue_id", ["4605173709#", "../../projects", "-1", "4605173709 ", "", "١٢٣", True, 1.5,
+                                      "9" * 25], ids=repr)
+def test_an_issue_id_that_is_not_a_decimal_number_is_refused(receiver, issue_id: Any) -> None:
+    url, inbox = receiver
+    answer = deliver(url, issue_body(issue_id))
+    assert answer.status_code == 400 and "decimal" in answer.json()["detail"]
+    assert inbox.count_pending() == 0
+
+
+def test_decimal_ids_as_strings_or_numbers_are_stored(receiver) -> None:
+    url, inbox = receiver
+    assert deliver(url, issue_body("4605173709"), request_id="a").status_code == 202
+    assert deliver(url, issue_body(4605173710), request_id="b").status_code == 202
+    assert inbox.count_pending() == 2
+
+
+def test_a_comment_with_a_bad_issue_id_is_refused(receiver) -> None:
+    url, inbox = receiver
+    body = json.dumps({"action": "created", "data": {"issue_id": "12#", "comment_id": "1", "comment": "x"}}).encode()
+    assert deliver(url, body, resource="comment").status_code == 400
+    assert inbox.count_pending() == 0
+
+
+@pytest.mark.parametrize("timestamp", [None, "1700000000", str(int(time.time()) + 3600), "soon", "nan"],
+                         ids=["missing", "2023", "an-hour-ahead", "text", "nan"])
+def test_a_delivery_stamped_far_from_now_is_refused(receiver, timestamp: str | None) -> None:
+    url, inbox = receiver
+    answer = deliver(url, issue_body("4605173709"), timestamp=timestamp)
+    assert answer.status_code == 400 and "Sentry-Hook-Timestamp" in answer.json()["detail"]
+    assert inbox.count_pending() == 0
+
+
+def test_deeply_nested_signed_body_is_400_not_500(receiver) -> None:
+    url, inbox = receiver
+    body = b'{"action": "resolved", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    started = time.monotonic()
+    answer = deliver(url, body)
+    assert answer.status_code == 400, answer.text
+    assert time.monotonic() - started < 10
+    assert inbox.count_pending() == 0
+
+
+def test_lone_surrogate_in_a_signed_body_is_400_not_500(receiver) -> None:
+    url, inbox = receiver
+    body = b'{"action": "resolved", "data": {"issue": {"id": "46051737\\ud800", "title": "\\udfff"}}}'
+    answer = deliver(url, body)
+    assert answer.status_code == 400, answer.text
+    body = b'{"action": "resolved", "data": {"issue": {"id": "4605173709", "title": "x\\ud800"}}}'
+    answer = deliver(url, body, request_id="r-2")
+    assert answer.status_code == 400, answer.text
+    assert inbox.count_pending() == 0

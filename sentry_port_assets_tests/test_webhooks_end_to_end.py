@@ -72,7 +72,7 @@ class Loop:
         answer = httpx.post(f"{self.receiver_url}/webhooks/sentry", content=body, headers={
             "Content-Type": "application/json", "Sentry-Hook-Resource": resource,
             "Sentry-Hook-Signature": sign(SECRET, body), "Request-ID": f"req-{self.deliveries}",
-            "Sentry-Hook-Timestamp": "1700000000"})
+            "Sentry-Hook-Timestamp": str(int(time.time()))})
         assert answer.status_code == 202, answer.text
 
     def process_webhooks(self) -> None:

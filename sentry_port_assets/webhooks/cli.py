@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     inbox = Inbox(inbox_path)
     try:
         app = create_receiver(secret, inbox)
-    except WebhookSecretMissing as exc:  # pragma: no cover - guarded above
+    except (WebhookSecretMissing, ValueError) as exc:
         inbox.close()
         raise SystemExit(f"sentry-port webhooks serve: {exc}") from None
     logging.getLogger(__name__).info(

@@ -5,10 +5,13 @@
 2. `Content-Length` over 1 MiB → 413; then the body is streamed, at most 1 MiB + 1 bytes read → 413 if larger;
 3. the signature is the hex HMAC-SHA256 of the RAW body bytes keyed with the integration's client secret,
    compared in constant time (never against a re-serialised body: Sentry escapes non-ASCII) → 401 if wrong;
-4. the body must be a JSON object (UTF-8) → 400 otherwise;
-5. a resource or action this project does not handle → 202 `{"status": "ignored"}`, not stored;
-   a handled event without its issue id → 400;
-6. append to the inbox (in a worker thread, so the event loop never waits on SQLite's fsync) →
+4. `Sentry-Hook-Timestamp` within SENTRY_WEBHOOK_MAX_SKEW_SECONDS (default 300) of now → 400 otherwise (only the
+   body is signed, so this stops stale replays, not a forger; what makes replays harmless is that every event is
+   re-read from Sentry before it is applied);
+5. the body must be a JSON object (UTF-8, no lone surrogates, not absurdly nested) → 400 otherwise;
+6. a resource or action this project does not handle → 202 `{"status": "ignored"}`, not stored;
+   a handled event without a decimal issue id → 400;
+7. append to the inbox (in a worker thread, so the event loop never waits on SQLite's fsync) →
    202 `{"status": "accepted", "request_id": …}`, or `{"status": "duplicate", …}` for a `Request-ID` already stored.
 
 `GET /healthz` → 200 `{"status": "ok", "pending": N, "last_event_received_at": ISO time or null}` (503 if the
@@ -23,6 +26,10 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import os
+import re
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -43,6 +50,8 @@ SIGNATURE_HEADER = "Sentry-Hook-Signature"
 RESOURCE_HEADER = "Sentry-Hook-Resource"
 TIMESTAMP_HEADER = "Sentry-Hook-Timestamp"
 REQUEST_ID_HEADER = "Request-ID"
+MAX_SKEW_ENV = "SENTRY_WEBHOOK_MAX_SKEW_SECONDS"
+DEFAULT_MAX_SKEW_SECONDS = 300.0
 
 # resource -> the actions that change what Port holds. `archived` is what older installs send for `ignored`.
 HANDLED_ACTIONS: dict[str, frozenset[str]] = {
@@ -92,21 +101,52 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+_DECIMAL_ID = re.compile(r"[0-9]{1,20}")
+
+
+def _decimal(value: Any) -> str | None:
+    """Sentry's ids are decimal numbers (sent as strings or numbers); anything else is refused at the door, so it
+    can never reach an API path or fail a batch later."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value)
+    return text if _DECIMAL_ID.fullmatch(text) else None
+
+
 def _issue_id(resource: str, data: Any) -> str | None:
     if not isinstance(data, dict):
         return None
     if resource == "issue":
         issue = data.get("issue")
-        value = issue.get("id") if isinstance(issue, dict) else None
-    else:
-        value = data.get("issue_id")
-    if value is None or isinstance(value, (dict, list, bool)) or str(value) == "":
-        return None
-    return str(value)
+        return _decimal(issue.get("id")) if isinstance(issue, dict) else None
+    return _decimal(data.get("issue_id"))
 
 
-def create_receiver(secret: str, inbox: Inbox) -> Starlette:
-    """The receiver app. Raises `WebhookSecretMissing` (naming SENTRY_WEBHOOK_SECRET) without a secret."""
+def _timestamp_problem(value: str | None, max_skew: float) -> str | None:
+    """Why `Sentry-Hook-Timestamp` (Unix seconds when Sentry sent the delivery) is unacceptable, or None."""
+    if value is None:
+        return f"missing {TIMESTAMP_HEADER}"
+    try:
+        sent = float(value.strip())
+    except ValueError:
+        return f"{TIMESTAMP_HEADER} is not a Unix time"
+    if not math.isfinite(sent) or abs(time.time() - sent) > max_skew:
+        return (f"{TIMESTAMP_HEADER} is more than {max_skew:g} s from now (a replayed or long-delayed delivery; "
+                f"{MAX_SKEW_ENV} sets the tolerance)")
+    return None
+
+
+def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = None) -> Starlette:
+    """The receiver app. Raises `WebhookSecretMissing` (naming SENTRY_WEBHOOK_SECRET) without a secret.
+
+    `max_skew_seconds`: how far `Sentry-Hook-Timestamp` may be from now (default SENTRY_WEBHOOK_MAX_SKEW_SECONDS,
+    else 300)."""
+    if max_skew_seconds is None:
+        raw = os.environ.get(MAX_SKEW_ENV) or str(DEFAULT_MAX_SKEW_SECONDS)
+        try:
+            max_skew_seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"{MAX_SKEW_ENV}={raw!r} must be a number of seconds") from None
     if not secret or not secret.strip():
         raise WebhookSecretMissing(
             f"{SECRET_ENV} is not set: the Sentry webhook receiver refuses to start without the client secret "
@@ -129,10 +169,18 @@ def create_receiver(secret: str, inbox: Inbox) -> Starlette:
             log.warning("sentry webhook rejected: signature does not match the body")
             return _answer(401, "unauthorized", detail=f"{SIGNATURE_HEADER} does not match the body")
 
+        problem = _timestamp_problem(request.headers.get(TIMESTAMP_HEADER), max_skew_seconds)
+        if problem:
+            log.warning("sentry webhook rejected: %s", problem)
+            return _answer(400, "bad_request", detail=problem)
         try:
             payload = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            # Lone surrogates ("\ud800") parse but cannot be stored or sent on as UTF-8.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except (UnicodeError, ValueError):
             return _answer(400, "bad_request", detail="the body is not valid UTF-8 JSON")
+        except RecursionError:
+            return _answer(400, "bad_request", detail="the body's JSON is nested too deeply")
         if not isinstance(payload, dict):
             return _answer(400, "bad_request", detail="the body is not a JSON object")
 
@@ -145,7 +193,7 @@ def create_receiver(secret: str, inbox: Inbox) -> Starlette:
         issue_id = _issue_id(resource, payload.get("data"))
         if issue_id is None:
             where = "data.issue.id" if resource == "issue" else "data.issue_id"
-            return _answer(400, "bad_request", detail=f"{resource} event without {where}")
+            return _answer(400, "bad_request", detail=f"{resource} event without a decimal {where}")
 
         # Sentry always sends Request-ID; without one, identical bodies count as the same delivery.
         request_id = request.headers.get(REQUEST_ID_HEADER, "").strip() or "sha256:" + hashlib.sha256(body).hexdigest()
