@@ -321,3 +321,17 @@ def test_webhook_deletes_leave_entities_other_writers_made(make_loop: Callable[[
     left = {e["identifier"] for e in loop.catalog.entities("sentryIssue") if e["identifier"].startswith(f"{fixed['id']}-")}
     assert left == {ocean["identifier"]}, "only the entity Ocean wrote stays; ours of the resolved issue go"
     assert len(ours) == 1 or left < {e["identifier"] for e in ours}
+
+
+def test_a_value_that_becomes_null_in_sentry_is_cleared_in_port(make_loop: Callable[[str | None], Loop]) -> None:
+    """enableMergeEntity: true (the default) merges what is sent; a property whose value became null is sent as an
+    explicit null, so Port clears it rather than keeping the old value."""
+    loop = make_loop(None)
+    data = loop.sentry.state.dataset
+    member = next(m for m in data.members if (m.get("user") or {}).get("lastLogin"))
+    loop.full_resync()
+    assert loop.catalog.get_entity("sentryUser", member["email"])["properties"]["lastLogin"]
+    member["user"]["lastLogin"] = None
+    meta = loop.full_resync()
+    assert meta["updated"] >= 1, meta
+    assert loop.catalog.get_entity("sentryUser", member["email"])["properties"].get("lastLogin") is None
