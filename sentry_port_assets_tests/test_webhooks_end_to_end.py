@@ -335,3 +335,50 @@ def test_a_value_that_becomes_null_in_sentry_is_cleared_in_port(make_loop: Calla
     meta = loop.full_resync()
     assert meta["updated"] >= 1, meta
     assert loop.catalog.get_entity("sentryUser", member["email"])["properties"].get("lastLogin") is None
+
+
+def test_one_event_that_keeps_failing_is_dead_lettered_and_the_others_are_applied(
+        make_loop: Callable[[str | None], Loop], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issue seen in an environment Port refuses as an identifier (`staging eu`) fails every run that applies it.
+    Its batch is split, the event fails alone MAX_ATTEMPTS times and is set aside; the other events land."""
+    from sentry_port_assets.sensors import webhooks as sensor_module
+    from sentry_port_assets.webhooks.cli import main as webhooks_cli
+
+    monkeypatch.setattr(sensor_module, "RETRY_BASE_SECONDS", 0.0)
+    loop = make_loop(None)
+    data = loop.sentry.state.dataset
+    loop.full_resync()
+    unresolved = [i for i in data.issues if i["status"] == "unresolved"]
+    fixed, poison, reassigned = unresolved[0], unresolved[1], unresolved[2]
+    fixed.update(status="resolved", substatus=None)
+    data.issue_tag_values[(poison["id"], "environment")].append(
+        {"key": "environment", "name": "staging eu", "value": "staging eu", "count": 1,
+         "firstSeen": poison["firstSeen"], "lastSeen": poison["lastSeen"]})
+    reassigned["assignedTo"] = {"type": "user", "id": data.members[0]["id"], "name": data.members[0]["name"],
+                                "email": data.members[0]["email"]}
+    loop.deliver("issue", "resolved", {"issue": copy.deepcopy(fixed)})
+    loop.deliver("issue", "created", {"issue": copy.deepcopy(poison)})
+    loop.deliver("issue", "assigned", {"issue": copy.deepcopy(reassigned)})
+
+    cursor, runs = None, 0
+    for _ in range(12):
+        tick = sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=cursor))
+        assert isinstance(tick, SensorResult), tick
+        cursor = tick.cursor
+        for request in tick.run_requests or []:
+            runs += 1
+            sentry_webhook_sync.execute_in_process(run_config=request.run_config, instance=loop.instance,
+                                                   resources=loop.resources, tags=request.tags, raise_on_error=False)
+        if not tick.run_requests and loop.inbox.count_pending() == 0:
+            break
+    assert loop.inbox.count_pending() == 0
+    [(event, attempts, error, _)] = loop.inbox.dead_letters()
+    assert event.issue_id == poison["id"] and attempts == sensor_module.MAX_ATTEMPTS and "FAILURE" in error
+    snapshot = loop.snapshot()
+    assert not [k for k in snapshot if k.startswith(f"sentryIssue/{fixed['id']}-")]
+    assignees = {v["relations"]["assignee"] for k, v in snapshot.items() if k.startswith(f"sentryIssue/{reassigned['id']}-")}
+    assert assignees == {data.members[0]["email"]}
+    assert runs == 1 + 3 + sensor_module.MAX_ATTEMPTS - 1, runs  # the batch, each event alone, the retries
+    assert "dead_lettered" in json.dumps(httpx.get(loop.receiver_url + "/healthz").json())
+
+    webhooks_cli(["webhooks", "status", "--inbox", str(loop.inbox.path)])

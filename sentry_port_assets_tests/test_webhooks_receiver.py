@@ -157,7 +157,7 @@ def test_seed_issue_event_is_stored(receiver: Receiver) -> None:
     assert event.body == body
     assert event.hook_timestamp == sent
     assert event.payload() == SEED_ISSUE_EVENT
-    assert receiver.health() == {"status": "ok", "pending": 1,
+    assert receiver.health() == {"status": "ok", "pending": 1, "dead_lettered": 0,
                                  "last_event_received_at": event.received_at.isoformat()}
 
 
@@ -482,7 +482,7 @@ def test_cli_serves_and_the_inbox_survives_kill_9(tmp_path: Path) -> None:
 
 def test_healthz_says_when_the_last_event_arrived(receiver: Receiver) -> None:
     """Sentry delivers at most once, so silence is what a probe can watch: null until the first event."""
-    assert receiver.health() == {"status": "ok", "pending": 0, "last_event_received_at": None}
+    assert receiver.health() == {"status": "ok", "pending": 0, "dead_lettered": 0, "last_event_received_at": None}
     body = sentry_bytes(SEED_ISSUE_EVENT)
     assert receiver.post(body, headers(body, "issue", "first")).status_code == 202
     [event] = receiver.inbox.pending_after(0, 10)

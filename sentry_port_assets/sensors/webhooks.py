@@ -1,8 +1,13 @@
 """`sentry_webhook_sensor`: turns pending inbox events into `sentry_webhook_sync` runs, one batch at a time.
 
 Events are marked done only when the run that applied them succeeded; a failed or canceled run leaves them
-pending, and they are launched again after a backoff (15 s, doubling per consecutive failure, at most 15 min). One batch is in flight at a time, so two runs never race to
-write the same issue.
+pending, and they are launched again after a backoff (15 s, doubling per consecutive failure, at most 15 min). One
+batch is in flight at a time, so two runs never race to write the same issue.
+
+One event that keeps failing (an issue whose entity Port refuses, say) must not hold back the others: after a
+batch of several events fails, its events are retried one at a time; an event whose own run fails
+`MAX_ATTEMPTS` times is dead-lettered (set aside in the inbox with the error, shown by the sensor's ticks and by
+`sentry-port webhooks status`), and the rest keep flowing. The next resync still puts its issue right.
 """
 
 from __future__ import annotations
@@ -35,17 +40,33 @@ LAUNCH_GRACE_SECONDS = 300
 # batch that cannot succeed yet (Port refusing an entity until the next resync) must not run every tick.
 RETRY_BASE_SECONDS = 15.0
 RETRY_MAX_SECONDS = 900.0
+# Runs of one event alone that may fail before the event is dead-lettered.
+MAX_ATTEMPTS = 3
 # Done events are kept this long (to look at, and to recognise a late Sentry retry), then purged.
 RETAIN_DONE = timedelta(days=7)
 
 
-def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str) -> None:
-    """The batch's events stay pending; the next launch waits, longer after each consecutive failure."""
+def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str, inbox: Inbox | None = None) -> None:
+    """The batch's events stay pending; the next launch waits, longer after each consecutive failure. When `inbox`
+    is given (the run itself failed), the attempt counts against the events: a failed batch of several events is
+    split into single-event batches, and a single event that fails MAX_ATTEMPTS times is dead-lettered."""
     flight = state["inflight"].pop(batch)
+    ids: list[int] = flight["ids"]
     state["failures"] = state.get("failures", 0) + 1
     delay = min(RETRY_BASE_SECONDS * 2 ** (state["failures"] - 1), RETRY_MAX_SECONDS)
     state["retry_at"] = time.time() + delay
-    context.log.warning(f"webhook batch {batch} {how}: its {len(flight['ids'])} events are retried in {delay:.0f}s")
+    if inbox is not None:
+        if len(ids) > 1:
+            state["suspects"] = sorted(set(state.get("suspects", [])) | set(ids))
+        elif (attempts := inbox.record_failure(ids, f"run of webhook batch {batch} {how}")).get(ids[0], 0) >= MAX_ATTEMPTS:
+            inbox.dead_letter(ids, f"failed {attempts[ids[0]]} times alone; last: run of batch {batch} {how}")
+            state["suspects"] = [i for i in state.get("suspects", []) if i != ids[0]]
+            state["failures"], state["retry_at"] = 0, 0.0
+            context.log.error(f"webhook event {ids[0]} failed {attempts[ids[0]]} times on its own: dead-lettered "
+                              "(see `sentry-port webhooks status`); the other events go on")
+            return
+    context.log.warning(f"webhook batch {batch} {how}: its {len(ids)} events are retried in {delay:.0f}s"
+                        + (", one at a time" if state.get("suspects") else ""))
 
 
 @sensor(
@@ -57,7 +78,8 @@ def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str)
 )
 def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Cursor: {"batch": last batch number, "inflight": {batch: {"ids": [event ids], "at": epoch seconds}},
-    "failures": consecutive failed batches, "retry_at": epoch seconds before which nothing is launched}."""
+    "failures": consecutive failed batches, "retry_at": epoch seconds before which nothing is launched,
+    "suspects": event ids of failed batches, retried one at a time}."""
     path = default_inbox_path()
     if not path.exists():
         return SkipReason(f"no webhook inbox at {path}: start `sentry-port webhooks serve` to receive webhooks")
@@ -74,21 +96,30 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
             if status == DagsterRunStatus.SUCCESS:
                 inbox.mark_done(ids)
                 del state["inflight"][batch]
+                state["suspects"] = [i for i in state.get("suspects", []) if i not in ids]
                 state["failures"], state["retry_at"] = 0, 0.0
             elif status in FINISHED_BAD:
-                _failed(context, state, batch, f"ended {status.value}")
+                _failed(context, state, batch, f"ended {status.value}",
+                        inbox if status == DagsterRunStatus.FAILURE else None)
         inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
         if state["inflight"]:
             batch = next(iter(state["inflight"]))
             return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
                                 cursor=json.dumps(state))
         pending = inbox.pending_after(0, MAX_EVENTS)
+        dead = inbox.count_dead()
+    dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
     if not pending:
-        return SensorResult(skip_reason=SkipReason("no pending webhook events"), cursor=json.dumps(state))
+        return SensorResult(skip_reason=SkipReason("no pending webhook events" + dead_note), cursor=json.dumps(state))
+    suspects = [e for e in pending if e.id in set(state.get("suspects", []))]
+    state["suspects"] = [e.id for e in suspects]
+    if suspects:  # a batch failed: its events go one at a time until the one that fails is found
+        pending = suspects[:1]
     if time.time() < state.get("retry_at", 0.0):
         wait = state["retry_at"] - time.time()
         return SensorResult(cursor=json.dumps(state), skip_reason=SkipReason(
-            f"{len(pending)} pending webhook events: retrying in {wait:.0f}s after {state['failures']} failed runs"))
+            f"{len(pending)} pending webhook events: retrying in {wait:.0f}s after {state['failures']} failed runs"
+            + dead_note))
 
     batch = str(state["batch"] + 1)
     state["batch"] = int(batch)

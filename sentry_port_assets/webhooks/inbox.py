@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS events (
     done_at        TEXT
 );
 CREATE INDEX IF NOT EXISTS events_status_id ON events (status, id);
+CREATE TABLE IF NOT EXISTS failures (
+    event_id   INTEGER PRIMARY KEY REFERENCES events (id) ON DELETE CASCADE,
+    attempts   INTEGER NOT NULL,
+    last_error TEXT    NOT NULL,
+    dead_at    TEXT
+);
 """
 
 _COLUMNS = "id, request_id, resource, action, issue_id, received_at, hook_timestamp, body, status"
@@ -173,7 +179,8 @@ class Inbox:
             return []
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE status = ? AND id > ? ORDER BY id LIMIT ?",
+                f"SELECT {_COLUMNS} FROM events WHERE status = ? AND id > ? AND id NOT IN "
+                "(SELECT event_id FROM failures WHERE dead_at IS NOT NULL) ORDER BY id LIMIT ?",
                 (PENDING, int(cursor), int(limit)),
             ).fetchall()
         return [_event(row) for row in rows]
@@ -203,8 +210,55 @@ class Inbox:
         return changed
 
     def count_pending(self) -> int:
+        """Events still to apply (dead letters excluded)."""
         with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM events WHERE status = ?", (PENDING,)).fetchone()[0])
+            return int(self._conn.execute(
+                "SELECT count(*) FROM events WHERE status = ? AND id NOT IN "
+                "(SELECT event_id FROM failures WHERE dead_at IS NOT NULL)", (PENDING,)).fetchone()[0])
+
+    # -- failures and dead letters -------------------------------------------------------------------------------
+
+    def record_failure(self, ids: Iterable[int], error: str) -> dict[int, int]:
+        """One more failed attempt for each of these events; returns their attempt counts."""
+        id_list = sorted({int(i) for i in ids})
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for event_id in id_list:
+                    self._conn.execute(
+                        "INSERT INTO failures (event_id, attempts, last_error) VALUES (?, 1, ?) ON CONFLICT (event_id) "
+                        "DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error", (event_id, error))
+                rows = self._conn.execute(
+                    f"SELECT event_id, attempts FROM failures WHERE event_id IN ({','.join('?' * len(id_list))})",
+                    id_list).fetchall() if id_list else []
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return {int(i): int(n) for i, n in rows}
+
+    def dead_letter(self, ids: Iterable[int], error: str) -> None:
+        """Set these events aside: no longer pending for the consumer, kept (with why) for an operator to look at."""
+        when = _utcnow().isoformat()
+        with self._lock:
+            for event_id in sorted({int(i) for i in ids}):
+                self._conn.execute(
+                    "INSERT INTO failures (event_id, attempts, last_error, dead_at) VALUES (?, 0, ?, ?) "
+                    "ON CONFLICT (event_id) DO UPDATE SET dead_at = excluded.dead_at, last_error = excluded.last_error",
+                    (event_id, error, when))
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[InboxEvent, int, str, datetime]]:
+        """Dead-lettered events, newest first: (event, attempts, last error, when set aside)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join('e.' + c.strip() for c in _COLUMNS.split(','))}, f.attempts, f.last_error, "
+                "f.dead_at FROM events e JOIN failures f ON f.event_id = e.id WHERE f.dead_at IS NOT NULL "
+                "ORDER BY f.dead_at DESC, e.id DESC LIMIT ?", (int(limit),)).fetchall()
+        return [(_event(row[:9]), int(row[9]), str(row[10]), datetime.fromisoformat(row[11])) for row in rows]
+
+    def count_dead(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM failures WHERE dead_at IS NOT NULL").fetchone()[0])
 
     def last_received_at(self) -> datetime | None:
         """When the newest stored event arrived (None for an empty inbox)."""
@@ -240,10 +294,9 @@ class Inbox:
         A purged event's `request_id` is forgotten, so a replay of it after the purge would be stored again.
         """
         with self._lock:
-            cur = self._conn.execute(
-                "DELETE FROM events WHERE status = ? AND done_at < ?",
-                (DONE, older_than.astimezone(timezone.utc).isoformat()),
-            )
+            cutoff = older_than.astimezone(timezone.utc).isoformat()
+            cur = self._conn.execute("DELETE FROM events WHERE status = ? AND done_at < ?", (DONE, cutoff))
+            self._conn.execute("DELETE FROM failures WHERE event_id NOT IN (SELECT id FROM events)")
             return cur.rowcount
 
     # -- lifecycle ---------------------------------------------------------------------------------------------

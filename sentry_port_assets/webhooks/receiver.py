@@ -215,12 +215,14 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
     async def healthz(request: Request) -> JSONResponse:
         try:
             pending = await run_in_threadpool(inbox.count_pending)
+            dead = await run_in_threadpool(inbox.count_dead)
             last = await run_in_threadpool(inbox.last_received_at)
         except Exception as exc:  # noqa: BLE001 - a probe reports, it does not crash
             log.error("webhook inbox unreadable: %s", type(exc).__name__)
             return _answer(503, "error", detail=f"inbox unreadable: {type(exc).__name__}")
         # Sentry delivers at most once and does not retry: a long silence is worth an alert.
-        return _answer(200, "ok", pending=pending, last_event_received_at=last.isoformat() if last else None)
+        return _answer(200, "ok", pending=pending, dead_lettered=dead,
+                       last_event_received_at=last.isoformat() if last else None)
 
     app = Starlette(
         routes=[
