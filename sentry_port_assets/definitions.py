@@ -13,8 +13,9 @@ from dagster import BetaWarning, Definitions, in_process_executor
 from sentry_port_assets.assets.catalog import port_catalog
 from sentry_port_assets.assets.entities import entity_assets, entity_checks
 from sentry_port_assets.assets.sentry_raw import raw_assets
-from sentry_port_assets.config import read_settings
+from sentry_port_assets.config import ConfigError, read_settings
 from sentry_port_assets.jobs import all_jobs
+from sentry_port_assets.preflight import dagster_home_problem
 from sentry_port_assets.resources import build_resources
 from sentry_port_assets.schedules import resync_schedule
 from sentry_port_assets.sensors.mapping import port_mapping_sensor
@@ -28,6 +29,9 @@ warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `S
                         category=BetaWarning)
 
 settings = read_settings()
+_storage_problem = dagster_home_problem()
+if _storage_problem:
+    raise ConfigError(_storage_problem + ".")
 
 defs = Definitions(
     assets=[*raw_assets, *entity_assets, port_catalog],

@@ -283,3 +283,85 @@ def test_lone_surrogate_in_a_signed_body_is_400_not_500(receiver) -> None:
     answer = deliver(url, body, request_id="r-2")
     assert answer.status_code == 400, answer.text
     assert inbox.count_pending() == 0
+
+
+# -- 9. a killed run does not wedge the automation -------------------------------------------------------------------
+
+def test_a_killed_refresh_run_does_not_block_publishing(tmp_path: Path, sentry_emulator, monkeypatch) -> None:
+    """`kill -9` of a `sentry_refresh` run leaves it STARTED for ever. publish_on_new_entities used to wait for it
+    ("refresh run … is still in progress") until someone cleared it by hand; now the dead worker's run is marked
+    failed and publishing resumes."""
+    import signal as signals
+
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from sentry_port_assets.sensors.publish import publish_on_new_entities
+
+    sentry = sentry_emulator()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "PORT_", "OCEAN__", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), SENTRY_HOST=sentry.url, SENTRY_ORGANIZATION=sentry.organization,
+               SENTRY_TOKEN=sentry.token, PORT_LOCAL_CATALOG=str(tmp_path / "catalog.sqlite"))
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "sentry_port_assets", "-j", "sentry_refresh"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+
+    sentry.state.config.latency_seconds = 3.0  # the second refresh is slow: it is killed mid-fetch
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    try:
+        with DagsterInstance.get() as instance:
+            deadline = time.monotonic() + 120
+            while True:
+                runs = instance.get_runs(RunsFilter(job_name="sentry_refresh", statuses=[DagsterRunStatus.STARTED]))
+                if runs and "sentry_port/host" in runs[0].tags:
+                    break
+                assert time.monotonic() < deadline, "the second refresh never started"
+                time.sleep(0.2)
+            process.send_signal(signals.SIGKILL)
+            process.wait(timeout=30)
+            [killed] = runs
+            assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.STARTED  # as Dagster leaves it
+
+            started = time.monotonic()
+            result = publish_on_new_entities.evaluate_tick(build_sensor_context(instance=instance))
+            assert result.run_requests, result.skip_message
+            assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.FAILURE
+            assert time.monotonic() - started < 30
+    finally:
+        if process.poll() is None:
+            process.kill()
+        sentry.state.config.latency_seconds = 0.0
+
+
+def test_the_bundled_instance_enables_run_monitoring() -> None:
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml").read_text())
+    assert config["run_monitoring"]["enabled"] is True
+
+
+# -- 10. concurrent first runs ---------------------------------------------------------------------------------------
+
+def test_a_dagster_home_left_with_two_schema_versions_is_refused_with_how_to_recover(tmp_path: Path) -> None:
+    """The code location (what the daemon's and the webserver's code servers load) refuses such a DAGSTER_HOME with
+    how to recover. `dagster job execute` opens the instance before it loads the code, so there Dagster's own
+    "more than one head" error comes first; the README names both."""
+    home = tmp_path / "home"
+    (home / "history").mkdir(parents=True)
+    with sqlite3.connect(home / "history" / "runs.db") as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        db.executemany("INSERT INTO alembic_version VALUES (?)", [("7e2f3204cf8e",), ("a6cd6a1cd4cf",)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "PORT_", "OCEAN__", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), PORT_LOCAL_CATALOG=str(tmp_path / "catalog.sqlite"))
+    load = subprocess.run([sys.executable, "-c", "import sentry_port_assets.definitions"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert load.returncode != 0
+    [line] = [x for x in load.stderr.splitlines() if x.startswith("sentry_port_assets.config.ConfigError")]
+    assert "2 schema versions" in line and "dagster instance migrate" in line, line
+
+
+def test_the_readme_ci_recipe_runs_one_sync_at_a_time() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    recipe = readme[readme.index("# .github/workflows/sentry-port.yml"):]
+    recipe = recipe[:recipe.index("```")]
+    assert "concurrency:" in recipe and "cancel-in-progress: false" in recipe

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 
 from sentry_port_assets.config import DEFAULT_PORT_BASE_URL
 from sentry_port_assets.port.datasource import Datasource
 from sentry_port_assets.port.target import PortTarget, build_target
+from sentry_port_assets.worker_host import tag_worker_host
 
 
 class PortResource(ConfigurableResource):
     """Port credentials (EnvVar references), or none for the local catalog at `local_catalog`."""
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        tag_worker_host(context)
 
     base_url: str = DEFAULT_PORT_BASE_URL
     client_id: Optional[str] = None

@@ -19,6 +19,7 @@ from dagster import (
 from sentry_port_assets.assets.catalog import CATALOG_KEY
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS
 from sentry_port_assets.jobs import publish_to_port
+from sentry_port_assets.sensors.liveness import check_run
 
 REFRESH_JOBS = ("sentry_refresh", "sentry_port_sync")
 IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -49,9 +50,14 @@ def publish_on_new_entities(context: SensorEvaluationContext) -> SensorResult | 
         return SkipReason("no new entity materializations since the last publish")
 
     running = context.instance.get_run_records(RunsFilter(job_name=None, statuses=IN_PROGRESS), limit=50)
-    refreshing = [r.dagster_run.run_id for r in running if r.dagster_run.job_name in REFRESH_JOBS]
-    if refreshing:
-        return SkipReason(f"waiting: refresh run {refreshing[0]} is still in progress")
+    for record in running:
+        run = record.dagster_run
+        if run.job_name not in REFRESH_JOBS:
+            continue
+        liveness = check_run(context.instance, run)
+        if liveness.alive:
+            return SkipReason(f"waiting: refresh run {run.run_id} is still in progress")
+        context.log.warning(f"refresh run {run.run_id} is not waited for: {liveness.reason}")
 
     published = _latest_storage_id(context, CATALOG_KEY)
     cursor = json.dumps(current, sort_keys=True)

@@ -27,6 +27,7 @@ from dagster import (
     sensor,
 )
 
+from sentry_port_assets.sensors.liveness import check_run
 from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
 from sentry_port_assets.webhooks.job import sentry_webhook_sync
 from sentry_port_assets.webhooks.sync import coalesce
@@ -46,7 +47,8 @@ MAX_ATTEMPTS = 3
 RETAIN_DONE = timedelta(days=7)
 
 
-def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str, inbox: Inbox | None = None) -> None:
+def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str, inbox: Inbox | None = None,
+            run_id: str = "") -> None:
     """The batch's events stay pending; the next launch waits, longer after each consecutive failure. When `inbox`
     is given (the run itself failed), the attempt counts against the events: a failed batch of several events is
     split into single-event batches, and a single event that fails MAX_ATTEMPTS times is dead-lettered."""
@@ -58,13 +60,15 @@ def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str,
     if inbox is not None:
         if len(ids) > 1:
             state["suspects"] = sorted(set(state.get("suspects", [])) | set(ids))
-        elif (attempts := inbox.record_failure(ids, f"run of webhook batch {batch} {how}")).get(ids[0], 0) >= MAX_ATTEMPTS:
-            inbox.dead_letter(ids, f"failed {attempts[ids[0]]} times alone; last: run of batch {batch} {how}")
-            state["suspects"] = [i for i in state.get("suspects", []) if i != ids[0]]
-            state["failures"], state["retry_at"] = 0, 0.0
-            context.log.error(f"webhook event {ids[0]} failed {attempts[ids[0]]} times on its own: dead-lettered "
-                              "(see `sentry-port webhooks status`); the other events go on")
-            return
+        else:
+            attempts = inbox.record_failure(ids, f"run of webhook batch {batch} {how}", run_id)
+            if attempts.get(ids[0], 0) >= MAX_ATTEMPTS:
+                inbox.dead_letter(ids, f"failed {attempts[ids[0]]} times alone; last: run of batch {batch} {how}")
+                state["suspects"] = [i for i in state.get("suspects", []) if i != ids[0]]
+                state["failures"], state["retry_at"] = 0, 0.0
+                context.log.error(f"webhook event {ids[0]} failed {attempts[ids[0]]} times on its own: "
+                                  "dead-lettered (see `sentry-port webhooks status`); the other events go on")
+                return
     context.log.warning(f"webhook batch {batch} {how}: its {len(ids)} events are retried in {delay:.0f}s"
                         + (", one at a time" if state.get("suspects") else ""))
 
@@ -92,7 +96,11 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
                 if time.time() - flight["at"] > LAUNCH_GRACE_SECONDS:
                     _failed(context, state, batch, "never started")
                 continue
-            status = records[0].dagster_run.status
+            run = records[0].dagster_run
+            status = run.status
+            alive_states = (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)
+            if status in alive_states and check_run(context.instance, run).dead:
+                status = DagsterRunStatus.FAILURE  # its worker is gone: retried like a failed run
             if status == DagsterRunStatus.SUCCESS:
                 inbox.mark_done(ids)
                 del state["inflight"][batch]
@@ -100,7 +108,7 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
                 state["failures"], state["retry_at"] = 0, 0.0
             elif status in FINISHED_BAD:
                 _failed(context, state, batch, f"ended {status.value}",
-                        inbox if status == DagsterRunStatus.FAILURE else None)
+                        inbox if status == DagsterRunStatus.FAILURE else None, run.run_id)
         inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
         if state["inflight"]:
             batch = next(iter(state["inflight"]))

@@ -10,13 +10,14 @@ import logging
 from typing import Optional
 
 import httpx
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 
 from sentry_port_assets.config import DEFAULT_SENTRY_HOST, url_problem
 from sentry_port_assets.emulators.sentry_api import EmulatorConfig, create_sentry_emulator
 from sentry_port_assets.emulators.sentry_data import DEMO_ORGANIZATION, demo_dataset
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient
 from sentry_port_assets.sentry.errors import SentryConfigError
+from sentry_port_assets.worker_host import tag_worker_host
 
 DEMO_HOST = "http://demo-sentry.invalid"
 _DEMO_TOKEN = "demo-token"
@@ -31,6 +32,9 @@ DEMO_WARNING = (
 
 class SentryResource(ConfigurableResource):
     """Where Sentry is and how patient to be with it."""
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        tag_worker_host(context)
 
     host: str = DEFAULT_SENTRY_HOST
     organization: Optional[str] = None

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS failures (
     event_id   INTEGER PRIMARY KEY REFERENCES events (id) ON DELETE CASCADE,
     attempts   INTEGER NOT NULL,
     last_error TEXT    NOT NULL,
+    last_run   TEXT,
     dead_at    TEXT
 );
 """
@@ -218,16 +219,19 @@ class Inbox:
 
     # -- failures and dead letters -------------------------------------------------------------------------------
 
-    def record_failure(self, ids: Iterable[int], error: str) -> dict[int, int]:
-        """One more failed attempt for each of these events; returns their attempt counts."""
+    def record_failure(self, ids: Iterable[int], error: str, run_id: str) -> dict[int, int]:
+        """One more failed attempt for each of these events, counted once per run (a sensor that evaluates the same
+        failed run twice, after losing its cursor, does not count it twice); returns their attempt counts."""
         id_list = sorted({int(i) for i in ids})
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for event_id in id_list:
                     self._conn.execute(
-                        "INSERT INTO failures (event_id, attempts, last_error) VALUES (?, 1, ?) ON CONFLICT (event_id) "
-                        "DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error", (event_id, error))
+                        "INSERT INTO failures (event_id, attempts, last_error, last_run) VALUES (?, 1, ?, ?) "
+                        "ON CONFLICT (event_id) DO UPDATE SET attempts = attempts + "
+                        "(CASE WHEN last_run IS excluded.last_run THEN 0 ELSE 1 END), "
+                        "last_error = excluded.last_error, last_run = excluded.last_run", (event_id, error, run_id))
                 rows = self._conn.execute(
                     f"SELECT event_id, attempts FROM failures WHERE event_id IN ({','.join('?' * len(id_list))})",
                     id_list).fetchall() if id_list else []
