@@ -61,6 +61,7 @@ ENDPOINT_SCOPES = {
     "/organizations/{org}/issues/": "event", "/organizations/{org}/issues/{issue}/": "event",
     "/projects/{org}/{project}/tags/{key}/values/": "project",
     "/organizations/{org}/issues/{issue}/tags/{key}/values/": "event",
+    "/organizations/{org}/issues/{issue}/comments/": "event",
 }
 # An organization auth token (Settings → Auth Tokens, `sntrys_…`) carries this and nothing else.
 ORG_AUTH_TOKEN_SCOPES = frozenset({"org:ci"})
@@ -328,6 +329,14 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
         return page(request, values)
 
+    async def issue_comments(request: Request) -> Response:
+        # Sentry's GroupNotesEndpoint: the issue's notes, newest first (DateTimePaginator on -datetime)
+        issue_id = request.path_params["issue"]
+        if org_or_404(request) or all(i["id"] != issue_id for i in dataset.issues):
+            return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        notes = sorted(dataset.issue_comments.get(issue_id, []), key=lambda n: (n["dateCreated"], n["id"]), reverse=True)
+        return page(request, notes)
+
     handlers = {
         "/organizations/{org}/": organization,
         "/organizations/{org}/members/": members,
@@ -339,6 +348,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         "/organizations/{org}/issues/{issue}/": one_issue,
         "/projects/{org}/{project}/tags/{key}/values/": project_tag_values,
         "/organizations/{org}/issues/{issue}/tags/{key}/values/": issue_tag_values,
+        "/organizations/{org}/issues/{issue}/comments/": issue_comments,
     }
 
     def governed(endpoint: str, handler: Any) -> Any:

@@ -38,6 +38,8 @@ class SentryDataset:
     issues: list[Item]
     project_tag_values: dict[tuple[str, str], list[Item]] = field(default_factory=dict)  # (project slug, key)
     issue_tag_values: dict[tuple[str, str], list[Item]] = field(default_factory=dict)  # (issue id, key)
+    # An issue's comments as `GET /organizations/{org}/issues/{issue}/comments/` lists them (Activity of type note)
+    issue_comments: dict[str, list[Item]] = field(default_factory=dict)
     # The email of the user the token belongs to: `/projects/` lists only the projects of that user's teams.
     token_user: str | None = None
 
@@ -77,6 +79,23 @@ class SentryDataset:
         self.issues = [i for i in self.issues if i["id"] != issue_id]
         for key in [k for k in self.issue_tag_values if k[0] == issue_id]:
             del self.issue_tag_values[key]
+        self.issue_comments.pop(issue_id, None)
+
+    def add_comment(self, issue_id: str, text: str, comment_id: str | None = None) -> Item:
+        """A comment on the issue, as Sentry's notes endpoint shows it (its `id` is the webhook's `comment_id`)."""
+        notes = self.issue_comments.setdefault(issue_id, [])
+        author = (self.members[0].get("user") if self.members else None)
+        note = {"id": comment_id or str(9_000_000 + sum(len(v) for v in self.issue_comments.values())),
+                "user": author, "type": "note", "data": {"text": text},
+                "dateCreated": _iso(datetime.now(timezone.utc))}
+        notes.append(note)
+        return note
+
+    def edit_comment(self, issue_id: str, comment_id: str, text: str) -> None:
+        next(n for n in self.issue_comments[issue_id] if n["id"] == comment_id)["data"]["text"] = text
+
+    def delete_comment(self, issue_id: str, comment_id: str) -> None:
+        self.issue_comments[issue_id] = [n for n in self.issue_comments.get(issue_id, []) if n["id"] != comment_id]
 
 
 @lru_cache(maxsize=1)

@@ -180,6 +180,14 @@ class SentryClient:
             f"/organizations/{self.organization}/issues/{issue_id}/tags/{key}/values/",
         )
 
+    async def list_issue_comments(self, issue_id: str) -> list[Item]:
+        """The issue's comments as Sentry holds them now (`GET /organizations/{org}/issues/{id}/comments/`, Sentry's
+        GroupNotesEndpoint: not in its published API reference, but what its UI reads), newest first."""
+        return await self._list(
+            "/organizations/{org}/issues/{issue}/comments/",
+            f"/organizations/{self.organization}/issues/{issue_id}/comments/",
+        )
+
     # ----- pagination, limits, retries ------------------------------------------------------------
 
     async def _list(

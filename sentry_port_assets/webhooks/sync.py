@@ -9,7 +9,8 @@ every `issue` and `issue-tag` resource:
   bypassed. Candidates that are not desired are deleted (a resolved issue under `is:unresolved`, an issue gone
   from Sentry, an environment it no longer has).
 Comment events (`created`/`updated`/`deleted`) upsert or delete the entities of `comment` resources, whose raw
-item is the webhook's `data` plus `__action`.
+item is the webhook's `data` plus `__action`, with the comment's text as Sentry holds it now (read from the issue's
+comments): a comment Sentry no longer has is deleted, whatever the event said.
 """
 
 from __future__ import annotations
@@ -144,14 +145,31 @@ class IssueSync:
             changes.add(exact.map(rows_now, workers=1), anything.map(rows_all, workers=1))
 
 
-def sync_comments(mapping: MappingConfig, comments: dict[str, tuple[str, Item]], changes: Changes) -> None:
+async def sync_comments(client: SentryClient, mapping: MappingConfig, comments: dict[str, tuple[str, Item]],
+                        changes: Changes) -> None:
+    """Each comment is applied as Sentry holds it now, not as the body says: the issue's comments are read from
+    Sentry, a comment it still has is upserted with its current text, and one it no longer has is deleted. So a
+    replayed or late `created` cannot revert an edit or bring back a deleted comment."""
     resources = [(i, r) for i, r in enumerate(mapping.resources) if r.kind == "comment"]
+    if not resources:
+        return
+    held: dict[str, dict[str, Item]] = {}
+    for _, data in comments.values():
+        issue_id = str(data.get("issue_id"))
+        if issue_id not in held:
+            try:
+                held[issue_id] = {str(n.get("id")): n for n in await client.list_issue_comments(issue_id)}
+            except SentryNotFoundError:  # the issue is gone, and its comments with it
+                held[issue_id] = {}
     for index, resource in resources:
         exact, anything = compile_resource(resource, index), compile_resource(_without_selector(resource), index)
         for action, data in comments.values():
-            item = {**data, "__action": action}
-            desired = exact.map([item], workers=1) if action != "deleted" else MappingResult()
-            changes.add(desired, anything.map([item], workers=1))
+            current = held[str(data.get("issue_id"))].get(str(data.get("comment_id")))
+            desired = MappingResult()
+            if current is not None:
+                text = (current.get("data") or {}).get("text", data.get("comment"))
+                desired = exact.map([{**data, "comment": text, "__action": action}], workers=1)
+            changes.add(desired, anything.map([{**data, "__action": action}], workers=1))
             changes.comments += 1
 
 
@@ -162,5 +180,5 @@ async def changes_for(client: SentryClient, mapping: MappingConfig, events: Sequ
     if issues.resources:
         for issue_id, from_webhook in batch.issues.items():
             await issues.sync(issue_id, from_webhook, changes)
-    sync_comments(mapping, batch.comments, changes)
+    await sync_comments(client, mapping, batch.comments, changes)
     return changes
