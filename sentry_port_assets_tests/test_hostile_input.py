@@ -365,3 +365,87 @@ def test_the_readme_ci_recipe_runs_one_sync_at_a_time() -> None:
     recipe = readme[readme.index("# .github/workflows/sentry-port.yml"):]
     recipe = recipe[:recipe.index("```")]
     assert "concurrency:" in recipe and "cancel-in-progress: false" in recipe
+
+
+# -- 7. slow clients -------------------------------------------------------------------------------------------------
+
+def test_slow_and_greedy_clients_cannot_starve_deliveries_or_healthz(tmp_path: Path) -> None:
+    """A bounded slowloris on loopback against the real receiver (`sentry-port webhooks serve`): 150 connections from
+    one address that trickle headers, 30 more that stall mid-body. Deliveries from Sentry's address and /healthz keep
+    answering, the stalled ones are cut at their deadlines, and the attacker's extra connections are refused."""
+    import socket
+
+    import httpx
+
+    from sentry_port_assets.webhooks.receiver import sign
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SENTRY_WEBHOOK_SECRET": WEBHOOK_SECRET, "SENTRY_WEBHOOK_HEADER_TIMEOUT_SECONDS": "3",
+           "SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS": "3", "SENTRY_WEBHOOK_MAX_CONNECTIONS_PER_CLIENT": "100",
+           "SENTRY_WEBHOOK_MAX_CONNECTIONS": "400"}
+    server = subprocess.Popen([sys.executable, "-m", "sentry_port_assets.cli", "webhooks", "serve", "--port", str(port),
+                               "--inbox", str(tmp_path / "inbox.sqlite"), "--log-level", "warning"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    attackers: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.2)
+
+        refused = 0
+        for n in range(180):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))  # the attacker's address; Sentry's deliveries come from 127.0.0.1
+            s.connect(("127.0.0.1", port))
+            if n < 150:
+                s.sendall(b"POST /webhooks/sentry HTTP/1.1\r\nHost: x\r\n")  # headers never finish
+            else:
+                s.sendall(b"POST /webhooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Signature: 00\r\n"
+                          b"Content-Length: 1000\r\n\r\n{")  # the body never finishes
+            attackers.append(s)
+        time.sleep(0.5)
+        for s in attackers:
+            s.settimeout(0.01)
+            try:
+                refused += s.recv(1) == b""
+            except ConnectionResetError:
+                refused += 1
+            except (TimeoutError, BlockingIOError):
+                pass
+        assert refused >= 60, f"only {refused} of the attacker's 180 connections were refused (limit 100 per client)"
+
+        body = issue_body("4605173709")
+        started = time.monotonic()
+        answer = httpx.post(base + "/webhooks/sentry", content=body, timeout=5, headers={
+            "Content-Type": "application/json", "Sentry-Hook-Resource": "issue", "Request-ID": "valid-1",
+            "Sentry-Hook-Signature": sign(WEBHOOK_SECRET, body), "Sentry-Hook-Timestamp": str(int(time.time()))})
+        assert answer.status_code == 202, answer.text
+        assert httpx.get(base + "/healthz", timeout=5).json()["pending"] == 1
+        assert time.monotonic() - started < 3
+
+        time.sleep(4.5)  # past both deadlines: every stalled connection is closed by the server
+        closed = 0
+        for s in attackers:
+            s.settimeout(0.5)
+            try:
+                data = s.recv(4096)
+                closed += data == b"" or b"408" in data
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass
+        assert closed == len(attackers), f"{len(attackers) - closed} stalled connections are still open"
+    finally:
+        for s in attackers:
+            s.close()
+        server.terminate()
+        server.wait(timeout=20)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sentry_port_assets.webhooks.guard import GuardedH11Protocol
 from sentry_port_assets.webhooks.inbox import INBOX_ENV, Inbox, default_inbox_path
 from sentry_port_assets.webhooks.receiver import SECRET_ENV, WEBHOOK_PATH, WebhookSecretMissing, create_receiver
 
@@ -42,7 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
         "Sentry webhook receiver: POST %s on %s:%d, inbox %s", WEBHOOK_PATH, args.host, args.port, inbox.path
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, lifespan="off")
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, lifespan="off",
+                    http=GuardedH11Protocol, timeout_keep_alive=5)
     finally:
         inbox.close()
     return 0

@@ -2,7 +2,8 @@
 
 `POST /webhooks/sentry`, in this order:
 1. no `Sentry-Hook-Signature` → 401 (the body is not read);
-2. `Content-Length` over 1 MiB → 413; then the body is streamed, at most 1 MiB + 1 bytes read → 413 if larger;
+2. `Content-Length` over 1 MiB → 413; then the body is streamed, at most 1 MiB + 1 bytes read → 413 if larger,
+   and within SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS → 408 if slower (slow clients: `guard.py`);
 3. the signature is the hex HMAC-SHA256 of the RAW body bytes keyed with the integration's client secret,
    compared in constant time (never against a re-serialised body: Sentry escapes non-ASCII) → 401 if wrong;
 4. `Sentry-Hook-Timestamp` within SENTRY_WEBHOOK_MAX_SKEW_SECONDS (default 300) of now → 400 otherwise (only the
@@ -22,6 +23,7 @@ The secret and the signature are never logged or echoed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -38,6 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from sentry_port_assets.webhooks.guard import body_timeout, check_settings
 from sentry_port_assets.webhooks.inbox import Inbox
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,8 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
 
     `max_skew_seconds`: how far `Sentry-Hook-Timestamp` may be from now (default SENTRY_WEBHOOK_MAX_SKEW_SECONDS,
     else 300)."""
+    check_settings()
+    body_seconds = body_timeout()
     if max_skew_seconds is None:
         raw = os.environ.get(MAX_SKEW_ENV) or str(DEFAULT_MAX_SKEW_SECONDS)
         try:
@@ -159,9 +164,13 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
             log.warning("sentry webhook rejected: no %s header", SIGNATURE_HEADER)
             return _answer(401, "unauthorized", detail=f"missing {SIGNATURE_HEADER}")
         try:
-            body = await _read_body(request, MAX_BODY_BYTES)
+            async with asyncio.timeout(body_seconds):
+                body = await _read_body(request, MAX_BODY_BYTES)
         except ClientDisconnect:
             return _answer(400, "bad_request", detail="client disconnected")
+        except TimeoutError:
+            log.warning("sentry webhook rejected: body not received within %gs", body_seconds)
+            return _answer(408, "timeout", detail=f"body not received within {body_seconds:g} s")
         if body is None:
             log.warning("sentry webhook rejected: body over %d bytes", MAX_BODY_BYTES)
             return _answer(413, "too_large", detail=f"body over {MAX_BODY_BYTES} bytes")
