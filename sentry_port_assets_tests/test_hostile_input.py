@@ -24,6 +24,7 @@ from sentry_port_assets.mapping.engine import compiled_resources
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, MappingConfigError, load_mapping, parse_mapping
 from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.sensors.mapping import port_mapping_sensor
+from sentry_port_assets_tests.test_webhooks_end_to_end import EXAMPLE_WITH_COMMENTS, make_loop  # noqa: F401 - fixture
 
 TIGHT = Limits(seconds=1.0, memory_bytes=256 * 1024 * 1024)
 
@@ -262,6 +263,35 @@ def test_a_delivery_stamped_far_from_now_is_refused(receiver, timestamp: str | N
     answer = deliver(url, issue_body("4605173709"), timestamp=timestamp)
     assert answer.status_code == 400 and "Sentry-Hook-Timestamp" in answer.json()["detail"]
     assert inbox.count_pending() == 0
+
+
+def test_a_replayed_comment_event_applies_what_sentry_holds_now(make_loop) -> None:  # noqa: F811 - the fixture
+    """Only the body is signed and every delivery has a new Request-ID, so a captured `created` can be posted again
+    after the comment was edited, or deleted. It applies the comment as Sentry holds it now: no revert, no
+    resurrection."""
+    loop = make_loop(str(EXAMPLE_WITH_COMMENTS))
+    loop.full_resync()
+    data = loop.sentry.state.dataset
+    issue = data.issues[0]
+    created = {"comment_id": "555", "issue_id": issue["id"], "project_slug": issue["project"]["slug"],
+               "timestamp": "2026-11-26T10:00:00Z", "comment": "first words"}
+    data.add_comment(issue["id"], "first words", comment_id="555")
+    loop.deliver("comment", "created", created)
+    data.edit_comment(issue["id"], "555", "second thoughts")
+    loop.deliver("comment", "updated", {**created, "comment": "second thoughts"})
+    loop.process_webhooks()
+    assert loop.catalog.get_entity("sentryComment", "555")["properties"]["comment"] == "second thoughts"
+
+    loop.deliver("comment", "created", created)  # the replay: the old body, a new Request-ID
+    loop.process_webhooks()
+    assert loop.catalog.get_entity("sentryComment", "555")["properties"]["comment"] == "second thoughts"
+
+    data.delete_comment(issue["id"], "555")
+    loop.deliver("comment", "deleted", created)
+    loop.process_webhooks()
+    loop.deliver("comment", "created", created)  # replayed after the delete
+    loop.process_webhooks()
+    assert loop.catalog.get_entity("sentryComment", "555") is None
 
 
 def test_deeply_nested_signed_body_is_400_not_500(receiver) -> None:

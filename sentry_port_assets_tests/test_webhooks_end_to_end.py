@@ -194,35 +194,6 @@ def test_comment_webhooks_upsert_and_delete_comment_entities(make_loop: Callable
     assert loop.catalog.get_entity("sentryComment", "1729635072") is None
 
 
-def test_a_replayed_comment_event_applies_what_sentry_holds_now(make_loop: Callable[[str | None], Loop]) -> None:
-    """Only the body is signed and every delivery has a new Request-ID, so a captured `created` can be posted again
-    after the comment was edited, or deleted. It applies the comment as Sentry holds it now: no revert, no
-    resurrection."""
-    loop = make_loop(str(EXAMPLE_WITH_COMMENTS))
-    loop.full_resync()
-    data = loop.sentry.state.dataset
-    issue = data.issues[0]
-    created = {"comment_id": "555", "issue_id": issue["id"], "project_slug": issue["project"]["slug"],
-               "timestamp": "2026-11-26T10:00:00Z", "comment": "first words"}
-    data.add_comment(issue["id"], "first words", comment_id="555")
-    loop.deliver("comment", "created", created)
-    data.edit_comment(issue["id"], "555", "second thoughts")
-    loop.deliver("comment", "updated", {**created, "comment": "second thoughts"})
-    loop.process_webhooks()
-    assert loop.catalog.get_entity("sentryComment", "555")["properties"]["comment"] == "second thoughts"
-
-    loop.deliver("comment", "created", created)  # the replay: the old body, a new Request-ID
-    loop.process_webhooks()
-    assert loop.catalog.get_entity("sentryComment", "555")["properties"]["comment"] == "second thoughts"
-
-    data.delete_comment(issue["id"], "555")
-    loop.deliver("comment", "deleted", created)
-    loop.process_webhooks()
-    loop.deliver("comment", "created", created)  # replayed after the delete
-    loop.process_webhooks()
-    assert loop.catalog.get_entity("sentryComment", "555") is None
-
-
 def test_a_failed_webhook_run_leaves_its_events_pending_and_they_are_retried(
         make_loop: Callable[[str | None], Loop], monkeypatch: pytest.MonkeyPatch) -> None:
     loop = make_loop(None)
