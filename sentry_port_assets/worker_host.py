@@ -12,7 +12,7 @@ HOST_TAG = "sentry_port/host"
 
 def tag_worker_host(context: InitResourceContext) -> None:
     """Called as a run's resources start: records the worker's host on the run, once (see the module doc)."""
-    run, instance = context.dagster_run, context.instance
+    run, instance = context.run, context.instance
     if run is None or instance is None or HOST_TAG in (run.tags or {}):
         return
     try:
