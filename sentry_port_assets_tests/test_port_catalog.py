@@ -183,3 +183,35 @@ def test_search_relations_allow_ports_operators_and_at_most_500_matches(catalog)
     catalog.upsert_entities("tUser", [fx.user(i) for i in range(3, 503)])
     [too_many] = catalog.upsert_entities("tTeam", [many])
     assert not too_many.ok and "at most 500" in (too_many.message or "")
+
+
+def test_refusals_carry_ports_error_identifiers(tmp_path):
+    """The identifiers Port's published API specification lists (port-labs/port-docs, static/apispec.yaml until
+    July 2025): schema mismatches, required and many relations, unknown targets, dependents."""
+    from sentry_port_assets.port.catalog import CatalogError
+
+    cat = LocalCatalog(tmp_path / "c.sqlite")
+    cat.create_blueprint({"identifier": "team", "title": "T", "schema": {"properties": {}, "required": []}})
+    cat.create_blueprint({"identifier": "svc", "title": "S", "schema": {
+        "properties": {"n": {"type": "number"}, "url": {"type": "string", "format": "url"}}, "required": []},
+        "relations": {"owner": {"target": "team", "many": False, "required": True},
+                      "teams": {"target": "team", "many": True, "required": False}}})
+    cat.upsert_entities("team", [{"identifier": "t1"}])
+
+    def refusal(entity):
+        [outcome] = cat.upsert_entities("svc", [entity])
+        return outcome.status, outcome.error
+
+    ok = {"identifier": "s", "relations": {"owner": "t1"}}
+    assert refusal({**ok, "properties": {"n": "seven"}}) == (422, "blueprint_schema_mismatch")
+    assert refusal({**ok, "properties": {"url": "not a url"}}) == (422, "blueprint_schema_mismatch")
+    assert refusal({**ok, "properties": {"unknown": 1}}) == (422, "blueprint_schema_mismatch")
+    assert refusal({"identifier": "s", "relations": {}}) == (422, "required_relation")
+    assert refusal({**ok, "relations": {"owner": "t1", "teams": "t1"}}) == (422, "relation_many_violation")
+    assert refusal({"identifier": "s", "relations": {"owner": "nobody"}}) == (404, "not_found")
+    assert refusal({"identifier": "s s", "relations": {"owner": "t1"}}) == (422, "invalid_request")
+    [landed] = cat.upsert_entities("svc", [ok])
+    assert landed.ok and cat.get_entity("svc", "s") is not None
+    with pytest.raises(CatalogError) as refused:
+        cat.delete_entities("team", ["t1"], delete_dependents=False)
+    assert (refused.value.status, refused.value.error) == (403, "has_dependents")

@@ -169,7 +169,7 @@ def test_207_per_entity_errors_are_reported(users_bp):
         assert emulator.stats.statuses[207] == 1
         assert [r.ok for r in results] == [True, False, True, False]
         bad = results[3]
-        assert bad.identifier == "u3" and bad.status == 422 and bad.error == "invalid_request" and "active" in bad.message
+        assert bad.identifier == "u3" and bad.status == 422 and bad.error == "blueprint_schema_mismatch" and "active" in bad.message
         assert bad.trace_id
 
 

@@ -1,6 +1,6 @@
 """A Port API emulator on top of the local catalog: the endpoints PortClient uses, with Port's answers.
 
-- `POST /v1/auth/access_token` issues tokens that expire after `token_ttl_seconds` (then 401 `token_expired`);
+- `POST /v1/auth/access_token` issues tokens that expire after `token_ttl_seconds` (then 401; Port documents no error identifier for it, so clients go by the status);
 - blueprints `GET/POST/PATCH`, bulk upsert (200, or 207 with per-entity errors; 413 over `max_body_bytes`),
   single upsert, blueprint search with `limit`/`from`/`next`, search all, bulk delete, single delete;
 - `x-ratelimit-limit/remaining/reset` on every answer and 429 once a window is spent (`rate_limit` requests per
@@ -169,7 +169,7 @@ class PortEmulatorState:
         return token
 
     def expire_tokens(self) -> None:
-        """Every token issued so far now answers 401 token_expired."""
+        """Every token issued so far now answers 401."""
         for token in self._tokens:
             self._tokens[token] = -math.inf
 
@@ -180,7 +180,7 @@ class PortEmulatorState:
         if expires is None:
             raise _ApiError(401, "unauthorized", "invalid token")
         if self.clock() >= expires:
-            raise _ApiError(401, "token_expired", "the access token expired")
+            raise _ApiError(401, "unauthorized", "the access token expired")
 
     def credentials_ok(self, client_id: Any, client_secret: Any) -> bool:
         return secrets.compare_digest(str(client_id), self.client_id) and secrets.compare_digest(
@@ -276,7 +276,7 @@ async def _body(request: Request, state: PortEmulatorState) -> Any:
     state.stats.max_body_bytes = max(state.stats.max_body_bytes, len(raw))
     if len(raw) > state.max_body_bytes:
         state.stats.bodies_413 += 1
-        raise _ApiError(413, "payload_too_large", f"request body of {len(raw)} bytes is over {state.max_body_bytes}")
+        raise _ApiError(413, "bad_request", f"request body of {len(raw)} bytes is over {state.max_body_bytes}")
     try:
         return json.loads(raw or b"{}")
     except ValueError:

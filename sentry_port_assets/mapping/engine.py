@@ -427,10 +427,51 @@ class CompiledResource:
         size = max(1, -(-n // shares))
         bounds = [(a, min(n, a + size)) for a in range(0, n, size)] or [(0, 0)]
         try:
-            parts = run_bounded([partial(self._map_range, items, a, b) for a, b in bounds], limits)
+            chunks = run_bounded([partial(self._jq_range, items, a, b) for a, b in bounds], limits)
         except LimitExceeded as exc:
-            return self._limit_error(items, exc, limits)
+            return self._limit_error(items, self._locate(items, exc, limits), limits)
+        parts: list[MappingResult] = []
+        for (a, b), chunk in zip(bounds, chunks):
+            for start, out in zip(range(a, b, self.batch_size), chunk):
+                parts.append(out if isinstance(out, MappingResult) else
+                             self._collect_text(items[start:min(b, start + self.batch_size)], out))
         return classify_nulls(_merge_parts(self, parts))
+
+    def _jq_range(self, items: list[Any], a: int, b: int, tick: Callable[[int], None]) -> list[str | MappingResult]:
+        """In a bounded worker: per batch of items[a:b], jq's output text when it is one plain row list per item
+        (the parent turns it into entities without running jq), else the batch mapped here with every fallback.
+        Only text and the rare fallback batches travel back: pickling every entity would cost more than jq."""
+        out: list[str | MappingResult] = []
+        with _gc_paused():
+            for start in range(a, b, self.batch_size):
+                end = min(b, start + self.batch_size)
+                tick(start)
+                try:
+                    text = self.program.input_text("\n".join(map(_dumps, self._project(items[start:end])))).text()
+                except Exception:
+                    text = None
+                if text is not None and text.count("\n") + 1 == end - start and _NO_OUTPUT_ROW not in text:
+                    out.append(text)
+                else:
+                    out.append(self._map_range(items, start, end, tick))
+        return out
+
+    def _collect_text(self, batch: list[Any], text: str) -> MappingResult:
+        col = _Collector(self)
+        col.result.items = len(batch)
+        with _gc_paused():
+            for item, rows in zip(batch, json.loads("[" + text.replace("\n", ",") + "]")):
+                self._collect(item, rows, col)
+        return col.finish()
+
+    def _locate(self, items: list[Any], exc: LimitExceeded, limits: Limits) -> LimitExceeded:
+        """The item a batch ran out of its limits on: the batch again, item by item, within the same limits."""
+        start = max(exc.position, 0)
+        try:
+            run_bounded([partial(self._map_range, items, start, min(len(items), start + self.batch_size))], limits)
+        except LimitExceeded as inner:
+            return inner
+        return exc
 
     def _map_range(self, items: list[Any], a: int, b: int, tick: Callable[[int], None]) -> MappingResult:
         """In a bounded worker: items[a:b], with `tick(i)` as each item i is done."""
@@ -507,6 +548,8 @@ class CompiledResource:
 
 
 PARALLEL_MIN_ITEMS = 5000
+# How the combined program marks a row whose leaf yielded nothing (it must go field by field): see jqcompile.
+_NO_OUTPUT_ROW = '["N"'
 
 
 def _default_workers() -> int:

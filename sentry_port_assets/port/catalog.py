@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS sources (
 """
 
 
+# Port's error identifiers, as its API specification published them (port-labs/port-docs, static/apispec.yaml
+# until July 2025): 422 `blueprint_schema_mismatch` (a property against the blueprint's schema), `required_relation`,
+# `relation_many_violation`; 422 `invalid_request` (the request's own schema: identifier pattern, relation shapes,
+# search rules); 404 `not_found` (entity, blueprint or relation target); 403 `has_dependents`; 409
+# `identifier_taken`. docs/publishing.md says which of these are inferred.
+SCHEMA_MISMATCH = "blueprint_schema_mismatch"
+
+
 class CatalogError(Exception):
     """A refusal with Port's error shape: HTTP status, error code, message."""
 
@@ -209,12 +217,12 @@ def _check_property(name: str, spec: Mapping[str, Any], value: Any) -> None:
         ok = isinstance(value, allowed) and not (kind == "number" and isinstance(value, bool))
         if not ok:
             raise CatalogError(
-                422, "invalid_request", f"property {name!r} must be of type {kind}, got {type(value).__name__}"
+                422, SCHEMA_MISMATCH, f"property {name!r} must be of type {kind}, got {type(value).__name__}"
             )
     if "enum" in spec and value not in spec["enum"]:
-        raise CatalogError(422, "invalid_request", f"property {name!r} must be one of {spec['enum']!r}")
+        raise CatalogError(422, SCHEMA_MISMATCH, f"property {name!r} must be one of {spec['enum']!r}")
     if isinstance(spec.get("format"), str) and _format_problem(spec["format"], value):
-        raise CatalogError(422, "invalid_request", f"property {name!r} must match format {spec['format']!r}")
+        raise CatalogError(422, SCHEMA_MISMATCH, f"property {name!r} must match format {spec['format']!r}")
 
 
 class LocalCatalog:
@@ -524,7 +532,7 @@ class LocalCatalog:
             spec = schema_props.get(name)
             if spec is None:
                 raise CatalogError(
-                    422, "invalid_request", f"property {name!r} is not in the schema of blueprint {bp_id!r}"
+                    422, SCHEMA_MISMATCH, f"property {name!r} is not in the schema of blueprint {bp_id!r}"
                 )
             _check_property(name, spec, value)
 
@@ -564,10 +572,10 @@ class LocalCatalog:
 
         for name in required_props:
             if body["properties"].get(name) is None:
-                raise CatalogError(422, "invalid_request", f"required property {name!r} of {bp_id!r} is missing")
+                raise CatalogError(422, SCHEMA_MISMATCH, f"required property {name!r} of {bp_id!r} is missing")
         for name, rel in bp_relations.items():
             if rel.get("required") and body["relations"].get(name) in (None, []):
-                raise CatalogError(422, "invalid_request", f"required relation {name!r} of {bp_id!r} is missing")
+                raise CatalogError(422, "required_relation", f"required relation {name!r} of {bp_id!r} is missing")
 
         self._write(bp, body)
         return body, existing is None
@@ -596,7 +604,8 @@ class LocalCatalog:
             return found[0]
         if many:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise CatalogError(422, "invalid_request", f"relation {name!r} is many: expected a list of identifiers")
+                raise CatalogError(422, "relation_many_violation",
+                                   f"relation {name!r} is many: expected a list of identifiers")
             ids = list(dict.fromkeys(value))
         else:
             if not isinstance(value, str):
@@ -675,7 +684,7 @@ class LocalCatalog:
                             continue
                         if not delete_dependents:
                             raise CatalogError(
-                                422,
+                                403,
                                 "has_dependents",
                                 f"entity {node[1]!r} of {node[0]!r} has dependent entities ({src_id!r} of {src_bp!r}); "
                                 "nothing was deleted (set delete_dependents=true to delete them too)",

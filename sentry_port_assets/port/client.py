@@ -411,7 +411,7 @@ class PortClient:
         batches, too_big = self._batches(entities)
         for index, size in too_big:
             results[index] = EntityResult(
-                identifier=str(entities[index].get("identifier")), ok=False, status=413, error="payload_too_large",
+                identifier=str(entities[index].get("identifier")), ok=False, status=413, error="bad_request",
                 message=f"the entity alone is {size} bytes, over Port's {self.max_body_bytes}-byte request limit",
             )
         params = {
