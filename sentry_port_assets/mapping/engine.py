@@ -426,22 +426,23 @@ class CompiledResource:
         shares = workers if workers > 1 and n >= PARALLEL_MIN_ITEMS else 1
         size = max(1, -(-n // shares))
         bounds = [(a, min(n, a + size)) for a in range(0, n, size)] or [(0, 0)]
+        def collect(slot: int, piece: tuple[int, str | MappingResult]) -> MappingResult:
+            start, out = piece  # jq's text is turned into entities here while the workers go on
+            if isinstance(out, MappingResult):
+                return out
+            return self._collect_text(items[start:min(bounds[slot][1], start + self.batch_size)], out)
+
         try:
-            chunks = run_bounded([partial(self._jq_range, items, a, b) for a, b in bounds], limits)
+            chunks = run_bounded([partial(self._jq_range, items, a, b) for a, b in bounds], limits, collect)
         except LimitExceeded as exc:
             return self._limit_error(items, self._locate(items, exc, limits), limits)
-        parts: list[MappingResult] = []
-        for (a, b), chunk in zip(bounds, chunks):
-            for start, out in zip(range(a, b, self.batch_size), chunk):
-                parts.append(out if isinstance(out, MappingResult) else
-                             self._collect_text(items[start:min(b, start + self.batch_size)], out))
-        return classify_nulls(_merge_parts(self, parts))
+        return classify_nulls(_merge_parts(self, [part for chunk in chunks for part in chunk]))
 
-    def _jq_range(self, items: list[Any], a: int, b: int, tick: Callable[[int], None]) -> list[str | MappingResult]:
+    def _jq_range(self, items: list[Any], a: int, b: int,
+                  tick: Callable[[int], None]) -> Iterator[tuple[int, str | MappingResult]]:
         """In a bounded worker: per batch of items[a:b], jq's output text when it is one plain row list per item
         (the parent turns it into entities without running jq), else the batch mapped here with every fallback.
         Only text and the rare fallback batches travel back: pickling every entity would cost more than jq."""
-        out: list[str | MappingResult] = []
         with _gc_paused():
             for start in range(a, b, self.batch_size):
                 end = min(b, start + self.batch_size)
@@ -451,10 +452,9 @@ class CompiledResource:
                 except Exception:
                     text = None
                 if text is not None and text.count("\n") + 1 == end - start and _NO_OUTPUT_ROW not in text:
-                    out.append(text)
+                    yield start, text
                 else:
-                    out.append(self._map_range(items, start, end, tick))
-        return out
+                    yield start, self._map_range(items, start, end, tick)
 
     def _collect_text(self, batch: list[Any], text: str) -> MappingResult:
         col = _Collector(self)
@@ -468,7 +468,8 @@ class CompiledResource:
         """The item a batch ran out of its limits on: the batch again, item by item, within the same limits."""
         start = max(exc.position, 0)
         try:
-            run_bounded([partial(self._map_range, items, start, min(len(items), start + self.batch_size))], limits)
+            end = min(len(items), start + self.batch_size)
+            run_bounded([lambda tick: [self._map_range(items, start, end, tick)]], limits)
         except LimitExceeded as inner:
             return inner
         return exc
@@ -514,7 +515,7 @@ class CompiledResource:
         item = items[exc.position] if 0 <= exc.position < len(items) else None
         field_name, expression = "(the resource's combined program)", self.program_text
         try:
-            run_bounded([partial(self._run_checks, item)], limits)
+            run_bounded([lambda tick: [self._run_checks(item, tick)]], limits)
         except LimitExceeded as inner:
             if 0 <= inner.position < len(self.checks):
                 field_name, expression = self.checks[inner.position]
