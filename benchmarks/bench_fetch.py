@@ -10,6 +10,12 @@ least time the limits allow for the requests each run made. A third run reads th
 
     python benchmarks/bench_fetch.py            # about four minutes: 300 issue tag requests are two windows
     python benchmarks/bench_fetch.py --issues 1000
+    python benchmarks/bench_fetch.py --cost 1000,10000   # only the client's cost per request, limits off
+
+The cost section (also printed after the runs above) fetches the issue tag values of two organizations with the
+emulator's limits off and no latency, as a self-hosted Sentry without rate-limit headers would answer, and prints
+requests per second and the client's CPU per request (the event loop thread's CPU time: the emulator runs in another
+thread). The target: per-request CPU flat across sizes (ratio <= 1.5) and >= 300 requests/s.
 """
 
 from __future__ import annotations
@@ -137,11 +143,48 @@ def run(label: str, client_cls: type[SentryClient], dataset_args: dict[str, Any]
             "max_in_flight": max(s.max_in_flight for s in state.endpoints.values())}
 
 
+def request_cost(issues: int) -> dict[str, float]:
+    """Issue tag values of an organization of `issues` issues, against the emulator with limits off."""
+    dataset = build_org(projects=20, issues=issues, teams=5, members=40, many_values=0)
+    app = create_sentry_emulator(dataset, EmulatorConfig(token="bench", limits={}))
+    with ServerThread(app) as server:
+        async def go() -> tuple[int, float, float]:
+            async with SentryClient(server.url, "test-org", "bench") as client:
+                listed = await fetch_issues(client, dataset.org_projects(), [IssueFilter("")])
+                issues_ = next(iter(listed.values()))
+                cpu, wall = time.thread_time(), time.monotonic()
+                everything = IssueFilter("")
+                await fetch_issue_tags(client, {everything.key: issues_}, {everything: ["environment"]}, Vanished())
+                return client.stats.requests, time.thread_time() - cpu, time.monotonic() - wall
+
+        _, cpu, wall = asyncio.run(go())
+        requests = app.state.sentry.endpoints["/organizations/{org}/issues/{issue}/tags/{key}/values/"].requests
+    return {"issues": issues, "requests": requests, "cpu_ms": cpu / requests * 1000, "per_second": requests / wall}
+
+
+def print_cost(sizes: list[int]) -> None:
+    costs = [request_cost(n) for n in sizes]
+    print("issue tag values, limits off (self-hosted without rate-limit headers):")
+    for c in costs:
+        print(f"  {c['issues']:>6} issues: {c['requests']:>6} requests, {c['per_second']:>6.0f} requests/s, "
+              f"{c['cpu_ms']:.2f} ms client CPU per request")
+    ratio = costs[-1]["cpu_ms"] / costs[0]["cpu_ms"]
+    slowest = min(c["per_second"] for c in costs)
+    print(f"  per-request CPU {sizes[-1]:,} vs {sizes[0]:,} issues: {ratio:.2f}x (target <= 1.5); slowest "
+          f"{slowest:.0f} requests/s (target >= 300): {'MET' if ratio <= 1.5 and slowest >= 300 else 'MISSED'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=20)
     parser.add_argument("--issues", type=int, default=300)
+    parser.add_argument("--cost", default="1000,10000", help="issue counts for the cost section ('' to skip)")
+    parser.add_argument("--cost-only", action="store_true", help="print only the cost section")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.cost.split(",") if n.strip()]
+    if args.cost_only:
+        print_cost(sizes)
+        return
     dataset_args = {"projects": args.projects, "issues": args.issues, "teams": 5, "members": 40, "many_values": 0}
     print(f"emulator: Sentry's limits for a user token (issue tag values 150/60s, 10 concurrent; project tag values "
           f"10/s; members 40/s; a shared default bucket), {LATENCY * 1000:.0f} ms latency; org: {args.projects} "
@@ -163,6 +206,8 @@ def main() -> None:
     print(f"tagValues: by-environment (same rows): {listed['requests']} requests instead of {ours['requests']}, "
           f"{ours['wall'] / listed['wall']:.1f}x faster than per-issue tag values, {ocean['wall'] / listed['wall']:.1f}x "
           "faster than Ocean's strategy")
+    if sizes:
+        print_cost(sizes)
 
 
 if __name__ == "__main__":

@@ -245,3 +245,70 @@ def test_environments_by_list_give_the_same_rows_as_per_issue_tag_values_with_fa
     environments = sum(len(v) for (_, key), v in sentry.state.dataset.project_tag_values.items() if key == "environment")
     assert requests == len({i["project"]["slug"] for i in sentry.state.dataset.issues}) + environments
     assert requests < 300 / 5
+
+
+def test_gather_limited_starts_only_what_can_be_in_flight_and_keeps_order() -> None:
+    """10,000 calls must not become 10,000 waiting tasks (each woken by the governor on every answer: O(n^2))."""
+    import asyncio
+
+    from sentry_port_assets.sentry.client import GATHER_WORKERS, gather_limited
+
+    started = 0
+    running = 0
+    most = 0
+
+    async def call(i: int) -> int:
+        nonlocal started, running, most
+        started += 1
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0)
+        running -= 1
+        return i * 2
+
+    created = 0
+
+    def calls():
+        nonlocal created
+        for i in range(10_000):
+            created += 1
+            assert created - started <= GATHER_WORKERS + 1, "calls are taken lazily"
+            yield call(i)
+
+    results = asyncio.run(gather_limited(calls()))
+    assert results == [i * 2 for i in range(10_000)]
+    assert most <= GATHER_WORKERS
+
+
+def test_a_release_wakes_only_as_many_waiters_as_can_go() -> None:
+    import asyncio
+
+    from sentry_port_assets.sentry.ratelimit import EndpointGovernor, RateLimitHeaders
+
+    async def go() -> int:
+        governor = EndpointGovernor()
+        headers = RateLimitHeaders(limit=None, remaining=None, reset=None, concurrent_limit=2, concurrent_remaining=1)
+        first = await governor.acquire()
+        await governor.release(first, headers)  # learned: 2 at a time
+        held = [await governor.acquire(), await governor.acquire()]
+        wakes = 0
+        original = governor._changed.wait
+
+        async def counting_wait() -> bool:
+            nonlocal wakes
+            result = await original()
+            wakes += 1
+            return result
+
+        governor._changed.wait = counting_wait  # type: ignore[method-assign]
+        waiters = [asyncio.ensure_future(governor.acquire()) for _ in range(200)]
+        await asyncio.sleep(0)
+        for ticket in held:
+            await governor.release(ticket, headers)
+        await asyncio.sleep(0.01)
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        return wakes
+
+    assert asyncio.run(go()) <= 4, "two releases woke far more waiters than the two slots they freed"

@@ -128,7 +128,9 @@ class EndpointGovernor:
                         # Waiters of one window wait together: count the wall time once per endpoint.
                         self.wait_seconds += max(until - max(now, w.waited_until), 0.0)
                         w.waited_until = max(w.waited_until, until)
-                        # Sleep outside the lock's hold so answers still update the state meanwhile.
+                        # Pass the news on (the next waiter sleeps too, or finds a slot), then sleep outside the
+                        # lock's hold so answers still update the state meanwhile.
+                        self._changed.notify(1)
                         self._changed.release()
                         try:
                             await asyncio.sleep(until - now)
@@ -162,7 +164,9 @@ class EndpointGovernor:
             if headers is not None:
                 self._learn(ticket, headers, rate_limited)
             self.window.in_flight.discard(ticket)
-            self._changed.notify_all()
+            # Wake only as many waiters as can now go (one slot freed, more if the answer raised the concurrency
+            # cap): waking every waiter on every answer made n requests cost O(n^2).
+            self._changed.notify(max(self._capacity() - len(self._in_flight), 1))
 
     def _learn(self, ticket: int, h: RateLimitHeaders, rate_limited: bool) -> None:
         self._learned = True
