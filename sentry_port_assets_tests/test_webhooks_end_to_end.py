@@ -201,7 +201,7 @@ def test_a_failed_webhook_run_leaves_its_events_pending_and_they_are_retried(
     issue = [i for i in loop.sentry.state.dataset.issues if i["status"] == "unresolved"][0]
     issue.update(status="resolved")
     loop.deliver("issue", "resolved", {"issue": copy.deepcopy(issue)})
-    outage = Fault("500", endpoint="/organizations/{org}/issues/{issue}/", times=None)
+    outage = Fault("500", endpoint="/organizations/{org}/issues/", times=None)  # the batch refresh (group=)
     loop.sentry.state.config.faults.append(outage)
 
     tick = sentry_webhook_sensor(build_sensor_context(instance=loop.instance, cursor=None))
@@ -389,3 +389,28 @@ def test_one_event_that_keeps_failing_is_dead_lettered_and_the_others_are_applie
     assert "dead_lettered" in json.dumps(httpx.get(loop.receiver_url + "/healthz").json())
 
     webhooks_cli(["webhooks", "status", "--inbox", str(loop.inbox.path)])
+
+
+def test_a_webhook_batch_refreshes_its_issues_in_one_request_per_hundred(
+        make_loop: Callable[[str | None], Loop], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated `group=` parameters make Sentry's issue list return exactly those issues: a batch of issue events
+    costs one issue-list request per 100 issues (20 here, for a 50-issue organization), not one issue read each
+    (which Sentry limits to 5 per second)."""
+    monkeypatch.setattr("sentry_port_assets.sentry.client.ISSUES_PER_GROUP_REQUEST", 20)
+    loop = make_loop(None)
+    data = loop.sentry.state.dataset
+    loop.full_resync()
+    stats = loop.sentry.state.endpoints
+    single = "/organizations/{org}/issues/{issue}/"
+    listed_before = stats["/organizations/{org}/issues/"].requests
+    single_before = stats[single].requests if single in stats else 0
+    issues = list(data.issues)
+    gone = issues[5]["id"]
+    data.remove_issue(gone)
+    for issue in issues:
+        loop.deliver("issue", "assigned", {"issue": copy.deepcopy(issue)})
+    loop.process_webhooks()
+    assert stats["/organizations/{org}/issues/"].requests - listed_before == 3  # 50 ids, 20 a request
+    assert (stats[single].requests if single in stats else 0) == single_before
+    assert not [k for k in loop.snapshot() if k.startswith(f"sentryIssue/{gone}-")]
+    assert loop.full_resync()["upserts_sent"] == 0, "the webhook run left Port as a full resync would"

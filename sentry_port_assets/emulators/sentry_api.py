@@ -287,6 +287,14 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
     async def org_issues(request: Request) -> Response:
         if (missing := org_or_404(request)) is not None:
             return missing
+        groups = request.query_params.getlist("group")
+        if groups:
+            # Sentry (OrganizationGroupIndexEndpoint): group ids given, the query is ignored and exactly those
+            # issues come back, unpaginated; a non-integer id is a 400.
+            if not all(g.strip().isdigit() for g in groups):
+                return JSONResponse({"detail": "Group ids must be integers"}, status_code=400)
+            wanted_ids = {str(int(g)) for g in groups}
+            return JSONResponse([i for i in dataset.issues if i["id"] in wanted_ids])
         wanted = set(request.query_params.getlist("project"))
         query = request.query_params.get("query", "is:unresolved")
         found = [i for i in dataset.issues

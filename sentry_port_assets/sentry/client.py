@@ -161,6 +161,18 @@ class SentryClient:
             "/organizations/{org}/issues/{issue}/", f"/organizations/{self.organization}/issues/{issue_id}/"
         )
 
+    async def issues_by_id(self, issue_ids: Iterable[str]) -> dict[str, Item]:
+        """The issues with these ids that still exist, as the issue list shows them: one request per 100 ids
+        (repeated `group=` parameters make Sentry's issue list return exactly those issues, whatever the query)."""
+        ids = sorted(set(issue_ids), key=int)
+        found: dict[str, Item] = {}
+        for start in range(0, len(ids), ISSUES_PER_GROUP_REQUEST):
+            chunk = ids[start:start + ISSUES_PER_GROUP_REQUEST]
+            issues = await self._list("/organizations/{org}/issues/", f"/organizations/{self.organization}/issues/",
+                                      {"group": chunk}, page_param=None)
+            found.update((str(i["id"]), i) for i in issues if str(i["id"]) in chunk)
+        return found
+
     async def issue_exists(self, issue_id: str) -> bool:
         try:
             await self.get_issue(issue_id)
@@ -317,6 +329,8 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or exc.__class__.__name__
 
 
+# Issue ids per `group=` request (Sentry's issue list page size).
+ISSUES_PER_GROUP_REQUEST = 100
 # Tasks that gather_limited keeps going: more than any concurrency cap Sentry reports, far fewer than the calls of a
 # large organization (each waiting task costs the governor work when it is woken).
 GATHER_WORKERS = 64

@@ -15,7 +15,7 @@ comments): a comment Sentry no longer has is deleted, whatever the event said.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,11 +122,10 @@ class IssueSync:
         seen = {v.get("value") for v in own}
         return own, own + [v for v in project if v.get("value") not in seen]
 
-    async def sync(self, issue_id: str, from_webhook: Item, changes: Changes) -> None:
-        try:
-            issue: Item | None = await self.client.get_issue(issue_id)
-        except SentryNotFoundError:
-            issue = None
+    async def sync(self, issue_id: str, from_webhook: Item, changes: Changes, current: Mapping[str, Item]) -> None:
+        """`current`: the batch's issues as Sentry holds them now (`issues_by_id`); one missing there is gone."""
+        issue: Item | None = current.get(issue_id)
+        if issue is None:
             changes.issues_gone += 1
         else:
             changes.issues_refreshed += 1
@@ -177,8 +176,9 @@ async def changes_for(client: SentryClient, mapping: MappingConfig, events: Sequ
     batch = coalesce(events)
     changes = Changes()
     issues = IssueSync(client, mapping)
-    if issues.resources:
+    if issues.resources and batch.issues:
+        current = await client.issues_by_id(batch.issues)  # one request per 100 issues, not one per issue
         for issue_id, from_webhook in batch.issues.items():
-            await issues.sync(issue_id, from_webhook, changes)
+            await issues.sync(issue_id, from_webhook, changes, current)
     await sync_comments(client, mapping, batch.comments, changes)
     return changes
