@@ -198,6 +198,14 @@ def read_settings() -> Settings:
     limits = limits_problem(os.environ)
     if limits:
         problems.append(limits)
+    hours = os.environ.get("SENTRY_PORT_FULL_REFRESH_HOURS")
+    if hours:
+        try:
+            ok = float(hours) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(f"SENTRY_PORT_FULL_REFRESH_HOURS must be a positive number of hours, got {hours!r}")
 
     if problems:
         raise ConfigError("; ".join(problems) + ".")

@@ -6,6 +6,7 @@ request and says so in its metadata. Shapes of the stored values: see `sentry_po
 
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.assets.metadata import preview_table
 from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.sentry.client import SentryClient, progress_reporter
+from sentry_port_assets.assets import tag_cache
 from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.sentry.selection import FetchPlan
@@ -171,13 +173,33 @@ def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, ma
     if not plan.issue_tag_keys:
         return _skipped({}, "no mapping resource of kind issue-tag")
     vanished = Vanished()
+    key = tag_cache.cache_key(sentry.host if not sentry.is_demo else "demo", sentry.organization or "demo")
+    cache, why_none = tag_cache.load(context.instance, key)
+    full, why = tag_cache.plan(cache, why_none)
+    reused: dict[tuple[str, str], list[Item]] = {}
+    wanted_total = 0
+
+    def reuse(wanted: dict[tuple[str, str], Item]) -> dict[tuple[str, str], list[Item]]:
+        nonlocal wanted_total
+        wanted_total = len(wanted)
+        reused.update({} if full or cache is None else cache.reusable(wanted))
+        return reused
+
     rows, cost = _fetch(context, sentry, "issue tags", lambda c: fetch_issue_tags(
-        c, issues, plan.issue_tag_keys, vanished, plan.environments_by_list))
+        c, issues, plan.issue_tag_keys, vanished, plan.environments_by_list, reuse))
     if vanished.items:
         context.log.warning(f"{len(vanished.items)} issues were deleted in Sentry during the fetch and are left out")
+    tag_cache.save(context.instance, key, tag_cache.rebuilt(
+        rows, time.time() if full or cache is None else cache.full_refresh_at))
+    fetched = wanted_total - len(reused)
+    summary = (f"full fetch: {why}" if full else
+               f"incremental: {len(reused)} reused, {fetched} fetched (issues whose {', '.join(tag_cache.CHANGE_FIELDS)} "
+               "moved, or new)")
+    context.log.info(f"issue tags: {summary}")
     flat = _flat(rows)
     return _output(rows, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items),
-                   environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no")
+                   environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no",
+                   tag_values_reused=len(reused), tag_values_fetched=fetched, tag_cache=summary)
 
 
 raw_assets = [sentry_organization, sentry_project_tags, sentry_issues, sentry_issue_tags]

@@ -7,7 +7,7 @@ many requests really go out, per endpoint, within Sentry's limits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,9 +101,12 @@ async def environments_by_list(client: SentryClient, issues: Sequence[Item],
 async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]],
                            tag_keys: Mapping[IssueFilter, Sequence[str]], vanished: Vanished,
                            environments_listed: frozenset[IssueFilter] = frozenset(),
+                           reuse: Callable[[dict[tuple[str, str], Item]], Mapping[tuple[str, str], list[Item]]]
+                           = lambda wanted: {},
                            ) -> dict[str, dict[str, list[Item]]]:
     """`{filter_key: {tag_key: [{**issue, "__tags": [values]}]}}`: one row per issue, each (issue, key) asked once
-    (or, for the filters in `environments_listed`, the environment values from `environments_by_list`)."""
+    (or, for the filters in `environments_listed`, the environment values from `environments_by_list`), except the
+    pairs `reuse(wanted)` already has values for (`{(issue id, key): issue}` -> `{(issue id, key): values}`)."""
     listed = {f: await environments_by_list(client, issues.get(f.key, []), f) for f in environments_listed
               if "environment" in tag_keys.get(f, ())}
     wanted = {(issue["id"], key): issue
@@ -121,8 +124,9 @@ async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]
             vanished.items.append(f"issue {issue_id}")
             return None
 
-    pairs = list(wanted)
-    fetched = dict(zip(pairs, await gather_limited(values(i, k) for i, k in pairs)))
+    fetched: dict[tuple[str, str], list[Item] | None] = dict(reuse(wanted))
+    pairs = [pair for pair in wanted if pair not in fetched]
+    fetched.update(zip(pairs, await gather_limited(values(i, k) for i, k in pairs)))
     result: dict[str, dict[str, list[Item]]] = {}
     for issue_filter, keys in tag_keys.items():
         per_key = result.setdefault(issue_filter.key, {})

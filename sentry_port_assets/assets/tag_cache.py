@@ -1,0 +1,104 @@
+"""Issue tag values kept between resyncs, so that a resync asks Sentry only for the issues that changed.
+
+An issue's tag values change when it receives events, and every event moves its `lastSeen` and `count`; when old
+events age out of retention its `count` drops. So a value fetched for an issue is reused while none of
+`CHANGE_FIELDS` moved, and fetched again otherwise; every `SENTRY_PORT_FULL_REFRESH_HOURS` (default 24) everything is
+fetched again, which bounds any drift the fields do not reveal.
+
+The cache lives in the Dagster instance's own key-value store (`run_storage.get_cursor_values`, the table sensor
+cursors live in): SQLite or Postgres alike, no extra service, it survives restarts, and it goes wherever the
+instance goes. One entry per Sentry host and organization, JSON compressed with zlib. A missing, unreadable or
+foreign entry means a full fetch, never an error or a wrong entity.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import DagsterInstance
+
+CHANGE_FIELDS = ("lastSeen", "count", "userCount", "firstSeen")
+DEFAULT_FULL_REFRESH_HOURS = 24.0
+_VERSION = 1
+
+Item = dict[str, Any]
+
+
+def full_refresh_hours() -> float:
+    raw = os.environ.get("SENTRY_PORT_FULL_REFRESH_HOURS")
+    return float(raw) if raw else DEFAULT_FULL_REFRESH_HOURS
+
+
+def signature(issue: Mapping[str, Any]) -> list[Any]:
+    return [issue.get(name) for name in CHANGE_FIELDS]
+
+
+@dataclass
+class TagCache:
+    full_refresh_at: float
+    # "<issue id>\t<tag key>" -> [*signature, values]
+    entries: dict[str, list[Any]] = field(default_factory=dict)
+
+    def reusable(self, wanted: Mapping[tuple[str, str], Item]) -> dict[tuple[str, str], list[Item]]:
+        """The cached values of the wanted (issue id, tag key) pairs whose issue did not move."""
+        out: dict[tuple[str, str], list[Item]] = {}
+        for (issue_id, key), issue in wanted.items():
+            entry = self.entries.get(f"{issue_id}\t{key}")
+            if entry is not None and entry[:-1] == signature(issue):
+                out[(issue_id, key)] = entry[-1]
+        return out
+
+
+def cache_key(host: str, organization: str) -> str:
+    return f"sentry_port/issue_tag_cache/{host.rstrip('/')}/{organization}"
+
+
+def load(instance: DagsterInstance, key: str) -> tuple[TagCache | None, str]:
+    """The cache, or None and why there is none."""
+    try:
+        raw = instance.run_storage.get_cursor_values({key}).get(key)
+    except Exception as exc:  # noqa: BLE001 - an unreadable cache is a full fetch
+        return None, f"the cache could not be read ({type(exc).__name__})"
+    if not raw:
+        return None, "no cache yet"
+    try:
+        data = json.loads(zlib.decompress(base64.b64decode(raw)))
+        if data.get("version") != _VERSION:
+            return None, "the cache is from another version"
+        return TagCache(float(data["full_refresh_at"]), dict(data["entries"])), ""
+    except Exception as exc:  # noqa: BLE001
+        return None, f"the cache is unreadable ({type(exc).__name__})"
+
+
+def save(instance: DagsterInstance, key: str, cache: TagCache) -> None:
+    blob = json.dumps({"version": _VERSION, "full_refresh_at": cache.full_refresh_at, "entries": cache.entries},
+                      separators=(",", ":")).encode()
+    instance.run_storage.set_cursor_values({key: base64.b64encode(zlib.compress(blob, 6)).decode()})
+
+
+def plan(cache: TagCache | None, why_none: str, now: float | None = None) -> tuple[bool, str]:
+    """Whether this resync fetches everything, and why."""
+    now = time.time() if now is None else now
+    if cache is None:
+        return True, why_none
+    age = now - cache.full_refresh_at
+    if age >= full_refresh_hours() * 3600:
+        return True, f"the last full fetch was {age / 3600:.1f} h ago (SENTRY_PORT_FULL_REFRESH_HOURS)"
+    return False, f"issues whose {', '.join(CHANGE_FIELDS)} did not move reuse their values"
+
+
+def rebuilt(rows: Mapping[str, Mapping[str, Sequence[Item]]], full_refresh_at: float) -> TagCache:
+    """The cache after a resync: every row it produced, with its issue's signature now."""
+    entries: dict[str, list[Any]] = {}
+    for per_key in rows.values():
+        for key, items in per_key.items():
+            for row in items:
+                entries[f"{row['id']}\t{key}"] = [*signature(row), row.get("__tags", [])]
+    return TagCache(full_refresh_at, entries)

@@ -1,0 +1,113 @@
+"""Incremental issue tags: a resync asks Sentry for the tag values of the issues that changed only, and produces
+exactly the entities a from-scratch resync produces."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, entity_assets
+from sentry_port_assets.assets.sentry_raw import raw_assets
+from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets_tests.conftest import RunningSentry
+
+TAGS = AssetKey(["sentry", "issue_tags"])
+TAG_ENDPOINT = "/organizations/{org}/issues/{issue}/tags/{key}/values/"
+
+
+def resync(sentry: RunningSentry, instance: DagsterInstance) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Raw and entity assets once; returns {kind: entities} and the issue_tags metadata."""
+    resources = {"sentry": SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token,
+                                          max_retries=1, backoff_seconds=0.01),
+                 "mapping": MappingResource()}
+    result = materialize([*raw_assets, *entity_assets], resources=resources, instance=instance)
+    assert result.success
+    [tags] = [m for m in result.get_asset_materialization_events() if m.asset_key == TAGS]
+    entities = {kind: sorted(result.asset_value(key), key=lambda e: (e["blueprint"], str(e["identifier"])))
+                for kind, key in ENTITY_ASSET_KEYS.items() if kind in ("issue-tag", "issue")}
+    return entities, {k: v.value for k, v in tags.materialization.metadata.items()}
+
+
+def tag_requests(sentry: RunningSentry) -> int:
+    stats = sentry.state.endpoints.get(TAG_ENDPOINT)
+    return stats.requests if stats else 0
+
+
+def test_an_incremental_resync_equals_one_from_scratch(sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator()
+    data = sentry.state.dataset
+    kept = DagsterInstance.ephemeral()
+    first, meta = resync(sentry, kept)
+    assert meta["tag_values_reused"] == 0 and "full fetch" in meta["tag_cache"]
+
+    before = tag_requests(sentry)
+    again, meta = resync(sentry, kept)
+    assert tag_requests(sentry) == before, "nothing changed in Sentry: no tag values are asked for"
+    assert meta["tag_values_fetched"] == 0 and meta["tag_values_reused"] > 0
+    assert again == first
+
+    unresolved = [i for i in data.issues if i["status"] == "unresolved"]
+    evented, resolved, deleted = unresolved[:3]
+    aged = next(i for i in unresolved[3:] if len(data.issue_tag_values.get((i["id"], "environment"), [])) > 1)
+    template = next(i for i in unresolved[3:] if i is not aged)
+    # an event in a new environment: count and lastSeen move, a value appears
+    data.issue_tag_values[(evented["id"], "environment")].append(
+        {"key": "environment", "name": "canary", "value": "canary", "count": 1,
+         "firstSeen": evented["lastSeen"], "lastSeen": evented["lastSeen"]})
+    data.record_event(evented["id"])
+    resolved.update(status="resolved", substatus=None)  # no event: only the issue list says so
+    # retention: the events of one environment aged out, so the count dropped and the value is gone
+    values = data.issue_tag_values[(aged["id"], "environment")]
+    data.issue_tag_values[(aged["id"], "environment")] = values[1:]
+    aged["count"] = str(int(aged["count"]) - int(values[0].get("count") or 1))
+    data.remove_issue(deleted["id"])
+    created = copy.deepcopy(template)
+    created.update(id="4999999999", shortId="NEW-1", firstSeen=created["lastSeen"])
+    data.issues.append(created)
+    data.issue_tag_values[(created["id"], "environment")] = copy.deepcopy(
+        data.issue_tag_values[(template["id"], "environment")])
+
+    before = tag_requests(sentry)
+    incremental, meta = resync(sentry, kept)
+    assert tag_requests(sentry) - before == 3, "the evented, the aged and the new issue only"
+    assert meta["tag_values_fetched"] == 3
+    with DagsterInstance.ephemeral() as fresh:
+        scratch, scratch_meta = resync(sentry, fresh)
+    assert scratch_meta["tag_values_reused"] == 0
+    assert incremental == scratch
+    ids = {e["identifier"] for e in incremental["issue-tag"]}
+    assert f"{evented['id']}-canary" in ids
+    assert any(i.startswith(f"{created['id']}-") for i in ids)
+    assert not any(i.startswith(f"{deleted['id']}-") for i in ids)
+    assert not any(i.startswith(f"{resolved['id']}-") for i in ids)
+    assert f"{aged['id']}-{values[0]['name']}" not in ids
+
+
+def test_an_unreadable_cache_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry]) -> None:
+    from sentry_port_assets.assets import tag_cache
+
+    sentry = sentry_emulator()
+    kept = DagsterInstance.ephemeral()
+    first, _ = resync(sentry, kept)
+    key = tag_cache.cache_key(sentry.url, sentry.organization)
+    kept.run_storage.set_cursor_values({key: "not a cache"})
+    before = tag_requests(sentry)
+    again, meta = resync(sentry, kept)
+    assert "full fetch" in meta["tag_cache"] and "unreadable" in meta["tag_cache"]
+    assert tag_requests(sentry) > before and again == first
+
+
+def test_a_full_refresh_comes_every_configured_hours(sentry_emulator: Callable[..., RunningSentry],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    sentry = sentry_emulator()
+    kept = DagsterInstance.ephemeral()
+    resync(sentry, kept)
+    monkeypatch.setenv("SENTRY_PORT_FULL_REFRESH_HOURS", "0.0000001")
+    before = tag_requests(sentry)
+    _, meta = resync(sentry, kept)
+    assert "SENTRY_PORT_FULL_REFRESH_HOURS" in meta["tag_cache"] and tag_requests(sentry) > before
