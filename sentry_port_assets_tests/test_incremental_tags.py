@@ -111,3 +111,20 @@ def test_a_full_refresh_comes_every_configured_hours(sentry_emulator: Callable[.
     before = tag_requests(sentry)
     _, meta = resync(sentry, kept)
     assert "SENTRY_PORT_FULL_REFRESH_HOURS" in meta["tag_cache"] and tag_requests(sentry) > before
+
+
+def test_long_fetches_say_how_far_and_how_long(sentry_emulator: Callable[..., RunningSentry]) -> None:
+    sentry = sentry_emulator(latency_seconds=0.05)
+    instance = DagsterInstance.ephemeral()
+    resources = {"sentry": SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token,
+                                          progress_interval_seconds=0.05),
+                 "mapping": MappingResource()}
+    result = materialize([*raw_assets, *entity_assets], resources=resources, instance=instance)
+    assert result.success
+    lines = [e.user_message for e in instance.all_logs(result.run_id) if "issue tags:" in (e.user_message or "")]
+    progress = [line for line in lines if " / " in line]
+    assert progress, lines
+    assert any(("left" in line) and ("per window" in line or "no rate limits" in line) for line in progress), progress
+    [tags] = [m for m in result.get_asset_materialization_events() if m.asset_key == TAGS]
+    meta = tags.materialization.metadata
+    assert meta["planned_requests"].value == meta["done_requests"].value > 0

@@ -123,9 +123,12 @@ async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]
                 return []
             vanished.items.append(f"issue {issue_id}")
             return None
+        finally:
+            client.stats.done += 1
 
     fetched: dict[tuple[str, str], list[Item] | None] = dict(reuse(wanted))
     pairs = [pair for pair in wanted if pair not in fetched]
+    client.stats.plan(len(pairs), "/organizations/{org}/issues/{issue}/tags/{key}/values/")
     fetched.update(zip(pairs, await gather_limited(values(i, k) for i, k in pairs)))
     result: dict[str, dict[str, list[Item]]] = {}
     for issue_filter, keys in tag_keys.items():
