@@ -273,9 +273,7 @@ def test_a_replayed_comment_event_applies_what_sentry_holds_now(make_loop) -> No
     loop.full_resync()
     data = loop.sentry.state.dataset
     issue = data.issues[0]
-    created = {"comment_id": "555", "issue_id": issue["id"], "project_slug": issue["project"]["slug"],
-               "timestamp": "2026-11-26T10:00:00Z", "comment": "first words"}
-    data.add_comment(issue["id"], "first words", comment_id="555")
+    created = loop.new_comment("555", "first words", "2026-11-26T10:00:00Z")
     loop.deliver("comment", "created", created)
     data.edit_comment(issue["id"], "555", "second thoughts")
     loop.deliver("comment", "updated", {**created, "comment": "second thoughts"})

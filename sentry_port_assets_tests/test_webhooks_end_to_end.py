@@ -75,6 +75,13 @@ class Loop:
             "Sentry-Hook-Timestamp": str(int(time.time()))})
         assert answer.status_code == 202, answer.text
 
+    def new_comment(self, comment_id: str, text: str, timestamp: str) -> dict[str, Any]:
+        """A comment on the first issue, made in Sentry; returns the `data` its webhook carries."""
+        issue = self.sentry.state.dataset.issues[0]
+        self.sentry.state.dataset.add_comment(issue["id"], text, comment_id=comment_id)
+        return {"comment_id": comment_id, "issue_id": issue["id"], "project_slug": issue["project"]["slug"],
+                "timestamp": timestamp, "comment": text}
+
     def process_webhooks(self) -> None:
         """One sensor tick launches the batch; the run executes; the next tick marks its events done."""
         tick = sentry_webhook_sensor(build_sensor_context(instance=self.instance, cursor=self.cursor))
@@ -171,9 +178,7 @@ def test_comment_webhooks_upsert_and_delete_comment_entities(make_loop: Callable
     loop.full_resync()
     data = loop.sentry.state.dataset
     issue = data.issues[0]
-    comment = {"comment_id": "1729635072", "issue_id": issue["id"], "project_slug": issue["project"]["slug"],
-               "timestamp": "2023-06-15T17:15:53.383120Z", "comment": "Hello admin please take a look at this"}
-    data.add_comment(issue["id"], comment["comment"], comment_id="1729635072")
+    comment = loop.new_comment("1729635072", "Hello admin please take a look at this", "2023-06-15T17:15:53.383120Z")
     loop.deliver("comment", "created", comment)
     loop.process_webhooks()
     entity = loop.catalog.get_entity("sentryComment", "1729635072")
