@@ -47,6 +47,7 @@ def test_an_environment_port_refuses_is_isolated_and_reported(
             dict(data.project_tag_values[("python-fastapi", "environment")][0], name="staging eu", value="staging eu"))
         data.issue_tag_values[(first["id"], "environment")].append(
             dict(data.issue_tag_values[(first["id"], "environment")][0], name="staging eu", value="staging eu"))
+        data.record_event(first["id"])  # a value appears with an event, which moves the issue's lastSeen and count
         held_before = catalog.count()
 
         failed = materialize(ALL, resources=resources(sentry, url, "fail"), instance=instance, raise_on_error=False)
