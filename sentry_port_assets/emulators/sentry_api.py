@@ -315,7 +315,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         return page(request, found, size_param="limit")
 
     async def one_issue(request: Request) -> Response:
-        issue = next((i for i in dataset.issues if i["id"] == request.path_params["issue"]), None)
+        issue = dataset.issue(request.path_params["issue"])
         if org_or_404(request) or issue is None:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
         # the details endpoint adds what only one issue's page shows
@@ -333,14 +333,14 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         issue_id, key = request.path_params["issue"], request.path_params["key"]
         values = dataset.issue_tag_values.get((issue_id, key))
         # Sentry: GroupTagKeyNotFound -> 404, so an issue without the key answers like a deleted issue
-        if org_or_404(request) or all(i["id"] != issue_id for i in dataset.issues) or not values:
+        if org_or_404(request) or dataset.issue(issue_id) is None or not values:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
         return page(request, values)
 
     async def issue_comments(request: Request) -> Response:
         # Sentry's GroupNotesEndpoint: the issue's notes, newest first (DateTimePaginator on -datetime)
         issue_id = request.path_params["issue"]
-        if org_or_404(request) or all(i["id"] != issue_id for i in dataset.issues):
+        if org_or_404(request) or dataset.issue(issue_id) is None:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
         notes = sorted(dataset.issue_comments.get(issue_id, []), key=lambda n: (n["dateCreated"], n["id"]), reverse=True)
         return page(request, notes)

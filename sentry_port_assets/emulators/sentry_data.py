@@ -75,6 +75,17 @@ class SentryDataset:
         issue["lastSeen"] = _iso(when or datetime.now(timezone.utc))
         issue["count"] = str(int(issue.get("count") or 0) + 1)
 
+    def issue(self, issue_id: str) -> Item | None:
+        """The issue with this id (an index rebuilt when the list changes: requests for 20,000 issues must not each
+        scan them all, or the emulator, not the client, sets the pace)."""
+        key = (id(self.issues), len(self.issues))
+        index = self.__dict__.get("_issue_index")
+        if index is None or index[0] != key:
+            index = (key, {i["id"]: i for i in self.issues})
+            self.__dict__["_issue_index"] = index
+        found = index[1].get(issue_id)
+        return found if found is not None and found["id"] == issue_id else None
+
     def remove_issue(self, issue_id: str) -> None:
         self.issues = [i for i in self.issues if i["id"] != issue_id]
         for key in [k for k in self.issue_tag_values if k[0] == issue_id]:
