@@ -11,7 +11,6 @@ the UI shows the variable's name, never its value). This module imports nothing 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -139,20 +138,55 @@ class Settings:
         return self.sentry_token_var is None
 
 
-def limits_problem(environ: Mapping[str, str]) -> str | None:
-    """What is wrong with the mapping programs' limits (mapping/bounded.py); None when they are usable."""
-    seconds = environ.get("SENTRY_PORT_JQ_TIMEOUT_SECONDS")
-    if seconds:
-        try:
-            ok = 0 < float(seconds) <= 86400
-        except ValueError:
-            ok = False
-        if not ok:
-            return f"SENTRY_PORT_JQ_TIMEOUT_SECONDS must be a number of seconds between 0 and 86400, got {seconds!r}"
-    memory = environ.get("SENTRY_PORT_JQ_MEMORY_MB")
-    if memory and not (memory.isdigit() and 64 <= int(memory) <= 1024 * 1024):
-        return f"SENTRY_PORT_JQ_MEMORY_MB must be a whole number of megabytes, at least 64, got {memory!r}"
+@dataclass(frozen=True)
+class NumberSetting:
+    default: float
+    minimum: float  # exclusive when 0, inclusive otherwise
+    maximum: float
+    whole: bool
+    unit: str
+
+
+# Every numeric tuning knob, read here and nowhere else (`number_setting`), checked once at load (`read_settings`).
+NUMBER_SETTINGS: dict[str, NumberSetting] = {
+    "SENTRY_PORT_JQ_TIMEOUT_SECONDS": NumberSetting(10, 0, 86400, False, "seconds"),
+    "SENTRY_PORT_JQ_MEMORY_MB": NumberSetting(1024, 64, 1024 * 1024, True, "megabytes"),
+    "SENTRY_PORT_MAPPING_WORKERS": NumberSetting(0, 1, 1024, True, "processes"),  # 0: the CPU count
+    "SENTRY_PORT_FULL_REFRESH_HOURS": NumberSetting(24, 0, 24 * 365, False, "hours"),
+    "SENTRY_PORT_STALE_RUN_MINUTES": NumberSetting(180, 0, 60 * 24 * 30, False, "minutes"),
+    "SENTRY_WEBHOOK_MAX_SKEW_SECONDS": NumberSetting(300, 0, 86400 * 365, False, "seconds"),
+    "SENTRY_WEBHOOK_HEADER_TIMEOUT_SECONDS": NumberSetting(10, 0, 3600, False, "seconds"),
+    "SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS": NumberSetting(10, 0, 3600, False, "seconds"),
+    "SENTRY_WEBHOOK_MAX_CONNECTIONS_PER_CLIENT": NumberSetting(20, 1, 100_000, True, "connections"),
+    "SENTRY_WEBHOOK_MAX_CONNECTIONS": NumberSetting(500, 1, 100_000, True, "connections"),
+}
+
+
+def number_problem(name: str, raw: str | None) -> str | None:
+    """What is wrong with a numeric setting's value; None when it is unset or usable."""
+    if raw is None or not raw.strip():
+        return None
+    spec = NUMBER_SETTINGS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    fits = (value > spec.minimum if spec.minimum == 0 else value >= spec.minimum) and value <= spec.maximum
+    if not fits or (spec.whole and not value.is_integer()):
+        kind = "a whole number of" if spec.whole else "a number of"
+        low = f"above {spec.minimum:g}" if spec.minimum == 0 else f"at least {spec.minimum:g}"
+        return f"{name} must be {kind} {spec.unit}, {low} and at most {spec.maximum:g}, not {raw!r}"
     return None
+
+
+def number_setting(name: str) -> float:
+    """A numeric setting's value, or its default (an invalid value was refused when the settings were read; here
+    it raises ConfigError naming it)."""
+    raw = os.environ.get(name)
+    problem = number_problem(name, raw)
+    if problem:
+        raise ConfigError(problem)
+    return float(raw) if raw and raw.strip() else NUMBER_SETTINGS[name].default
 
 
 def read_settings() -> Settings:
@@ -195,17 +229,7 @@ def read_settings() -> Settings:
     if refused not in ("fail", "warn"):
         problems.append(f"PORT_REFUSED_ENTITIES={refused!r} must be 'fail' (entities Port refuses fail the run) or "
                         "'warn' (they fail the publish's asset check instead)")
-    limits = limits_problem(os.environ)
-    if limits:
-        problems.append(limits)
-    hours = os.environ.get("SENTRY_PORT_FULL_REFRESH_HOURS")
-    if hours:
-        try:
-            ok = float(hours) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            problems.append(f"SENTRY_PORT_FULL_REFRESH_HOURS must be a positive number of hours, got {hours!r}")
+    problems += filter(None, (number_problem(name, os.environ.get(name)) for name in NUMBER_SETTINGS))
 
     if problems:
         raise ConfigError("; ".join(problems) + ".")

@@ -68,12 +68,19 @@ def test_a_program_within_its_limits_is_untouched() -> None:
     assert [e["title"] for e in result.entities] == [f"{i}-ok" for i in range(5)] and not result.errors
 
 
-def test_the_limits_are_checked_when_the_settings_load() -> None:
-    from sentry_port_assets.config import limits_problem
+def test_the_limits_are_checked_when_the_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentry_port_assets.config import ConfigError, number_problem, read_settings
 
-    assert "SENTRY_PORT_JQ_TIMEOUT_SECONDS" in (limits_problem({"SENTRY_PORT_JQ_TIMEOUT_SECONDS": "soon"}) or "")
-    assert "SENTRY_PORT_JQ_MEMORY_MB" in (limits_problem({"SENTRY_PORT_JQ_MEMORY_MB": "1"}) or "")
-    assert limits_problem({"SENTRY_PORT_JQ_TIMEOUT_SECONDS": "2.5", "SENTRY_PORT_JQ_MEMORY_MB": "512"}) is None
+    assert "SENTRY_PORT_JQ_TIMEOUT_SECONDS" in (number_problem("SENTRY_PORT_JQ_TIMEOUT_SECONDS", "soon") or "")
+    assert "SENTRY_PORT_JQ_MEMORY_MB" in (number_problem("SENTRY_PORT_JQ_MEMORY_MB", "1") or "")
+    assert number_problem("SENTRY_PORT_JQ_TIMEOUT_SECONDS", "2.5") is None
+    assert number_problem("SENTRY_PORT_JQ_MEMORY_MB", "512") is None
+    monkeypatch.setenv("SENTRY_PORT_JQ_MEMORY_MB", "12.5")
+    monkeypatch.setenv("SENTRY_WEBHOOK_MAX_CONNECTIONS", "-1")
+    with pytest.raises(ConfigError) as refused:
+        read_settings()
+    assert "SENTRY_PORT_JQ_MEMORY_MB" in str(refused.value) and "SENTRY_WEBHOOK_MAX_CONNECTIONS" in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 def test_runaway_recursion_fails_the_cli_run_cleanly_and_deletes_nothing(tmp_path: Path) -> None:

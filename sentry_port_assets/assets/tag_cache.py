@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -24,16 +23,16 @@ from typing import Any
 
 from dagster import DagsterInstance
 
+from sentry_port_assets.config import number_setting
+
 CHANGE_FIELDS = ("lastSeen", "count", "userCount", "firstSeen")
-DEFAULT_FULL_REFRESH_HOURS = 24.0
 _VERSION = 1
 
 Item = dict[str, Any]
 
 
 def full_refresh_hours() -> float:
-    raw = os.environ.get("SENTRY_PORT_FULL_REFRESH_HOURS")
-    return float(raw) if raw else DEFAULT_FULL_REFRESH_HOURS
+    return number_setting("SENTRY_PORT_FULL_REFRESH_HOURS")
 
 
 def signature(issue: Mapping[str, Any]) -> list[Any]:

@@ -32,10 +32,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sentry_port_assets.config import NUMBER_SETTINGS, number_setting
+
 T = TypeVar("T")
 
-DEFAULT_SECONDS = 10.0
-DEFAULT_MEMORY_MB = 1024
+DEFAULT_SECONDS = NUMBER_SETTINGS["SENTRY_PORT_JQ_TIMEOUT_SECONDS"].default
+DEFAULT_MEMORY_MB = int(NUMBER_SETTINGS["SENTRY_PORT_JQ_MEMORY_MB"].default)
 _OUT_OF_MEMORY = 86  # the child's exit status after a MemoryError
 
 
@@ -46,11 +48,9 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        """The limits the environment sets (invalid values were refused when the settings were read)."""
-        seconds = os.environ.get("SENTRY_PORT_JQ_TIMEOUT_SECONDS")
-        memory = os.environ.get("SENTRY_PORT_JQ_MEMORY_MB")
-        return cls(seconds=float(seconds) if seconds else DEFAULT_SECONDS,
-                   memory_bytes=int(memory) * 1024 * 1024 if memory else DEFAULT_MEMORY_MB * 1024 * 1024)
+        """The limits the settings give (config.py: SENTRY_PORT_JQ_TIMEOUT_SECONDS, SENTRY_PORT_JQ_MEMORY_MB)."""
+        return cls(seconds=number_setting("SENTRY_PORT_JQ_TIMEOUT_SECONDS"),
+                   memory_bytes=int(number_setting("SENTRY_PORT_JQ_MEMORY_MB")) * 1024 * 1024)
 
     def describe(self, what: str) -> str:
         if what == "time":

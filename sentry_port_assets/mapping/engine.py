@@ -50,6 +50,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import jq
 
+from sentry_port_assets.config import number_setting
 from sentry_port_assets.mapping.bounded import LimitExceeded, Limits, run_bounded
 from sentry_port_assets.mapping.jqcompile import (
     JqCompileError,
@@ -554,10 +555,8 @@ _NO_OUTPUT_ROW = '["N"'
 
 
 def _default_workers() -> int:
-    configured = os.environ.get("SENTRY_PORT_MAPPING_WORKERS")
-    if configured and configured.isdigit():
-        return max(1, int(configured))
-    return os.cpu_count() or 1
+    configured = int(number_setting("SENTRY_PORT_MAPPING_WORKERS"))
+    return configured or os.cpu_count() or 1
 
 
 @contextlib.contextmanager

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun
 
+from sentry_port_assets.config import number_setting
 from sentry_port_assets.worker_host import HOST_TAG
 
-DEFAULT_STALE_MINUTES = 180.0
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,7 @@ class Liveness:
 
 
 def _stale_seconds() -> float:
-    raw = os.environ.get("SENTRY_PORT_STALE_RUN_MINUTES")
-    try:
-        return float(raw) * 60 if raw else DEFAULT_STALE_MINUTES * 60
-    except ValueError:
-        return DEFAULT_STALE_MINUTES * 60
+    return number_setting("SENTRY_PORT_STALE_RUN_MINUTES") * 60
 
 
 def _pid_alive(pid: int) -> bool:

@@ -17,38 +17,30 @@ Behind a load balancer every client has the balancer's address: raise the per-cl
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-
-def _setting(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} must be a number") from None
-    if value <= 0:
-        raise ValueError(f"{name}={raw!r} must be above 0")
-    return value
+from sentry_port_assets.config import number_setting
 
 
 def header_timeout() -> float:
-    return _setting("SENTRY_WEBHOOK_HEADER_TIMEOUT_SECONDS", 10.0)
+    return number_setting("SENTRY_WEBHOOK_HEADER_TIMEOUT_SECONDS")
 
 
 def body_timeout() -> float:
-    return _setting("SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS", 10.0)
+    return number_setting("SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS")
 
 
 def check_settings() -> None:
-    """Raises ValueError naming a setting that is not a positive number (called when the receiver starts)."""
-    header_timeout()
-    body_timeout()
-    _setting("SENTRY_WEBHOOK_MAX_CONNECTIONS_PER_CLIENT", 20)
-    _setting("SENTRY_WEBHOOK_MAX_CONNECTIONS", 500)
+    """Raises ConfigError (a ValueError) naming a setting that is not usable (called when the receiver starts)."""
+    for name in _SETTINGS:
+        number_setting(name)
+
+
+_SETTINGS = ("SENTRY_WEBHOOK_HEADER_TIMEOUT_SECONDS", "SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS",
+             "SENTRY_WEBHOOK_MAX_CONNECTIONS_PER_CLIENT", "SENTRY_WEBHOOK_MAX_CONNECTIONS", "SENTRY_WEBHOOK_MAX_SKEW_SECONDS")
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -63,8 +55,8 @@ class GuardedH11Protocol(H11Protocol):
         self._peer = "?"
         self._counted = False
         self._header_seconds = header_timeout()
-        self._per_client = int(_setting("SENTRY_WEBHOOK_MAX_CONNECTIONS_PER_CLIENT", 20))
-        self._overall = int(_setting("SENTRY_WEBHOOK_MAX_CONNECTIONS", 500))
+        self._per_client = int(number_setting("SENTRY_WEBHOOK_MAX_CONNECTIONS_PER_CLIENT"))
+        self._overall = int(number_setting("SENTRY_WEBHOOK_MAX_CONNECTIONS"))
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

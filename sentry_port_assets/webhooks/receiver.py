@@ -29,7 +29,6 @@ import hmac
 import json
 import logging
 import math
-import os
 import re
 import time
 from typing import Any
@@ -40,6 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from sentry_port_assets.config import number_setting
 from sentry_port_assets.webhooks.guard import body_timeout, check_settings
 from sentry_port_assets.webhooks.inbox import Inbox
 
@@ -54,7 +54,6 @@ RESOURCE_HEADER = "Sentry-Hook-Resource"
 TIMESTAMP_HEADER = "Sentry-Hook-Timestamp"
 REQUEST_ID_HEADER = "Request-ID"
 MAX_SKEW_ENV = "SENTRY_WEBHOOK_MAX_SKEW_SECONDS"
-DEFAULT_MAX_SKEW_SECONDS = 300.0
 
 # resource -> the actions that change what Port holds. `archived` is what older installs send for `ignored`.
 HANDLED_ACTIONS: dict[str, frozenset[str]] = {
@@ -147,11 +146,7 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
     check_settings()
     body_seconds = body_timeout()
     if max_skew_seconds is None:
-        raw = os.environ.get(MAX_SKEW_ENV) or str(DEFAULT_MAX_SKEW_SECONDS)
-        try:
-            max_skew_seconds = float(raw)
-        except ValueError:
-            raise ValueError(f"{MAX_SKEW_ENV}={raw!r} must be a number of seconds") from None
+        max_skew_seconds = number_setting(MAX_SKEW_ENV)
     if not secret or not secret.strip():
         raise WebhookSecretMissing(
             f"{SECRET_ENV} is not set: the Sentry webhook receiver refuses to start without the client secret "
