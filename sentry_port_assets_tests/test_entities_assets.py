@@ -290,3 +290,20 @@ def test_one_entity_asset_materializes_alone_on_a_fresh_instance():
     assert set(evaluations) == {("entities_user", n) for n in ("relations_resolve", "required_fields",
                                                                "unique_identifiers")}
     assert all(e.passed for e in evaluations.values())
+
+
+def test_search_relations_are_judged_as_port_evaluates_them():
+    """One implementation of Port's rules (port/query.py): `=` against a list property matches a member, and a
+    rule never matches a missing value by equality with null; the relations check used to disagree on both."""
+    blueprints = blueprints_by_id()
+    teams = [{"identifier": "platform-team", "blueprint": "sentryTeam", "title": None,
+              "properties": {"projects": ["python-fastapi", "go-api"]}, "relations": {}}]
+
+    def env(prop: str, op: str, value):
+        return {"identifier": "e", "blueprint": "sentryProjectEnvironment", "properties": {},
+                "relations": {"team": {"combinator": "and", "rules": [{"property": prop, "operator": op, "value": value}]}}}
+
+    assert unresolved_relations([env("projects", "=", "go-api")], teams, blueprints) == []
+    assert unresolved_relations([env("projects", "in", ["go-api", "x"])], teams, blueprints) == []
+    [problem] = unresolved_relations([env("$title", "=", "")], teams, blueprints)
+    assert problem["relation"] == "team"

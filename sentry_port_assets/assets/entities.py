@@ -54,6 +54,7 @@ from sentry_port_assets.assets.metadata import cell, table
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
 from sentry_port_assets.mapping.engine import MappingResult, Misconfiguration, map_kind
 from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.port.query import QueryError, matches
 
 GROUP = "port"
 PREVIEW_ROWS = 10
@@ -207,45 +208,15 @@ class _Index:
         return blueprint in self.by_blueprint
 
     def matches(self, blueprint: str, query: dict[str, Any]) -> bool | None:
-        """Whether a search query matches one of our entities; None when it cannot be judged here."""
+        """Whether a search query matches one of our entities, as Port evaluates it (`port/query.py`, the one
+        implementation of its rules); None when the query cannot be judged here."""
         rules = query.get("rules")
-        combinator = query.get("combinator", "and")
-        if not isinstance(rules, list) or combinator not in ("and", "or") or not rules:
+        if not isinstance(rules, list) or not rules:
             return None
-        for entity in self.by_blueprint[blueprint]:
-            verdicts = [self._rule(entity, r) for r in rules]
-            if any(v is None for v in verdicts):
-                return None
-            if (all(verdicts) if combinator == "and" else any(verdicts)):
-                return True
-        return False
-
-    def _rule(self, entity: Entity, rule: Any) -> bool | None:
-        if not isinstance(rule, dict):
+        try:
+            return any(matches(entity, query) for entity in self.by_blueprint[blueprint])
+        except QueryError:
             return None
-        if "rules" in rule:  # nested group
-            sub = _Index([entity]).matches(entity.get("blueprint"), rule)
-            return sub
-        prop, op, value = rule.get("property"), rule.get("operator"), rule.get("value")
-        if prop == "$identifier":
-            actual = entity.get("identifier")
-        elif prop == "$title":
-            actual = entity.get("title")
-        elif prop == "$blueprint":
-            actual = entity.get("blueprint")
-        elif isinstance(prop, str) and not prop.startswith("$"):
-            actual = (entity.get("properties") or {}).get(prop)
-        else:
-            return None
-        if op == "=":
-            return actual == value
-        if op == "!=":
-            return actual != value
-        if op == "contains":
-            return isinstance(actual, (list, str)) and isinstance(value, str) and value in actual
-        if op == "in":
-            return isinstance(value, list) and actual in value
-        return None
 
 
 def unresolved_relations(
