@@ -183,6 +183,12 @@ def test_an_item_that_halts_in_the_middle_of_a_batch_takes_no_other_items_output
     assert [e["title"] for e in result.entities if e["identifier"] != "2"] == ["t-0", "t-1", "t-3", "t-4"]
 
 
+def test_a_lone_item_that_halts_is_mapped_not_dropped() -> None:
+    """A batch of one (a webhook's issue, the last item of a list): no output at all must not read as one output."""
+    result, _ = map_users('if .id == "0" then halt else "t-" + .id end', n=1)
+    assert [(e["identifier"], e["title"]) for e in result.entities] == [("0", None)]
+
+
 def test_a_batch_where_every_item_halts_ends() -> None:
     result, seconds = map_users("halt", n=20)
     assert [e["identifier"] for e in result.entities] == [str(i) for i in range(20)]

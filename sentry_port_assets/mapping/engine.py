@@ -452,10 +452,13 @@ class CompiledResource:
                     text = self.program.input_text("\n".join(map(_dumps, self._project(items[start:end])))).text()
                 except Exception:
                     text = None
-                if text is not None and text.count("\n") + 1 == end - start and _NO_OUTPUT_ROW not in text:
-                    yield start, text
-                else:
+                if text is None or _output_count(text) != end - start:
+                    # jq failed, or an item yielded nothing (`halt`): item by item
                     yield start, self._map_range(items, start, end, tick)
+                elif _NO_OUTPUT_ROW in text:  # a leaf without output: those items go field by field, here
+                    yield start, self._collect_text(items[start:end], text)
+                else:
+                    yield start, text
 
     def _collect_text(self, batch: list[Any], text: str) -> MappingResult:
         col = _Collector(self)
@@ -550,6 +553,11 @@ class CompiledResource:
 
 
 PARALLEL_MIN_ITEMS = 5000
+def _output_count(text: str) -> int:
+    """How many values jq's output text holds (one compact JSON value per line; none at all is "")."""
+    return text.count("\n") + 1 if text else 0
+
+
 # How the combined program marks a row whose leaf yielded nothing (it must go field by field): see jqcompile.
 _NO_OUTPUT_ROW = '["N"'
 
