@@ -182,7 +182,8 @@ def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, ma
     def reuse(wanted: dict[tuple[str, str], Item]) -> dict[tuple[str, str], list[Item]]:
         nonlocal wanted_total
         wanted_total = len(wanted)
-        reused.update({} if full or cache is None else cache.reusable(wanted))
+        if cache is not None and not full:
+            reused.update(cache.reusable(wanted))
         return reused
 
     rows, cost = _fetch(context, sentry, "issue tags", lambda c: fetch_issue_tags(

@@ -26,7 +26,6 @@ from sentry_port_assets.config import number_setting
 from sentry_port_assets.worker_host import HOST_TAG
 
 
-
 @dataclass(frozen=True)
 class Liveness:
     alive: bool

@@ -119,7 +119,8 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
     dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
     if not pending:
         return SensorResult(skip_reason=SkipReason("no pending webhook events" + dead_note), cursor=json.dumps(state))
-    suspects = [e for e in pending if e.id in set(state.get("suspects", []))]
+    suspect_ids = set(state.get("suspects", []))
+    suspects = [e for e in pending if e.id in suspect_ids]
     state["suspects"] = [e.id for e in suspects]
     if suspects:  # a batch failed: its events go one at a time until the one that fails is found
         pending = suspects[:1]

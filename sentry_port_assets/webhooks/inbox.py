@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 """
 
+# Pending events a consumer still applies: not dead-lettered.
+_NOT_DEAD = "id NOT IN (SELECT event_id FROM failures WHERE dead_at IS NOT NULL)"
+
 _COLUMNS = "id, request_id, resource, action, issue_id, received_at, hook_timestamp, body, status"
 
 
@@ -180,8 +183,7 @@ class Inbox:
             return []
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE status = ? AND id > ? AND id NOT IN "
-                "(SELECT event_id FROM failures WHERE dead_at IS NOT NULL) ORDER BY id LIMIT ?",
+                f"SELECT {_COLUMNS} FROM events WHERE status = ? AND id > ? AND {_NOT_DEAD} ORDER BY id LIMIT ?",
                 (PENDING, int(cursor), int(limit)),
             ).fetchall()
         return [_event(row) for row in rows]
@@ -213,9 +215,8 @@ class Inbox:
     def count_pending(self) -> int:
         """Events still to apply (dead letters excluded)."""
         with self._lock:
-            return int(self._conn.execute(
-                "SELECT count(*) FROM events WHERE status = ? AND id NOT IN "
-                "(SELECT event_id FROM failures WHERE dead_at IS NOT NULL)", (PENDING,)).fetchone()[0])
+            return int(self._conn.execute(f"SELECT count(*) FROM events WHERE status = ? AND {_NOT_DEAD}",
+                                          (PENDING,)).fetchone()[0])
 
     # -- failures and dead letters -------------------------------------------------------------------------------
 
