@@ -165,7 +165,10 @@ def test_sensors_and_schedule_run_the_whole_loop_under_a_real_daemon(deployment:
     data = d.sentry.state.dataset
 
     # The daemon evaluates every sensor; the mapping sensor's first tick records the mapping it will compare with.
-    d.wait_for("a first tick of every sensor", lambda: all(d.ticks().get(name) for name in SENSORS))
+    # A tick is recorded when its evaluation starts: wait until each has finished, or a slow first evaluation of the
+    # mapping sensor could read the edited file below as its baseline and never launch.
+    d.wait_for("a finished first tick of every sensor", lambda: all(
+        any(t.status != TickStatus.STARTED for t in d.ticks().get(name, [])) for name in SENSORS))
     edited = d.mapping.read_text().replace("title: .name\n", 'title: .name + " (Sentry)"\n')
     assert edited != d.mapping.read_text()
     d.mapping.write_text(edited)
