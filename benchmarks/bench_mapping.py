@@ -81,7 +81,7 @@ def synthetic(issues: int, seed: int = 7) -> dict[str, list[dict]]:
 def run_engine(mapping, data, workers: int) -> tuple[MappingResult, float]:
     result = MappingResult()
     start = time.perf_counter()
-    for compiled in mapping.compiled():
+    for compiled in mapping.resources:
         result.extend(compiled.map(data.get(compiled.kind, []), workers=workers))
     return result, time.perf_counter() - start
 
@@ -89,7 +89,7 @@ def run_engine(mapping, data, workers: int) -> tuple[MappingResult, float]:
 def run_naive(mapping, data) -> tuple[MappingResult, float]:
     result = MappingResult()
     start = time.perf_counter()
-    for compiled in mapping.compiled():
+    for compiled in mapping.resources:
         result.extend(compiled.map_naive(data.get(compiled.kind, [])))
     return result, time.perf_counter() - start
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from sentry_port_assets.emulators.port import create_port_emulator
 from sentry_port_assets.emulators.serve import ServerThread
 from sentry_port_assets.port.client import PortClient
+from sentry_port_assets.port.policy import PublishPolicy
 from sentry_port_assets.port.reconciler import reconcile
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
@@ -87,9 +88,9 @@ async def publish(url: str, entities: list[dict], concurrency: int, merge: bool 
     client = PortClient(CLIENT_ID, CLIENT_SECRET, url, max_concurrency=concurrency)
     async with PortApiTarget(client) as target:
         report = await reconcile(
-            target, entities, blueprints_owned=OWNED, merge=merge, create_missing_related=True,
-            deletion_threshold=0.9, allow_delete=True, blocked_reason=None,
-            blueprints=BLUEPRINTS, blueprint_fragments=[USER_FRAGMENT], ensure_blueprints=True,
+            target, entities, PublishPolicy(owned=frozenset(OWNED), merge=merge, blueprints=BLUEPRINTS,
+                                            fragments=[USER_FRAGMENT], ensure_blueprints=True),
+            allow_delete=True, blocked_reason=None,
         )
     return report, client.stats
 
@@ -115,8 +116,8 @@ def read_memory(held: int) -> None:
 
         async def resync():
             return await reconcile(
-                target, entities, blueprints_owned=OWNED, merge=True, create_missing_related=True,
-                blueprints=BLUEPRINTS, blueprint_fragments=[USER_FRAGMENT], ensure_blueprints=True,
+                target, entities, PublishPolicy(owned=frozenset(OWNED), blueprints=BLUEPRINTS,
+                                                fragments=[USER_FRAGMENT], ensure_blueprints=True),
             )
 
         started = time.monotonic()

@@ -48,8 +48,64 @@ def env_value(name: str, default: str | None = None) -> str | None:
 
 def state_dir() -> Path:
     """Where local state lives: under $DAGSTER_HOME when set, else ./.sentry_port/."""
+    home = dagster_home()
+    return home / "sentry_port" if home else Path(".sentry_port")
+
+
+def log_level() -> str:
+    """SENTRY_PORT_LOG_LEVEL: the console log level of the jobs' runs (default INFO)."""
+    return (env_value("SENTRY_PORT_LOG_LEVEL") or "INFO").upper()
+
+
+def local_catalog_path() -> Path:
+    """PORT_LOCAL_CATALOG, else `state_dir()/catalog.sqlite`."""
+    explicit = env_value("PORT_LOCAL_CATALOG")
+    return Path(explicit) if explicit else state_dir() / "catalog.sqlite"
+
+
+INBOX_ENV = "SENTRY_WEBHOOK_INBOX"
+SECRET_ENV = "SENTRY_WEBHOOK_SECRET"
+
+
+def inbox_path() -> Path:
+    """SENTRY_WEBHOOK_INBOX, else `state_dir()/webhook_inbox.sqlite`."""
+    configured = env_value(INBOX_ENV)
+    return Path(configured) if configured else state_dir() / "webhook_inbox.sqlite"
+
+
+def webhook_secret() -> str:
+    """SENTRY_WEBHOOK_SECRET, the receiver's signing secret ("" when unset); read only by the receiver's command."""
+    return os.environ.get(SECRET_ENV, "")
+
+
+def dagster_home() -> Path | None:
+    """DAGSTER_HOME, when set."""
     home = os.environ.get("DAGSTER_HOME")
-    return Path(home) / "sentry_port" if home else Path(".sentry_port")
+    return Path(home) if home else None
+
+
+@dataclass(frozen=True)
+class MappingSourceSettings:
+    """Where the mapping comes from, read for `sentry-port map`, which must not need the other settings. Holds the
+    Port credentials' values: never log or store it."""
+
+    mapping_file: str | None
+    integration: str | None
+    port_base_url: str | None
+    port_client_id: str | None
+    port_client_secret: str | None
+
+    def __repr__(self) -> str:
+        return f"MappingSourceSettings(mapping_file={self.mapping_file!r}, integration={self.integration!r})"
+
+
+def mapping_source_settings() -> MappingSourceSettings:
+    client_id, client_secret = env_name("PORT_CLIENT_ID"), env_name("PORT_CLIENT_SECRET")
+    return MappingSourceSettings(
+        mapping_file=env_value("PORT_MAPPING_FILE"), integration=env_value("PORT_INTEGRATION_IDENTIFIER"),
+        port_base_url=env_value("PORT_BASE_URL"),
+        port_client_id=os.environ[client_id] if client_id else None,
+        port_client_secret=os.environ[client_secret] if client_secret else None)
 
 
 class ConfigError(ValueError):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import warnings
 
-from dagster import BetaWarning, Definitions, in_process_executor
+from dagster import BetaWarning, Definitions, FilesystemIOManager, in_process_executor
 
 from sentry_port_assets.assets.catalog import port_catalog
-from sentry_port_assets.assets.entities import entity_assets, entity_checks
+from sentry_port_assets.assets.checks import OPTIONAL_ENTITIES, entity_checks, optional_entities
+from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.config import ConfigError, read_settings
 from sentry_port_assets.jobs import all_jobs
@@ -35,11 +36,17 @@ if _storage_problem:
 
 defs = Definitions(
     assets=[*raw_assets, *entity_assets, port_catalog],
-    asset_checks=entity_checks,
+    asset_checks=[entity_checks],
     jobs=[*all_jobs, sentry_webhook_sync],
     schedules=[resync_schedule(settings.resync_cron)],
     sensors=[port_mapping_sensor, publish_on_new_entities, sentry_webhook_sensor],
-    resources=build_resources(settings),
+    resources={
+        **build_resources(settings),
+        # Named explicitly: `optional_entities` loads through it, and Dagster resolves every top-level resource's
+        # dependencies when it builds a sensor's or schedule's context, where no default io_manager is added.
+        "io_manager": FilesystemIOManager(),
+        OPTIONAL_ENTITIES: optional_entities,
+    },
     # Each asset already runs its Sentry/Port calls concurrently; a process per step would cost more to start
     # (~2 s each) than the parallelism between steps gains.
     executor=in_process_executor,

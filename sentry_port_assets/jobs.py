@@ -5,13 +5,13 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 
 from sentry_port_assets.assets.catalog import CATALOG_KEY
-from sentry_port_assets.config import env_value
+from sentry_port_assets.config import log_level
 
 CATALOG = AssetSelection.assets(CATALOG_KEY)
 # Without logger config Dagster prints every event at DEBUG (~350 lines for the demo). The default run config says
 # INFO: progress, counts, warnings and errors. SENTRY_PORT_LOG_LEVEL=DEBUG (or the launchpad, or
 # `-c` with loggers.console.config.log_level) brings the events back; the UI's run log always has all of them.
-LOGGING = {"loggers": {"console": {"config": {"log_level": (env_value("SENTRY_PORT_LOG_LEVEL") or "INFO").upper()}}}}
+LOGGING = {"loggers": {"console": {"config": {"log_level": log_level()}}}}
 
 # Fetch from Sentry and map to entities; run by the resync schedule.
 sentry_refresh = define_asset_job(

@@ -7,9 +7,10 @@ refuses to load on such a `DAGSTER_HOME`, with how to recover. (A Postgres-backe
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
+
+from sentry_port_assets.config import dagster_home
 
 # Where Dagster's SQLite storages keep their schema version (run, event-log index, schedule storage).
 _STORAGE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
@@ -17,7 +18,7 @@ _STORAGE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedul
 
 def dagster_home_problem(home: str | Path | None = None) -> str | None:
     """What is wrong with the SQLite storage under `home` (default $DAGSTER_HOME), or None."""
-    root = Path(home) if home else (Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None)
+    root = Path(home) if home else dagster_home()
     if root is None:
         return None
     for name in _STORAGE_FILES:

@@ -11,23 +11,21 @@ import pytest
 import yaml
 from dagster import AssetCheckSeverity, AssetKey, asset, materialize
 
-from sentry_port_assets.assets.entities import (
-    DEFAULT_KINDS,
-    ENTITY_ASSET_KEYS,
-    relation_cell,
-    duplicate_identifiers,
-    entity_assets,
+from sentry_port_assets.assets.checks import (
     OPTIONAL_ENTITIES,
+    SPECS,
+    duplicate_identifiers,
     entity_checks,
-    optional_entities,
     missing_required,
+    optional_entities,
     unresolved_relations,
 )
+from sentry_port_assets.assets.entities import DEFAULT_KINDS, ENTITY_ASSET_KEYS, entity_assets, relation_cell
 from sentry_port_assets_tests.conftest import table_text
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, load_default_blueprints
-from sentry_port_assets.mapping.engine import map_items
+from sentry_port_assets.mapping.compiled import map_items
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.selection import IssueFilter
 
 SAMPLES = json.loads((Path(__file__).resolve().parent.parent / "sentry_port_assets/sentry/seed_samples.json").read_text())
@@ -66,7 +64,7 @@ def stubs(values: dict[str, Any]) -> list:
 
 def run(values: dict[str, Any], mapping_path: str | None = None):
     return materialize(
-        [*stubs(values), *entity_assets, *entity_checks],
+        [*stubs(values), *entity_assets, entity_checks],
         resources={"mapping": MappingResource(path=mapping_path), OPTIONAL_ENTITIES: optional_entities},
         raise_on_error=False,
     )
@@ -103,7 +101,7 @@ def test_keys_groups_and_inputs():
     }
     assert {a.group_names_by_key[a.key] for a in entity_assets} == {"port"}
     assert all("mapping" in a.required_resource_keys for a in entity_assets)
-    assert len(entity_checks) == 18
+    assert len(SPECS) == 18 and len(entity_checks.check_keys) == 18
 
 
 def test_default_mapping_end_to_end(default_run):
@@ -280,7 +278,7 @@ def test_one_entity_asset_materializes_alone_on_a_fresh_instance():
     """From the UI: only port/entities_user (and its raw input) selected, the other entity assets never
     materialized. The relations check judges what exists instead of failing the run."""
     result = materialize(
-        [*stubs(raw_values()), *entity_assets, *entity_checks],
+        [*stubs(raw_values()), *entity_assets, entity_checks],
         selection=[AssetKey(["sentry", "members"]), ENTITY_ASSET_KEYS["user"]],
         resources={"mapping": MappingResource(), OPTIONAL_ENTITIES: optional_entities},
         raise_on_error=False,

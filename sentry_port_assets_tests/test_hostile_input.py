@@ -21,9 +21,8 @@ import yaml
 from dagster import DagsterInstance, build_sensor_context
 
 from sentry_port_assets.mapping.bounded import Limits
-from sentry_port_assets.mapping.engine import compiled_resources
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, MappingConfigError, load_mapping, parse_mapping
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sensors.mapping import port_mapping_sensor
 from sentry_port_assets_tests.test_webhooks_end_to_end import EXAMPLE_WITH_COMMENTS, make_loop  # noqa: F401 - fixture
 
@@ -36,7 +35,7 @@ def user_mapping(title: str) -> Any:
 
 
 def map_users(title: str, n: int = 5, limits: Limits = TIGHT, workers: int = 1):
-    [compiled] = compiled_resources(user_mapping(title))
+    [compiled] = user_mapping(title).resources
     started = time.monotonic()
     result = compiled.map([{"id": str(i)} for i in range(n)], workers=workers, limits=limits)
     return result, time.monotonic() - started
@@ -148,12 +147,12 @@ def test_the_mapping_sensor_skips_an_alias_bomb(tmp_path: Path) -> None:
     path.write_text(DEFAULT_MAPPING_FILE.read_text())
     resource = MappingResource(path=str(path))
     with DagsterInstance.ephemeral() as instance:
-        first = port_mapping_sensor.evaluate_tick(
-            build_sensor_context(instance=instance, cursor=None, resources={"mapping": resource}))
+        with build_sensor_context(instance=instance, cursor=None, resources={"mapping": resource}) as context:
+            first = port_mapping_sensor.evaluate_tick(context)
         path.write_text(BOMB)
         started = time.monotonic()
-        data = port_mapping_sensor.evaluate_tick(
-            build_sensor_context(instance=instance, cursor=first.cursor, resources={"mapping": resource}))
+        with build_sensor_context(instance=instance, cursor=first.cursor, resources={"mapping": resource}) as context:
+            data = port_mapping_sensor.evaluate_tick(context)
     assert not data.run_requests
     assert "expands to more than" in (data.skip_message or "")
     assert time.monotonic() - started < 5
@@ -200,7 +199,7 @@ def test_a_batch_where_every_item_halts_ends() -> None:
 def test_a_halting_identifier_drops_only_its_own_item() -> None:
     mapping = parse_mapping({"resources": [{"kind": "user", "selector": {"query": "true"}, "port": {"entity": {
         "mappings": {"identifier": 'if .id == "1" then halt else .id end', "blueprint": '"bp"', "title": '"t-" + .id'}}}}]})
-    [compiled] = compiled_resources(mapping)
+    [compiled] = mapping.resources
     result = compiled.map([{"id": str(i)} for i in range(4)], workers=1, limits=TIGHT)
     assert [(e["identifier"], e["title"]) for e in result.entities] == [("0", "t-0"), ("2", "t-2"), ("3", "t-3")]
     assert result.dropped == 1
@@ -210,7 +209,7 @@ def test_json_mapping_from_port_is_bounded_too() -> None:
     """Port's integration config arrives as JSON (no aliases); its jq runs under the same limits."""
     mapping = parse_mapping(json.loads(json.dumps({"resources": [{"kind": "user", "selector": {"query": "true"},
         "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": '"bp"', "title": "until(false; .)"}}}}]})))
-    [compiled] = compiled_resources(mapping)
+    [compiled] = mapping.resources
     result = compiled.map([{"id": "1"}], workers=1, limits=TIGHT)
     assert result.errors and result.errors[0].field == "port.entity.mappings.title"
 

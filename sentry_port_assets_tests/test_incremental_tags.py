@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets_tests.conftest import RunningSentry
 

@@ -9,7 +9,7 @@ import pytest
 
 from sentry_port_assets.mapping.engine import MappingConfigError
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 
 GOOD_USER = """
   - kind: user
@@ -41,10 +41,10 @@ def load_error(tmp_path, body: str) -> str:
 def test_default_mapping_is_the_seeds_and_compiles():
     mapping = load_mapping()
     assert [r.kind for r in mapping.resources] == ["user", "user", "project-tag", "issue-tag", "team"]
-    assert (mapping.delete_dependent_entities, mapping.create_missing_related_entities, mapping.enable_merge_entity) == (True, True, True)
-    assert len(mapping.compiled()) == 5 and mapping.compiled() is mapping.compiled()
+    assert (mapping.config.delete_dependent_entities, mapping.config.create_missing_related_entities, mapping.config.enable_merge_entity) == (True, True, True)
+    assert len(mapping.resources) == 5 and mapping.sha256 == load_mapping().sha256
     assert mapping.uses("issue-tag") and not mapping.uses("issue")
-    assert load_mapping(None).resources == load_mapping(DEFAULT_MAPPING_FILE).resources
+    assert load_mapping(None).config == load_mapping(DEFAULT_MAPPING_FILE).config
 
 
 def test_bad_yaml(tmp_path):
@@ -142,7 +142,7 @@ resources:
                      "resources[0].port.itemToParse: unknown key", "resources[0].port.entity.mappings.iconn"):
         assert fragment in text, (fragment, text)
     assert "exportEnvVariables" not in text and ".tag" not in text, "Ocean's own keys are not warnings"
-    assert mapping.delete_dependent_entities is True, "Ocean's default"
+    assert mapping.config.delete_dependent_entities is True, "Ocean's default"
     assert load_mapping().warnings == []
 
 
@@ -153,7 +153,7 @@ def test_missing_file_names_the_variable(tmp_path):
 
 def test_selector_names_do_not_collide(tmp_path):
     path = write(tmp_path, "resources:\n- kind: issue\n  selector: {query: 'true', sentryQuery: 'is:resolved', statsPeriod: 24h}\n  port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}\n")
-    selector = load_mapping(path).resources[0].selector
+    selector = load_mapping(path).config.resources[0].selector
     assert (selector.query, selector.sentry_query, selector.stats_period) == ("true", "is:resolved", "24h")
 
 
@@ -162,9 +162,11 @@ def test_resource_caches_per_content(tmp_path):
     resource = MappingResource(path=str(path))
     first = resource.load()
     assert resource.load() is first
+    assert MappingResource(path=str(path)).load() is first  # compiled once per content
     path.write_text(textwrap.dedent("resources:\n" + GOOD_USER + GOOD_USER))
-    second = resource.load()
-    assert second is not first and len(second.resources) == 2
+    assert resource.load() is first, "one resource (one run) keeps the snapshot it first read"
+    second = MappingResource(path=str(path)).load()
+    assert second is not first and len(second.resources) == 2 and second.sha256 != first.sha256
     assert len(MappingResource().load().resources) == 5
 
 
@@ -227,5 +229,5 @@ def test_an_ocean_style_sentry_mapping_loads_unchanged_without_warnings(tmp_path
     relation built from __tags) load as they are."""
     mapping = load_mapping(write(tmp_path, OCEAN_STYLE))
     assert mapping.warnings == []
-    assert [r.selector.include_archived for r in mapping.resources if r.kind in ("issue", "issue-tag")] == [False, True]
-    assert len(mapping.compiled()) == 4
+    assert [r.selector.include_archived for r in mapping.config.resources if r.kind in ("issue", "issue-tag")] == [False, True]
+    assert len(mapping.resources) == 4

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentry_port_assets.mapping.engine import map_items
+from sentry_port_assets.mapping.compiled import map_items
 from sentry_port_assets.mapping.loader import load_mapping, parse_mapping
 
 SAMPLES = json.loads((Path(__file__).resolve().parent.parent / "sentry_port_assets/sentry/seed_samples.json").read_text())

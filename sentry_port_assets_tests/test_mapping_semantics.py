@@ -10,7 +10,7 @@ import random
 import pytest
 
 from sentry_port_assets.mapping import engine
-from sentry_port_assets.mapping.engine import map_items
+from sentry_port_assets.mapping.compiled import map_items
 from sentry_port_assets.mapping.jqcompile import normalize_expression, observed_keys
 from sentry_port_assets.mapping.loader import load_mapping, parse_mapping
 
@@ -24,7 +24,7 @@ def both(mapping, items, kind="user"):
     """The engine's result, after checking that Ocean's field-by-field way gives exactly the same."""
     fast = map_items(mapping, kind, items)
     naive = engine.MappingResult()
-    for c in mapping.compiled():
+    for c in mapping.resources:
         if c.kind == kind:
             naive.extend(c.map_naive(items))
     assert fast.entities == naive.entities
@@ -310,7 +310,7 @@ def test_parallel_equals_serial(monkeypatch):
         issue = {"id": str(i), "title": f"t{i}", "permalink": f"https://x/{i}/", "status": rng.choice(["resolved", "unresolved"]), "isUnhandled": rng.random() < 0.5, "project": {"slug": f"p{i % 5}"}, "assignedTo": rng.choice([None, {"email": f"u{i}@x.io"}])}
         issue["__tags"] = [{"name": n} for n in ["production", "staging", "dev"][: rng.randint(0, 3)]]
         items.append(issue)
-    [compiled] = [c for c in mapping.compiled() if c.kind == "issue-tag"]
+    [compiled] = [c for c in mapping.resources if c.kind == "issue-tag"]
     serial = compiled.map(items, workers=1)
     parallel = compiled.map(items, workers=2)
     assert parallel.entities == serial.entities and len(serial.entities) > 300
@@ -323,7 +323,7 @@ def test_parallel_equals_serial(monkeypatch):
 
 def test_input_reading_expression_is_not_batched():
     mapping = mapping_of({**BASE, "properties": {"next": "try input catch \"none\""}})
-    [c] = mapping.compiled()
+    [c] = mapping.resources
     assert c.batch_size == 1
     result = both(mapping, [{"id": "1"}, {"id": "2"}])
     assert [e["properties"]["next"] for e in result.entities] == ["none", "none"]
@@ -359,8 +359,8 @@ def test_projection_never_changes_results():
     item = {"id": "1", "a": 1, "b": {"c": 2}, "big": list(range(50))}
     named = mapping_of({**BASE, "properties": {"a": ".a", "c": ".b.c"}})
     whole = mapping_of({**BASE, "properties": {"keys": "keys", "n": "length"}})
-    assert named.compiled()[0].projected_keys == ("a", "b", "c", "id")
-    assert whole.compiled()[0].projected_keys is None
+    assert named.resources[0].projected_keys == ("a", "b", "c", "id")
+    assert whole.resources[0].projected_keys is None
     assert both(named, [item]).entities[0]["properties"] == {"a": 1, "c": 2}
     assert both(whole, [item]).entities[0]["properties"] == {"keys": ["a", "b", "big", "id"], "n": 4}
 
@@ -423,7 +423,7 @@ def test_parallel_keeps_order_when_a_worker_batch_fails(monkeypatch):
     mapping = itp_mapping({"identifier": '"e-\\(.item)-\\(.n)"', "blueprint": '"bp"'}, itemsToParse="[1]")
     items = [{"n": i} for i in range(60)]
     items[47] = 5  # a non-object item makes the combined program fail on its batch
-    [c] = mapping.compiled()
+    [c] = mapping.resources
     serial = c.map(items, workers=1)
     parallel = c.map(items, workers=2)
     assert parallel.entities == serial.entities and len(serial.entities) == 60

@@ -15,10 +15,12 @@ from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
 
 from sentry_port_assets.mapping.loader import MappingConfigError
-from sentry_port_assets.mapping.resource import MappingResource, canonical_json
+from sentry_port_assets.mapping.loader import canonical_json
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.sensors.mapping import port_mapping_sensor
-from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.resources.demo import DemoSentryResource
 from sentry_port_assets_tests import port_fixtures as fx
 
 USER = """\
@@ -74,9 +76,10 @@ class Evaluator:
         self.cursor: str | None = None
 
     def tick(self):
-        context = build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                       resources={"mapping": self.resource})
-        data = port_mapping_sensor.evaluate_tick(context)
+        # As the daemon does: the resources (the mapping nests the Port resource) live for the tick.
+        with build_sensor_context(instance=self.instance, cursor=self.cursor,
+                                  resources={"mapping": self.resource}) as context:
+            data = port_mapping_sensor.evaluate_tick(context)
         self.cursor = data.cursor
         return data
 
@@ -223,7 +226,7 @@ def test_first_evaluation_of_a_broken_file_records_nothing(tmp_path, instance):
 def test_bundled_default_is_the_source_without_a_path(instance):
     resource = MappingResource()
     data = Evaluator(instance, resource).tick()
-    assert recorded(data.cursor) == resource.content_hash()
+    assert recorded(data.cursor) == resource.snapshot().sha256
     assert "defaults/mapping.yaml" in (data.skip_message or "")
 
 
@@ -238,10 +241,9 @@ def port(tmp_path):
 
 
 def remote(url: str, identifier: str = "my-sentry", **overrides: Any) -> MappingResource:
-    fields: dict[str, Any] = dict(integration_identifier=identifier, port_base_url=url,
-                                  port_client_id=fx.CLIENT_ID, port_client_secret=fx.CLIENT_SECRET)
-    fields.update(overrides)
-    return MappingResource(**fields)
+    port: dict[str, Any] = dict(base_url=url, client_id=fx.CLIENT_ID, client_secret=fx.CLIENT_SECRET)
+    port.update(overrides)
+    return MappingResource(integration_identifier=identifier, port=PortResource(**port))
 
 
 def test_remote_config_change_launches_and_load_returns_the_remote_mapping(port, instance):
@@ -258,8 +260,8 @@ def test_remote_config_change_launches_and_load_returns_the_remote_mapping(port,
     assert sensor.tick().run_requests == []
 
     mapping = resource.load()
-    assert [(r.kind, r.port.entity.mappings.blueprint) for r in mapping.resources] == [("team", '"remote_team"')]
-    assert mapping.delete_dependent_entities is True
+    assert [(r.kind, r.port.entity.mappings.blueprint) for r in mapping.config.resources] == [("team", '"remote_team"')]
+    assert mapping.config.delete_dependent_entities is True
     assert resource.source == "Port integration my-sentry"
 
     changed = remote_config("team", "user")
@@ -314,7 +316,7 @@ def test_remote_unknown_integration_skips_naming_the_variable(port, instance):
 
 
 def test_remote_without_credentials_is_a_clear_error(instance):
-    resource = MappingResource(integration_identifier="my-sentry", port_client_id="someone")
+    resource = MappingResource(integration_identifier="my-sentry", port=PortResource(client_id="someone"))
     with pytest.raises(MappingConfigError) as err:
         resource.load()
     message = str(err.value)
@@ -339,9 +341,11 @@ def test_resource_wiring_from_the_environment(monkeypatch):
     monkeypatch.setenv("SENTRY_ORGANIZATION", "acme")
     mapping = build_resources()["mapping"]
     assert mapping.integration_identifier == "my-sentry"
-    assert mapping.port_base_url == "https://api.us.getport.io"
-    assert mapping.port_client_secret == EnvVar("PORT_CLIENT_SECRET")  # a reference, never the value
-    assert mapping.port_client_id == EnvVar("PORT_CLIENT_ID")
+    # the Port resource itself, nested: one place holds the credentials
+    assert mapping.port is build_resources()["port"] or mapping.port == build_resources()["port"]
+    assert mapping.port.base_url == "https://api.us.getport.io"
+    assert mapping.port.client_secret == EnvVar("PORT_CLIENT_SECRET")  # a reference, never the value
+    assert mapping.port.client_id == EnvVar("PORT_CLIENT_ID")
 
 
 def test_sensor_is_registered_with_the_mapping_resource():
@@ -360,7 +364,7 @@ def test_sensor_is_registered_with_the_mapping_resource():
 def test_a_run_reads_ports_config_once_and_maps_every_asset_with_it(port):
     url, emulator = port
     emulator.set_integration_config("my-sentry", remote_config("team", "user"))
-    result = materialize([*raw_assets, *entity_assets], resources={"sentry": SentryResource(), "mapping": remote(url)})
+    result = materialize([*raw_assets, *entity_assets], resources={"sentry": DemoSentryResource(), "mapping": remote(url)})
     assert result.success
     assert emulator.stats.requests["integration_get"] == 1
     team = result.asset_value(AssetKey(["port", "entities_team"]))
@@ -370,4 +374,5 @@ def test_a_run_reads_ports_config_once_and_maps_every_asset_with_it(port):
 def test_a_mapping_file_and_a_port_integration_together_are_an_error(port):
     url, _ = port
     with pytest.raises(MappingConfigError, match="both PORT_MAPPING_FILE .* and PORT_INTEGRATION_IDENTIFIER"):
-        remote(url, path="/some/mapping.yaml").load()
+        MappingResource(path="/some/mapping.yaml", integration_identifier="my-sentry",
+                        port=PortResource(base_url=url, client_id=fx.CLIENT_ID, client_secret=fx.CLIENT_SECRET)).load()

@@ -11,13 +11,16 @@ import pytest
 
 from sentry_port_assets.emulators.port import Fault
 from sentry_port_assets.port.catalog import LocalCatalog
-from sentry_port_assets.port.cli_catalog import main as catalog_main, run_catalog
+from sentry_port_assets.cli import main as catalog_main
+from sentry_port_assets.cli.catalog import run_catalog
+from sentry_port_assets.port.policy import PublishPolicy
 from sentry_port_assets.port.errors import PortConfigError, PortError
 from sentry_port_assets.port.reconciler import reconcile
 from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
 from sentry_port_assets.config import ConfigError
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources import build_resources
+from sentry_port_assets.resources.demo import DemoPortResource
 from sentry_port_assets_tests import port_fixtures as fx
 
 
@@ -25,9 +28,9 @@ def _publish(target, entities):
     async def go():
         async with target:
             return await reconcile(
-                target, entities, blueprints_owned=fx.OWNED, merge=True, create_missing_related=True,
-                deletion_threshold=0.9, allow_delete=True, blocked_reason=None,
-                blueprints=fx.blueprints(), blueprint_fragments=[fx.USER_FRAGMENT], ensure_blueprints=True,
+                target, entities, PublishPolicy(owned=frozenset(fx.OWNED), blueprints=fx.blueprints(),
+                                                fragments=[fx.USER_FRAGMENT], ensure_blueprints=True),
+                allow_delete=True, blocked_reason=None,
             )
 
     return asyncio.run(go())
@@ -78,7 +81,7 @@ def test_catalog_cli_fits_values_to_the_terminal_or_shows_them_whole(tmp_path, m
 
 def _parse(args: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    from sentry_port_assets.port.cli_catalog import add_catalog_parser
+    from sentry_port_assets.cli.catalog import add_catalog_parser
 
     add_catalog_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["catalog", *args])
@@ -93,9 +96,9 @@ def test_catalog_cli_does_not_create_a_missing_catalog(tmp_path, monkeypatch):
     assert not (tmp_path / "missing.sqlite").exists()
 
 
-def target_from_env(source_is_demo: bool = False):
+def target_from_env():
     """The Port target exactly as the Dagster definitions build it from the environment."""
-    return build_resources()["port"].process_config_and_initialize().target(source_is_demo=source_is_demo)
+    return build_resources()["port"].process_config_and_initialize().target()
 
 
 def test_target_from_env(tmp_path, monkeypatch):
@@ -120,7 +123,7 @@ def test_target_from_env(tmp_path, monkeypatch):
         target_from_env()  # no SENTRY_TOKEN: the demo organization is the source
     assert fx.CLIENT_SECRET not in str(demo.value)
     with pytest.raises(PortConfigError, match="demo"):  # the same rule where a run's own config builds the target
-        PortResource(client_id="id", client_secret="secret").target(source_is_demo=True)
+        DemoPortResource(client_id="id", client_secret="secret").target()
     monkeypatch.setenv("SENTRY_TOKEN", "token")
     monkeypatch.setenv("SENTRY_ORGANIZATION", "acme")
     monkeypatch.setenv("PORT_BASE_URL", "http://127.0.0.1:9")

@@ -15,6 +15,7 @@ from sentry_port_assets.emulators.port import Fault
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.datasource import Datasource
 from sentry_port_assets.port.errors import PortServerError
+from sentry_port_assets.port.policy import PublishPolicy
 from sentry_port_assets.port.reconciler import Failure, reconcile
 from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
 from sentry_port_assets_tests import port_fixtures as fx
@@ -53,9 +54,15 @@ def make_target(request, catalog):
 def run(make_target, entities, **overrides):
     options = {**DEFAULTS, "blueprints": fx.blueprints(), "blueprint_fragments": [fx.USER_FRAGMENT], "ensure_blueprints": True, **overrides}
 
+    policy = PublishPolicy(
+        owned=frozenset(options.pop("blueprints_owned")), merge=options.pop("merge"),
+        create_missing_related=options.pop("create_missing_related"),
+        deletion_threshold=options.pop("deletion_threshold"), blueprints=options.pop("blueprints"),
+        fragments=options.pop("blueprint_fragments"), ensure_blueprints=options.pop("ensure_blueprints"))
+
     async def go():
         async with make_target() as target:
-            return await reconcile(target, entities, **options)
+            return await reconcile(target, entities, policy, **options)
 
     return asyncio.run(go())
 

@@ -22,20 +22,22 @@ from sentry_port_assets_tests.conftest import table_text
 from sentry_port_assets.assets.catalog import CATALOG_KEY, port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.errors import PortConfigError
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sensors.publish import publish_on_new_entities
-from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.config import Settings
+from sentry_port_assets.resources import build_resources
+from sentry_port_assets.resources.demo import DemoSentryResource
 
 ALL = [*raw_assets, *entity_assets, port_catalog]
 REFRESH = [*raw_assets, *entity_assets]
 
 
 def resources(catalog: Path, **port: Any) -> dict[str, Any]:
-    return {"sentry": SentryResource(), "mapping": MappingResource(),
+    return {"sentry": DemoSentryResource(), "mapping": MappingResource(),
             "port": PortResource(local_catalog=str(catalog), **port)}
 
 
@@ -75,8 +77,13 @@ def test_deletes_need_every_input_from_one_resync(tmp_path: Path) -> None:
 
 
 def test_demo_data_never_reaches_a_real_port(tmp_path: Path) -> None:
-    res = resources(tmp_path / "c.sqlite", client_id="id", client_secret="pw-9f3e1d", base_url="http://127.0.0.1:9")
-    result = materialize(ALL, resources=res, raise_on_error=False)
+    """The resources chosen for the demo (no SENTRY_TOKEN) refuse Port credentials, even ones a run's config adds
+    from the launchpad (the settings refuse them at load: test_port_cli_and_secrets)."""
+    res = build_resources(Settings(local_catalog=str(tmp_path / "c.sqlite")))
+    assert isinstance(res["sentry"], DemoSentryResource) and res["port"].demo_source
+    launchpad = {"resources": {"port": {"config": {"client_id": "id", "client_secret": "pw-9f3e1d",
+                                                   "base_url": "http://127.0.0.1:9"}}}}
+    result = materialize(ALL, resources=res, run_config=launchpad, raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "demo data must never reach a real Port" in str(failure.event_specific_data.error)
@@ -128,7 +135,7 @@ def test_sensor_waits_while_a_refresh_runs_and_skips_what_sync_already_published
 
 def test_port_resource_names_the_missing_credential(tmp_path: Path) -> None:
     with pytest.raises(PortConfigError, match="PORT_CLIENT_SECRET"):
-        PortResource(client_id="only-id").target(source_is_demo=False)
+        PortResource(client_id="only-id").target()
 
 
 def test_entities_port_refuses_fail_the_publish_with_every_failure_listed(tmp_path: Path) -> None:

@@ -15,9 +15,10 @@ from dagster import AssetKey, DagsterInstance, materialize
 from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.emulators.sentry_api import Fault
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.client import SentryClient, progress_reporter
-from sentry_port_assets.sentry.resource import DEMO_WARNING, SentryResource
+from sentry_port_assets.resources.demo import DEMO_WARNING, DemoSentryResource
+from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.sentry.selection import IssueFilter
 from sentry_port_assets_tests.conftest import RunningSentry
 
@@ -26,7 +27,7 @@ UNRESOLVED = IssueFilter("is:unresolved").key
 
 def resources(sentry: RunningSentry | None, mapping_path: str | None = None) -> dict[str, Any]:
     if sentry is None:
-        sentry_resource = SentryResource()
+        sentry_resource = DemoSentryResource()
     else:
         sentry_resource = SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token,
                                          backoff_seconds=0.01, max_retries=2)

@@ -13,7 +13,7 @@ from dagster import DagsterInstance, materialize
 from sentry_port_assets.assets.catalog import REFUSED_CHECK, port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.resource import SentryResource

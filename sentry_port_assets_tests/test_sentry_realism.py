@@ -16,7 +16,7 @@ from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.emulators.sentry_api import DEFAULT_BUCKET, ORG_AUTH_TOKEN_SCOPES, Fault, RateLimit
 from sentry_port_assets.emulators.sentry_data import build_org
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient

@@ -24,7 +24,7 @@ from sentry_port_assets.emulators.port import create_port_emulator
 from sentry_port_assets.emulators.sentry_api import Fault
 from sentry_port_assets.emulators.serve import ServerThread
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sensors.webhooks import sentry_webhook_sensor
@@ -354,7 +354,7 @@ def test_one_event_that_keeps_failing_is_dead_lettered_and_the_others_are_applie
     """An issue seen in an environment Port refuses as an identifier (`staging eu`) fails every run that applies it.
     Its batch is split, the event fails alone MAX_ATTEMPTS times and is set aside; the other events land."""
     from sentry_port_assets.sensors import webhooks as sensor_module
-    from sentry_port_assets.webhooks.cli import main as webhooks_cli
+    from sentry_port_assets.cli import main as webhooks_cli
 
     monkeypatch.setattr(sensor_module, "RETRY_BASE_SECONDS", 0.0)
     loop = make_loop(None)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from sentry_port_assets.emulators.serve import ServerThread
-from sentry_port_assets.webhooks.cli import main as webhooks_main
+from sentry_port_assets.cli import main as webhooks_main
 from sentry_port_assets.webhooks.inbox import Inbox
 from sentry_port_assets.webhooks.receiver import (
     HANDLED_ACTIONS,
@@ -452,7 +452,7 @@ def test_cli_serves_and_the_inbox_survives_kill_9(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SENTRY_WEBHOOK_INBOX"}
     env["SENTRY_WEBHOOK_SECRET"] = SECRET
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sentry_port_assets.webhooks.cli", "webhooks", "serve",
+        [sys.executable, "-m", "sentry_port_assets.cli", "webhooks", "serve",
          "--host", "127.0.0.1", "--port", "0", "--inbox", str(inbox_path)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -1,8 +1,10 @@
 """`port/catalog`: publishes every entity asset's entities to Port (or the local catalog), safely.
 
-Deletes of stale entities need proof that the whole resync succeeded: every raw and entity asset that feeds
-the publish must have its latest materialization from ONE run (a failed asset is not re-materialized, so a
-failure anywhere shows up as a mix of runs). Otherwise the publish only upserts, and its metadata says why.
+Deletes of stale entities need proof that the whole resync succeeded with one mapping: every raw and entity asset
+that feeds the publish must have its latest materialization from ONE run (a failed asset is not re-materialized,
+so a failure anywhere shows up as a mix of runs), and all of them, and the publish itself, must have mapped with
+the same mapping snapshot (`mapping_sha256` in their metadata). Otherwise the publish only upserts, and its
+metadata says why.
 """
 
 import asyncio
@@ -18,53 +20,67 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    DagsterInstance,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from sentry_port_assets.assets.mapping_step import mapping_for_step
+from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
 from sentry_port_assets.assets.metadata import table
-from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
-from sentry_port_assets.mapping.config import MappingConfig
-from sentry_port_assets.mapping.jqcompile import constant_value
-from sentry_port_assets.mapping.resource import MappingResource
+from sentry_port_assets.assets.policy import publish_policy
 from sentry_port_assets.port.reconciler import PublishReport, reconcile
 from sentry_port_assets.port.resource import PortResource
-from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.resources.mapping import MappingResource
 
 RAW_KEYS = [AssetKey(list(raw_key)) for _, raw_key in ENTITY_KINDS.values()]
+INPUT_KEYS = [*RAW_KEYS, *ENTITY_ASSET_KEYS.values()]
 REFUSED_CHECK = "port_accepted_every_entity"
 CATALOG_KEY = AssetKey(["port", "catalog"])
-# The kinds a resync fetches and maps (every kind but `comment`, which only webhooks write).
-RESYNC_KINDS = tuple(ENTITY_KINDS)
 Entity = dict[str, Any]
 
 
-def mapped_blueprints(mapping: MappingConfig, entities: list[Entity], kinds: Sequence[str] = RESYNC_KINDS) -> set[str]:
-    """Blueprints the mapping writes for these kinds: constant `blueprint` leaves, plus whatever the entities name.
-    A resync owns no `comment` blueprint: only webhooks write comments, so a resync must not find them stale."""
-    static = {constant_value(r.port.entity.mappings.blueprint) for r in mapping.resources if r.kind in kinds}
-    return {b for b in static if isinstance(b, str)} | {e["blueprint"] for e in entities}
+def _by_value(found: dict[str, str]) -> str:
+    groups: dict[str, list[str]] = {}
+    for name, value in found.items():
+        groups.setdefault(value, []).append(name)
+    return "; ".join(f"{value[:12]}: {', '.join(names)}" for value, names in groups.items())
 
 
-def deletion_blocker(context: AssetExecutionContext) -> str | None:
-    """Why deletes must not happen in this publish, or None when one run produced every input."""
+def input_mapping_shas(instance: DagsterInstance, keys: Sequence[AssetKey] = INPUT_KEYS) -> dict[str, str]:
+    """The mapping snapshot (sha256) each input's latest materialization was made with ("unknown" when it did not
+    record one); inputs never materialized are left out."""
+    shas: dict[str, str] = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(key)
+        materialization = event.asset_materialization if event is not None else None
+        if materialization is not None:
+            value = materialization.metadata.get(MAPPING_SHA)
+            shas[key.to_user_string()] = str(value.value) if value is not None else "unknown"
+    return shas
+
+
+def deletion_blocker(context: AssetExecutionContext, mapping_sha: str) -> str | None:
+    """Why deletes must not happen in this publish, or None when one run produced every input with the mapping
+    this publish uses."""
     runs: dict[str, str] = {}
-    for key in [*RAW_KEYS, *ENTITY_ASSET_KEYS.values()]:
+    for key in INPUT_KEYS:
         event = context.instance.get_latest_materialization_event(key)
         if event is None:
             return f"{key.to_user_string()} has never been materialized"
         runs[key.to_user_string()] = event.run_id
     if len(set(runs.values())) > 1:
-        by_run: dict[str, list[str]] = {}
-        for name, run in runs.items():
-            by_run.setdefault(run, []).append(name)
-        parts = "; ".join(f"run {run[:8]}: {', '.join(names)}" for run, names in by_run.items())
-        return (f"the inputs come from {len(by_run)} different runs ({parts}): an asset failed or was materialized "
-                "alone. Run sentry_refresh or sentry_port_sync in full to allow deletes")
+        return (f"the inputs come from {len(set(runs.values()))} different runs (run {_by_value(runs)}): an asset "
+                "failed or was materialized alone. Run sentry_refresh or sentry_port_sync in full to allow deletes")
+    shas = input_mapping_shas(context.instance)
+    if len(set(shas.values())) > 1:
+        return (f"the inputs were mapped with different mapping snapshots (sha256 {_by_value(shas)}): the mapping "
+                "changed during the run. Run sentry_port_sync again to allow deletes")
+    if shas and set(shas.values()) != {mapping_sha}:
+        return (f"the entities were mapped with the mapping of sha256 {next(iter(shas.values()))[:12]}, this publish "
+                f"reads {mapping_sha[:12]}: the mapping changed since. Run sentry_port_sync to allow deletes")
     return None
 
 
@@ -98,7 +114,6 @@ def resync_started(context: AssetExecutionContext) -> str:
 )
 def port_catalog(
     context: AssetExecutionContext,
-    sentry: SentryResource,
     mapping: MappingResource,
     port: PortResource,
     entities_user: list[Entity],
@@ -108,27 +123,17 @@ def port_catalog(
     entities_issue: list[Entity],
     entities_issue_tag: list[Entity],
 ) -> MaterializeResult:
-    config = mapping_for_step(mapping)
+    compiled = mapping_for_step(context, mapping)
     entities = [*entities_user, *entities_team, *entities_project, *entities_project_tag, *entities_issue,
                 *entities_issue_tag]
-    owned = port.owned_blueprint_names() & mapped_blueprints(config, entities)
-    blocker = deletion_blocker(context)
+    policy = publish_policy(port, compiled, entities)
+    owned = policy.owned
+    blocker = deletion_blocker(context, compiled.sha256)
 
     async def publish() -> PublishReport:
-        async with port.target(source_is_demo=sentry.is_demo) as target:
-            return await reconcile(
-                target, entities,
-                blueprints_owned=owned,
-                merge=config.enable_merge_entity,
-                create_missing_related=config.create_missing_related_entities,
-                deletion_threshold=config.entity_deletion_threshold,
-                allow_delete=True,
-                blocked_reason=blocker,
-                written_before=resync_started(context),
-                blueprints=owned_blueprints(),
-                blueprint_fragments=port_owned_fragments(),
-                ensure_blueprints=port.initialize_resources,
-            )
+        async with port.target() as target:
+            return await reconcile(target, entities, policy, allow_delete=True, blocked_reason=blocker,
+                                   written_before=resync_started(context))
 
     report = asyncio.run(publish())
     meta = report.to_metadata()
@@ -152,6 +157,7 @@ def port_catalog(
         "failures": table(meta["failures"]),
         "failures_total": meta["failures_total"],
         "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
+        MAPPING_SHA: compiled.sha256,
     }
     if meta["port_users_created"]:
         context.log.warning(f"{meta['port_users_created']} _user entities were created: in Port each one is a Port user "

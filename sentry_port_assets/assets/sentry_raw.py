@@ -1,7 +1,8 @@
 """Raw Sentry assets (group `sentry`): exactly what the API returns, enriched the way the mapping expects.
 
 Each asset fetches only what the active mapping needs; when no mapping resource reads its kind it makes no
-request and says so in its metadata. Shapes of the stored values: see `sentry_port_assets.sentry.selection`.
+request and says so in its metadata. Shapes of the stored values: see `assets/plan.py`. Each records the mapping snapshot it fetched for
+(`mapping_sha256`).
 """
 
 
@@ -12,14 +13,14 @@ from typing import Any, TypeVar
 
 from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, Output, asset, multi_asset
 
-from sentry_port_assets.assets.mapping_step import mapping_for_step
-from sentry_port_assets.assets.metadata import preview_table
-from sentry_port_assets.mapping.resource import MappingResource
-from sentry_port_assets.sentry.client import SentryClient, progress_reporter
 from sentry_port_assets.assets import tag_cache
+from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
+from sentry_port_assets.assets.metadata import preview_table
+from sentry_port_assets.assets.plan import FetchPlan
+from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.sentry.client import SentryClient, progress_reporter
 from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
 from sentry_port_assets.sentry.resource import SentryResource
-from sentry_port_assets.sentry.selection import FetchPlan
 
 T = TypeVar("T")
 Item = dict[str, Any]
@@ -35,7 +36,7 @@ async def _fetch_async(context: AssetExecutionContext, sentry: SentryResource, l
             value = await fetch(client)
         cost = client.stats.as_metadata(client.governor.wait_seconds)
     context.log.info(f"{label}: done, {cost}")
-    return value, {**cost, "source": "demo organization" if sentry.is_demo else sentry.host}
+    return value, {**cost, "source": sentry.description}
 
 
 def _fetch(context: AssetExecutionContext, sentry: SentryResource, label: str,
@@ -44,15 +45,16 @@ def _fetch(context: AssetExecutionContext, sentry: SentryResource, label: str,
     return asyncio.run(_fetch_async(context, sentry, label, fetch))
 
 
-def _output(value: T, count: int, cost: dict[str, Any], preview: Sequence[Item], columns: Sequence[str],
+def _output(value: T, sha: str, count: int, cost: dict[str, Any], preview: Sequence[Item], columns: Sequence[str],
             output_name: str = "result", **extra: Any) -> Output[T]:
     return Output(value, output_name=output_name, metadata={"dagster/row_count": count, "items": count, **cost,
-                                                            **extra, "preview": preview_table(preview, columns)})
+                                                            **extra, "preview": preview_table(preview, columns),
+                                                            MAPPING_SHA: sha})
 
 
-def _skipped(value: T, reason: str, output_name: str = "result") -> Output[T]:
+def _skipped(value: T, sha: str, reason: str, output_name: str = "result") -> Output[T]:
     return Output(value, output_name=output_name,
-                  metadata={"dagster/row_count": 0, "items": 0, "requests": 0, "skipped": reason})
+                  metadata={"dagster/row_count": 0, "items": 0, "requests": 0, "skipped": reason, MAPPING_SHA: sha})
 
 
 def _flat(groups: dict[str, Any]) -> list[Item]:
@@ -85,7 +87,7 @@ def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
 
     One step rather than three: it is the only root of the graph, so a mapping that does not load fails it once,
     before any Sentry request, and every asset downstream is skipped instead of failing with the same error."""
-    config = mapping_for_step(mapping)
+    config = mapping_for_step(context, mapping)
     plan = FetchPlan.of(config)
     selected = context.selected_asset_keys
     sentry.warn_if_demo(context.log)
@@ -116,18 +118,18 @@ def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
     results = {key: outcome for key, outcome in outcomes.items() if not isinstance(outcome, BaseException)}
     failed = [outcome for outcome in outcomes.values() if isinstance(outcome, BaseException)]
     for key, why in skipped.items():
-        yield _skipped([], why, output_name=_name(key))
+        yield _skipped([], config.sha256, why, output_name=_name(key))
     if MEMBERS in results:
         members, cost = results[MEMBERS]
-        yield _output(members, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"],
+        yield _output(members, config.sha256, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"],
                       output_name=_name(MEMBERS))
     if TEAMS in results:
         teams, cost = results[TEAMS]
-        yield _output(teams, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
+        yield _output(teams, config.sha256, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
                       output_name=_name(TEAMS), with_members=plan.team_members, vanished=len(vanished.items))
     if PROJECTS in results:
         found, cost = results[PROJECTS]
-        yield _output(found, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS))
+        yield _output(found, config.sha256, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS))
     if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
         raise failed[0]
 
@@ -141,12 +143,13 @@ def _name(key: AssetKey) -> str:
        description="Tag values per project (kind `project-tag`): one row per project per value, every key selected.")
 def sentry_project_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
                         projects: list[Item]) -> Output[dict[str, list[Item]]]:
-    keys = FetchPlan.of(mapping_for_step(mapping)).project_tag_keys
+    config = mapping_for_step(context, mapping)
+    keys = FetchPlan.of(config).project_tag_keys
     if not keys:
-        return _skipped({}, "no mapping resource of kind project-tag")
+        return _skipped({}, config.sha256, "no mapping resource of kind project-tag")
     rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys))
     flat = _flat(rows)
-    return _output(rows, len(flat), cost, flat, ["slug", "__tags.key", "__tags.name", "__tags.count"],
+    return _output(rows, config.sha256, len(flat), cost, flat, ["slug", "__tags.key", "__tags.name", "__tags.count"],
                    tag_keys=", ".join(keys))
 
 
@@ -155,12 +158,13 @@ def sentry_project_tags(context: AssetExecutionContext, sentry: SentryResource, 
        description="Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.")
 def sentry_issues(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
                   projects: list[Item]) -> Output[dict[str, list[Item]]]:
-    filters = FetchPlan.of(mapping_for_step(mapping)).issue_filters
+    config = mapping_for_step(context, mapping)
+    filters = FetchPlan.of(config).issue_filters
     if not filters:
-        return _skipped({}, "no mapping resource of kind issue or issue-tag")
+        return _skipped({}, config.sha256, "no mapping resource of kind issue or issue-tag")
     issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
     flat = _flat(issues)
-    return _output(issues, len(flat), cost, flat, ["id", "shortId", "status", "project.slug"],
+    return _output(issues, config.sha256, len(flat), cost, flat, ["id", "shortId", "status", "project.slug"],
                    sentry_queries=", ".join(f.key for f in filters))
 
 
@@ -169,11 +173,12 @@ def sentry_issues(context: AssetExecutionContext, sentry: SentryResource, mappin
        description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
 def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
                       issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
-    plan = FetchPlan.of(mapping_for_step(mapping))
+    config = mapping_for_step(context, mapping)
+    plan = FetchPlan.of(config)
     if not plan.issue_tag_keys:
-        return _skipped({}, "no mapping resource of kind issue-tag")
+        return _skipped({}, config.sha256, "no mapping resource of kind issue-tag")
     vanished = Vanished()
-    key = tag_cache.cache_key(sentry.host if not sentry.is_demo else "demo", sentry.organization or "demo")
+    key = tag_cache.cache_key(sentry.host, sentry.organization or "")
     cache, why_none = tag_cache.load(context.instance, key)
     full, why = tag_cache.plan(cache, why_none)
     reused: dict[tuple[str, str], list[Item]] = {}
@@ -198,7 +203,7 @@ def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, ma
                "moved, or new)")
     context.log.info(f"issue tags: {summary}")
     flat = _flat(rows)
-    return _output(rows, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items),
+    return _output(rows, config.sha256, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items),
                    environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no",
                    tag_values_reused=len(reused), tag_values_fetched=fetched, tag_cache=summary)
 

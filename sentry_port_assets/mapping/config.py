@@ -6,14 +6,15 @@ so it cannot be confused with the jq `query`.
 
 Unknown keys are ignored, as Ocean ignores them (Port stores an integration's config with extra keys allowed), but
 never silently: `load_mapping` (loader.py) lists each one as a warning that names it (a misspelt `itemToParse` or
-`identifer` is reported, and a missing required key is still an error), then compiles every jq expression.
+`identifer` is reported, and a missing required key is still an error), then compiles every jq expression into a
+`CompiledMapping` (compiled.py). These models hold the YAML's content only.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Kind = Literal["user", "team", "project", "project-tag", "issue", "issue-tag", "comment"]
 KINDS: tuple[str, ...] = ("user", "team", "project", "project-tag", "issue", "issue-tag", "comment")
@@ -22,7 +23,7 @@ DEFAULT_TAG = "environment"
 # What Sentry (and so Ocean) applies when no query is sent; "" syncs every status.
 DEFAULT_SENTRY_QUERY = "is:unresolved"
 # How `issue-tag` rows get their `__tags`: one tag-values request per issue (exact, Ocean's way), or, for the
-# `environment` tag, one issue list per project and environment (far fewer requests; see selection.py).
+# `environment` tag, one issue list per project and environment (far fewer requests; see assets/plan.py).
 PER_ISSUE, BY_ENVIRONMENT = "per-issue", "by-environment"
 
 # Which selector options each kind uses. Ocean's Sentry selectors also carry `tag` on every kind, and its base
@@ -113,21 +114,6 @@ class MappingConfig(BaseModel):
     enable_merge_entity: bool = Field(True, alias="enableMergeEntity")
     entity_deletion_threshold: float = Field(0.9, alias="entityDeletionThreshold", ge=0, le=1)
     resources: list[ResourceConfig] = Field(default_factory=list)
-
-    # The compiled jq programs, one per resource (set by `load_mapping`, or on first use).
-    _compiled: Any = PrivateAttr(default=None)
-    # What the loader found and ignored: unknown keys, options a kind does not use.
-    _warnings: list[str] = PrivateAttr(default_factory=list)
-
-    @property
-    def warnings(self) -> list[str]:
-        return list(self._warnings)
-
-    def compiled(self) -> list[Any]:
-        """One `engine.CompiledResource` per resource, in order (compiled once)."""
-        from sentry_port_assets.mapping.engine import compiled_resources
-
-        return compiled_resources(self)
 
     def resources_of(self, *kinds: str) -> list[ResourceConfig]:
         return [r for r in self.resources if r.kind in kinds]

@@ -5,17 +5,14 @@ API (what the entity assets, the publisher, the webhook job and the CLI call):
 - `compile_resource(resource, index) -> CompiledResource`: compiles the resource's whole mapping into ONE jq
   program (and checks every leaf on its own first, raising `MappingConfigError` naming the resource index, kind,
   field path, expression and jq's message). `load_mapping()` does this for every resource at load time.
-- `CompiledResource.map(items) -> MappingResult`: maps raw items (as `items_for_resource` returns them).
-- `map_kind(mapping, kind, raw_value) -> MappingResult`: every resource of `kind`, each on its own items
-  (picked from the raw asset value by `sentry.selection.items_for_resource`).
-- `map_items(mapping, kind, items) -> MappingResult`: every resource of `kind` on the same plain list of items
-  (the preview CLI and webhooks use it: no tag/query selection).
+- `CompiledResource.map(items) -> MappingResult`: maps raw items (the resource's own items: which ones a raw
+  asset value holds for a resource is `assets/plan.py`'s business).
 - `MappingResult`: `entities` (Port entity dicts, in input order), `misconfigurations` (one
   `Misconfiguration` per resource and field: how many rows, one example item id, jq's message), `dropped`
   (entities without identifier or blueprint), `filtered` (rows the selector rejected), `errors`
   (`ResourceError`: a selector that did not yield a boolean; the resource counts as failed, as in Ocean).
 
-Semantics (Ocean's JQ entity processor, see `reference/ocean-lessons.md`): each leaf's first output, null when
+Semantics (Ocean's JQ entity processor, port_ocean/core/handlers/entity_processor/jq_entity_processor.py): each leaf's first output, null when
 it yields nothing, null or an error (recorded as a misconfiguration); falsy values kept; `title`, `icon`, `team`
 present only when the mapping sets them, `properties`/`relations` always present; an entity whose identifier or
 blueprint is falsy (null, "", 0, false, empty) is dropped and counted; nested dicts/lists (search queries) are
@@ -51,6 +48,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import jq
 
 from sentry_port_assets.config import number_setting
+from sentry_port_assets.mapping.config import ResourceConfig
 from sentry_port_assets.mapping.bounded import LimitExceeded, Limits, run_bounded
 from sentry_port_assets.mapping.jqcompile import (
     JqCompileError,
@@ -158,7 +156,7 @@ def outcome_message(outcome: list[Any]) -> str:
     return f"jq error: {message if isinstance(message, str) else json.dumps(message)}"
 
 
-def _template_of(resource: Any) -> dict[str, Any]:
+def _template_of(resource: ResourceConfig) -> dict[str, Any]:
     """The entity template: Ocean's `mappings.dict(exclude_unset=True)`, with properties/relations always."""
     m = resource.port.entity.mappings
     template: dict[str, Any] = {}
@@ -332,7 +330,7 @@ def _jq_type(value: Any) -> str:
 class CompiledResource:
     """One mapping resource compiled into ONE jq program (see `jqcompile.build_resource_program`)."""
 
-    def __init__(self, resource: Any, index: int):
+    def __init__(self, resource: ResourceConfig, index: int):
         self.resource = resource
         self.index = index
         self.kind: str = resource.kind
@@ -651,37 +649,5 @@ def classify_nulls(result: MappingResult) -> MappingResult:
     return result
 
 
-def compile_resource(resource: Any, index: int) -> CompiledResource:
+def compile_resource(resource: ResourceConfig, index: int) -> CompiledResource:
     return CompiledResource(resource, index)
-
-
-def compiled_resources(mapping: Any) -> list[CompiledResource]:
-    """The mapping's compiled resources (compiled once per MappingConfig, at load time by `load_mapping`)."""
-    cached = getattr(mapping, "_compiled", None)
-    if cached is None:
-        cached = [compile_resource(r, i) for i, r in enumerate(mapping.resources)]
-        try:
-            mapping._compiled = cached
-        except (AttributeError, ValueError):
-            pass
-    return cached
-
-
-def map_kind(mapping: Any, kind: str, raw_value: Any) -> MappingResult:
-    """Every resource of `kind` applied to its own items out of the raw asset value of that kind."""
-    from sentry_port_assets.sentry.selection import items_for_resource
-
-    result = MappingResult()
-    for compiled in compiled_resources(mapping):
-        if compiled.kind == kind:
-            result.extend(compiled.map(items_for_resource(compiled.resource, raw_value)))
-    return result
-
-
-def map_items(mapping: Any, kind: str, items: Sequence[Any]) -> MappingResult:
-    """Every resource of `kind` applied to the same plain list of items (no tag/query selection)."""
-    result = MappingResult()
-    for compiled in compiled_resources(mapping):
-        if compiled.kind == kind:
-            result.extend(compiled.map(items))
-    return result

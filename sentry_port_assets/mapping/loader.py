@@ -1,17 +1,22 @@
-"""Loads the mapping YAML (PORT_MAPPING_FILE or the bundled default) into a compiled MappingConfig.
+"""Reads a mapping (Ocean's YAML, or Port's integration config) into a `CompiledMapping`.
 
-`load_mapping(path=None) -> MappingConfig` validates the file against the models (unknown kinds and missing required
-keys are errors; unknown keys and selector options a kind does not use are ignored, as Ocean ignores them, and listed
-in `mapping.warnings`, each naming the key) and compiles every jq expression of every resource
-(one combined program per resource, attached to the returned MappingConfig: `mapping.compiled()`). Any problem
-raises `MappingConfigError` before anything is fetched from Sentry, naming the file, the resource index, its
-kind, the field path, the expression and jq's own message.
+- `read_mapping_file(path=None) -> MappingSnapshot`: the file's text and the sha256 of its bytes, read once
+  (None: the bundled default mapping).
+- `parse_snapshot(snapshot) -> CompiledMapping`: validates the content against the models (unknown kinds and missing
+  required keys are errors; unknown keys and selector options a kind does not use are ignored, as Ocean ignores them,
+  and listed in `warnings`, each naming the key) and compiles every jq expression of every resource (one combined
+  program per resource). Any problem raises `MappingConfigError` before anything is fetched from Sentry, naming the
+  source, the resource index, its kind, the field path, the expression and jq's own message.
+- `load_mapping(path=None)`: both at once; `parse_mapping(data, source)`: already-parsed data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -26,11 +31,58 @@ from sentry_port_assets.mapping.config import (
     ResourceConfig,
     Selector,
 )
-from sentry_port_assets.mapping.engine import MappingConfigError, compiled_resources
+from sentry_port_assets.mapping.compiled import CompiledMapping
+from sentry_port_assets.mapping.engine import MappingConfigError
 
 DEFAULT_MAPPING_FILE = Path(__file__).resolve().parent.parent / "defaults" / "mapping.yaml"
 
-__all__ = ["DEFAULT_MAPPING_FILE", "MappingConfigError", "load_mapping", "parse_mapping"]
+__all__ = ["DEFAULT_MAPPING_FILE", "MappingConfigError", "MappingSnapshot", "canonical_json", "load_mapping",
+           "parse_mapping", "parse_snapshot", "read_mapping_file"]
+
+
+@dataclass(frozen=True)
+class MappingSnapshot:
+    """A mapping's content as read once. `text` is the file's YAML, or the canonical JSON of Port's integration
+    `config` (`format` says which); `sha256` is of the file's bytes, or of that JSON."""
+
+    source: str
+    sha256: str
+    text: str
+    format: Literal["yaml", "json"] = "yaml"
+    # Port's `updatedAt` of the integration, in that mode.
+    updated_at: str | None = None
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_mapping_file(path: str | Path | None = None) -> MappingSnapshot:
+    source = Path(path) if path else DEFAULT_MAPPING_FILE
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise MappingConfigError(f"cannot read mapping file {source} (PORT_MAPPING_FILE): {exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingConfigError(f"{source}: the mapping file is not UTF-8 text: {exc}") from None
+    return MappingSnapshot(source=str(source), sha256=sha256_of(raw), text=text)
+
+
+def parse_snapshot(snapshot: MappingSnapshot) -> CompiledMapping:
+    if snapshot.format == "json":
+        try:
+            data = json.loads(snapshot.text)
+        except ValueError as exc:
+            raise MappingConfigError(f"{snapshot.source}: not valid JSON: {exc}") from None
+    else:
+        data = read_yaml(snapshot.text, snapshot.source)
+    return parse_mapping(data, snapshot.source, snapshot.sha256)
 
 
 def _location(loc: tuple[Any, ...], data: Any) -> str:
@@ -99,8 +151,9 @@ def mapping_warnings(data: dict[str, Any]) -> list[str]:
     return found
 
 
-def parse_mapping(data: Any, source: str = "<mapping>") -> MappingConfig:
-    """A MappingConfig from already-parsed YAML/JSON data, validated and compiled."""
+def parse_mapping(data: Any, source: str = "<mapping>", sha256: str | None = None) -> CompiledMapping:
+    """A CompiledMapping from already-parsed YAML/JSON data, validated and compiled (`sha256`: of the content as
+    read; None: of the data's canonical JSON)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -109,21 +162,16 @@ def parse_mapping(data: Any, source: str = "<mapping>") -> MappingConfig:
         mapping = MappingConfig.model_validate(data)
     except ValidationError as exc:
         raise MappingConfigError(f"{source}: invalid mapping:\n{_describe(exc, data)}") from None
-    mapping._warnings = [f"{source}: {w}" for w in mapping_warnings(data)]
+    warnings = [f"{source}: {w}" for w in mapping_warnings(data)]
+    digest = sha256 or sha256_of(canonical_json(data).encode())
     try:
-        compiled_resources(mapping)
+        return CompiledMapping.compile(mapping, source, digest, warnings)
     except MappingConfigError as exc:
         raise MappingConfigError(f"{source}: {exc}") from None
-    return mapping
 
 
-def load_mapping(path: str | Path | None = None) -> MappingConfig:
-    source = Path(path) if path else DEFAULT_MAPPING_FILE
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MappingConfigError(f"cannot read mapping file {source} (PORT_MAPPING_FILE): {exc}") from None
-    return parse_mapping(read_yaml(text, str(source)), str(source))
+def load_mapping(path: str | Path | None = None) -> CompiledMapping:
+    return parse_snapshot(read_mapping_file(path))
 
 
 # A real mapping has a few hundred nodes and rarely an alias; these leave room for a hundred times that.

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sentry_port_assets.config import local_catalog_path
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
 
 Entity = dict[str, Any]
@@ -230,15 +231,22 @@ class LocalCatalog:
 
     _writer: str | None = None  # the datasource of the upsert in progress
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """`readonly`: open an existing catalog for reading only (the CLI must not create one by looking at it);
+        raises sqlite3.DatabaseError when the file is missing or not a catalog."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._bp_cache: dict[str, Blueprint] = {}
+        if readonly:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("SELECT 1 FROM blueprints LIMIT 1")
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._bp_cache: dict[str, Blueprint] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -391,6 +399,11 @@ class LocalCatalog:
     def entities(self, blueprint: str) -> list[Entity]:
         with self._lock:
             return list(self._iter_entities(blueprint))
+
+    def counts(self) -> dict[str, int]:
+        """Entities per blueprint."""
+        with self._lock:
+            return dict(self._db.execute("SELECT blueprint, COUNT(*) FROM entities GROUP BY blueprint").fetchall())
 
     def count(self, blueprint: str | None = None) -> int:
         with self._lock:
@@ -720,14 +733,6 @@ class LocalCatalog:
         )
 
 
-def open_catalog_readonly(path: str | Path) -> sqlite3.Connection:
-    """A read-only connection (the CLI must not create a catalog by looking at one)."""
-    return sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-
-
 def default_catalog_path() -> Path:
     """PORT_LOCAL_CATALOG, else $DAGSTER_HOME/sentry_port/catalog.sqlite, else ./.sentry_port/catalog.sqlite."""
-    from sentry_port_assets.config import env_value, state_dir
-
-    explicit = env_value("PORT_LOCAL_CATALOG")
-    return Path(explicit) if explicit else state_dir() / "catalog.sqlite"
+    return local_catalog_path()

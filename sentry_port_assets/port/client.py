@@ -28,6 +28,7 @@ import httpx
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
 from sentry_port_assets.port.errors import (
+    PortConfigError,
     PortAuthError,
     PortConnectionError,
     PortError,
@@ -106,7 +107,6 @@ class PortClient:
         user_agent: str = DEFAULT_DATASOURCE.user_agent,
     ) -> None:
         if not client_id or not client_secret:
-            from sentry_port_assets.port.errors import PortConfigError
 
             raise PortConfigError("PORT_CLIENT_ID and PORT_CLIENT_SECRET must both be set to publish to Port")
         self.client_id = client_id

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sentry_port_assets.port.catalog import normalize_team
+from sentry_port_assets.port.policy import PublishPolicy
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
 from sentry_port_assets.port.results import DeleteResult, EnsureReport
 from sentry_port_assets.port.target import PortTarget
@@ -290,16 +291,10 @@ def _prepare(entities: Iterable[Mapping[str, Any]], merge: bool, report: Publish
 async def reconcile(
     target: PortTarget,
     entities: Sequence[Mapping[str, Any]],
+    policy: PublishPolicy,
     *,
-    blueprints_owned: set[str] | frozenset[str],
-    merge: bool,
-    create_missing_related: bool,
-    deletion_threshold: float = 0.9,
     allow_delete: bool = True,
     blocked_reason: str | None = None,
-    blueprints: Sequence[Mapping[str, Any]] = (),
-    blueprint_fragments: Sequence[Mapping[str, Any]] = (),
-    ensure_blueprints: bool = False,
     delete_despite_upsert_failures: bool = False,
     written_before: str | None = None,
 ) -> PublishReport:
@@ -308,16 +303,16 @@ async def reconcile(
     Stale: in an owned blueprint, written by the target's datasource before `written_before` (RFC 3339; the start
     of the resync that produced `entities`), and neither produced nor pointed at by this resync.
 
-    `blueprints` / `blueprint_fragments` are ensured first when `ensure_blueprints` (PORT_INITIALIZE_RESOURCES);
-    their relations also give the write order (else the target's blueprints are read)."""
+    `policy` (port/policy.py) says what is owned, merged, ensured first, and the deletion threshold."""
     started = time.monotonic()
     report = PublishReport(target=target.description)
-    if ensure_blueprints and (blueprints or blueprint_fragments):
-        report.ensure = await target.ensure_blueprints(blueprints, blueprint_fragments)
+    merge, blueprints = policy.merge, policy.blueprints
+    if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
+        report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
 
     desired = _prepare(entities, merge, report)
     written = list(desired)
-    owned = set(blueprints_owned)
+    owned = set(policy.owned)
     for bp in written:
         report.blueprints.setdefault(bp, BlueprintCounts())
     for bp in owned:
@@ -393,7 +388,7 @@ async def reconcile(
     async def upsert(bp: str) -> None:
         batch = to_send[bp]
         report.upserts_sent += len(batch)
-        results = await target.upsert_batch(bp, batch, merge=merge, create_missing=create_missing_related)
+        results = await target.upsert_batch(bp, batch, merge=merge, create_missing=policy.create_missing_related)
         counts = report.blueprints[bp]
         for entity, result in zip(batch, results):
             if result.ok:
@@ -457,11 +452,11 @@ async def reconcile(
                   "5xx, rate limits): nothing is deleted until a resync succeeds completely")
     elif uncertain & set(stale):
         reason = f"entities with search identifiers failed in {sorted(uncertain)}: their identifiers are unknown"
-    elif report.stale_total and report.stale_total / max(report.held_owned_total, 1) > deletion_threshold:
+    elif report.stale_total and report.stale_total / max(report.held_owned_total, 1) > policy.deletion_threshold:
         share = report.stale_total / max(report.held_owned_total, 1)
         reason = (
             f"{report.stale_total} of {report.held_owned_total} entities ({share:.0%}) would be deleted, more than "
-            f"entityDeletionThreshold {deletion_threshold}"
+            f"entityDeletionThreshold {policy.deletion_threshold}"
         )
 
     if stale and reason is None:
@@ -505,15 +500,17 @@ async def apply_changes(
     target: PortTarget,
     upserts: Sequence[Mapping[str, Any]],
     deletes: Mapping[str, Iterable[str]],
-    *,
-    merge: bool,
-    create_missing_related: bool,
+    policy: PublishPolicy,
 ) -> PublishReport:
     """The incremental path (webhooks): upsert these entities (relation targets first, so the blueprints are read)
     and delete those of these identifiers that the target's datasource wrote, with no read of everything the target
-    holds and no stale computation: the caller has worked out exactly what changed."""
+    holds and no stale computation: the caller has worked out exactly what changed. Blueprints are ensured first
+    and only the policy's owned blueprints see deletes, as in a resync."""
     started = time.monotonic()
     report = PublishReport(target=target.description)
+    merge = policy.merge
+    if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
+        report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
     desired = _prepare(upserts, merge, report)
     defs = {bp: await target.get_blueprint(bp) for bp in desired}
     for bp in [bp for level in _levels(list(desired), defs) for bp in level]:
@@ -523,7 +520,7 @@ async def apply_changes(
         batch = list(group.values())
         report.upserts_sent += len(batch)
         for entity, result in zip(batch, await target.upsert_batch(
-                bp, batch, merge=merge, create_missing=create_missing_related)):
+                bp, batch, merge=merge, create_missing=policy.create_missing_related)):
             if result.ok:
                 counts.created += result.created
                 counts.updated += not result.created
@@ -532,6 +529,8 @@ async def apply_changes(
                 report.failures.append(
                     Failure(result.identifier, bp, "upsert", result.status, result.error, result.message, result.trace_id))
     for bp, ids in deletes.items():
+        if bp not in policy.owned:
+            continue
         # Only what this integration wrote: an entity of the same identifier that people or another integration
         # made stays, as in a resync.
         mine = await target.owned_among(bp, ids) if ids else set()

@@ -1,4 +1,5 @@
-"""The Dagster resource for Port: configuration only; it hands out a PortTarget (Port's API or the local catalog)."""
+"""The Dagster resource for Port: configuration only; it hands out a PortTarget (Port's API or the local catalog),
+or a PortClient for reads such as the integration's config."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Optional
 from dagster import ConfigurableResource, InitResourceContext
 
 from sentry_port_assets.config import DEFAULT_PORT_BASE_URL
+from sentry_port_assets.port.client import PortClient
 from sentry_port_assets.port.datasource import Datasource
+from sentry_port_assets.port.errors import PortConfigError
 from sentry_port_assets.port.target import PortTarget, build_target
 from sentry_port_assets.worker_host import tag_worker_host
 
@@ -29,16 +32,22 @@ class PortResource(ConfigurableResource):
     refused_entities: str = "fail"
     # Who this integration is in Port: its writes carry it as `$datasource`, and it deletes only what it wrote.
     integration_identifier: str = "sentry"
+    @property
+    def demo_source(self) -> bool:
+        """True for `resources/demo.py`'s DemoPortResource: the data is the bundled demo's."""
+        return False
 
-    def owned_blueprint_names(self) -> set[str]:
-        """Blueprints whose stale entities may be deleted: the configured list, else the bundled blueprints; never
-        Port's own `_user`, which the mapping only merges a relation into."""
-        from sentry_port_assets.mapping.blueprints import owned_blueprints
-
-        return set(self.owned_blueprints or [b["identifier"] for b in owned_blueprints()]) - {"_user"}
-
-    def target(self, *, source_is_demo: bool) -> PortTarget:
+    def target(self) -> PortTarget:
         """Build inside the event loop that will use it: the client's connection pool belongs to that loop."""
         return build_target(client_id=self.client_id, client_secret=self.client_secret, base_url=self.base_url,
-                            catalog_path=self.local_catalog, source_is_demo=source_is_demo,
+                            catalog_path=self.local_catalog, demo_source=self.demo_source,
                             datasource=Datasource(self.integration_identifier))
+
+    def client(self, *, timeout: float = 30.0, max_retries: int = 5) -> PortClient:
+        """A client of Port's API (both credentials needed); build it inside the event loop that uses it."""
+        if not (self.client_id and self.client_secret):
+            raise PortConfigError("Port's API needs PORT_CLIENT_ID and PORT_CLIENT_SECRET (Port: Settings > "
+                                  "Credentials)")
+        return PortClient(self.client_id, self.client_secret, self.base_url or DEFAULT_PORT_BASE_URL,
+                          timeout=timeout, max_retries=max_retries,
+                          user_agent=Datasource(self.integration_identifier).user_agent)

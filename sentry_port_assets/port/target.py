@@ -13,6 +13,7 @@ from typing import Any
 
 from sentry_port_assets.config import port_credentials_problem
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
+from sentry_port_assets.port.client import PortClient
 from sentry_port_assets.port.catalog import MAX_SEARCH_LIMIT, CatalogError, LocalCatalog, default_catalog_path
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource
 from sentry_port_assets.port.errors import PortConfigError, PortNotFoundError
@@ -251,19 +252,17 @@ def build_target(
     client_secret: str | None,
     base_url: str,
     catalog_path: str | Path | None = None,
-    source_is_demo: bool = False,
+    demo_source: bool = False,
     **client_options: Any,
 ) -> PortTarget:
     """Port when both credentials are given, else the local catalog (`catalog_path`, else its default path).
 
     Raises PortConfigError when only one credential is set, or when demo data would reach a real Port."""
     source = datasource or DEFAULT_DATASOURCE
-    problem = port_credentials_problem(bool(client_id), bool(client_secret), source_is_demo)
+    problem = port_credentials_problem(bool(client_id), bool(client_secret), demo_source)
     if problem:
         raise PortConfigError(problem + ".")
     if client_id and client_secret:
-        from sentry_port_assets.port.client import PortClient
-
         client = PortClient(client_id, client_secret, base_url, user_agent=source.user_agent, **client_options)
         return PortApiTarget(client, source)
     return LocalCatalogTarget(Path(catalog_path) if catalog_path else default_catalog_path(), source)

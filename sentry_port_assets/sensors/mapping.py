@@ -19,6 +19,8 @@ The cursor is JSON: `{"sha256": <the content hash>, "changes": <changes seen>, "
   configuration to fix, not a transient state.
 - No wait for a running sentry_refresh / sentry_port_sync: a sync launched while another runs is harmless, and the
   run key makes each change launch once.
+- The launched run is tagged with the sha256 (`sentry_port/mapping_sha256`) and the content is kept in the
+  instance: the run maps with exactly the mapping the sensor saw (`resources/mapping.py`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 
 from sentry_port_assets.jobs import sentry_port_sync
 from sentry_port_assets.mapping.loader import MappingConfigError
-from sentry_port_assets.mapping.resource import MappingResource, MappingSettingsError
 from sentry_port_assets.port.errors import PortError
+from sentry_port_assets.resources.mapping import MAPPING_SHA_TAG, MappingResource, MappingSettingsError, store_snapshot
 
 TAG_PREFIX = "sentry_port/"
 
@@ -108,11 +110,13 @@ def port_mapping_sensor(context: SensorEvaluationContext, mapping: MappingResour
     tags = {
         f"{TAG_PREFIX}reason": "mapping changed",
         f"{TAG_PREFIX}mapping_source": snapshot.source,
-        f"{TAG_PREFIX}mapping_sha256": snapshot.sha256,
+        MAPPING_SHA_TAG: snapshot.sha256,
         f"{TAG_PREFIX}previous_mapping_sha256": str(previous["sha256"]),
     }
     if snapshot.updated_at is not None:
         tags[f"{TAG_PREFIX}integration_updated_at"] = snapshot.updated_at
+    # The run maps with exactly this content, whatever the source says when its steps start.
+    store_snapshot(context.instance, snapshot)
     context.log.info(
         f"mapping changed in {snapshot.source}: sha256 {_short(str(previous['sha256']))} -> "
         f"{_short(snapshot.sha256)}, launching sentry_port_sync"

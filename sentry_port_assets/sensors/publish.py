@@ -1,4 +1,7 @@
-"""The publish sensor: launches publish_to_port when entity assets have new materializations."""
+"""The publish sensor: launches publish_to_port when entity assets have new materializations.
+
+When every entity asset was mapped with one mapping snapshot, the run is tagged with its sha256, so the publish
+maps its policy (merge, deletion threshold, owned blueprints) with that same mapping (`resources/mapping.py`)."""
 
 from __future__ import annotations
 
@@ -16,9 +19,10 @@ from dagster import (
     sensor,
 )
 
-from sentry_port_assets.assets.catalog import CATALOG_KEY
+from sentry_port_assets.assets.catalog import CATALOG_KEY, input_mapping_shas
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS
 from sentry_port_assets.jobs import publish_to_port
+from sentry_port_assets.resources.mapping import MAPPING_SHA_TAG
 from sentry_port_assets.sensors.liveness import check_run
 
 REFRESH_JOBS = ("sentry_refresh", "sentry_port_sync")
@@ -64,7 +68,8 @@ def publish_on_new_entities(context: SensorEvaluationContext) -> SensorResult | 
     if published is not None and all(v < published for v in current.values()):
         # sentry_port_sync materialized these entities and published them in the same run.
         return SensorResult(skip_reason=SkipReason("these entities were already published"), cursor=cursor)
-    return SensorResult(
-        run_requests=[RunRequest(run_key=cursor, tags={"sentry_port/new_entities": ",".join(new)})],
-        cursor=cursor,
-    )
+    tags = {"sentry_port/new_entities": ",".join(new)}
+    shas = set(input_mapping_shas(context.instance, list(ENTITY_ASSET_KEYS.values())).values())
+    if len(shas) == 1 and shas != {"unknown"}:
+        tags[MAPPING_SHA_TAG] = shas.pop()
+    return SensorResult(run_requests=[RunRequest(run_key=cursor, tags=tags)], cursor=cursor)

@@ -1,7 +1,7 @@
 """The Dagster resource for Sentry: configuration only; it hands out a SentryClient.
 
-With no token it serves the bundled demo organization through the same client code path (the emulator runs
-in process behind httpx's ASGI transport), and says so loudly.
+The bundled demo organization is another resource with the same interface (`resources/demo.py`), chosen in
+`resources/__init__.py` when SENTRY_TOKEN is not set.
 """
 
 from __future__ import annotations
@@ -9,25 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-import httpx
 from dagster import ConfigurableResource, InitResourceContext
 
 from sentry_port_assets.config import DEFAULT_SENTRY_HOST, url_problem
-from sentry_port_assets.emulators.sentry_api import EmulatorConfig, create_sentry_emulator
-from sentry_port_assets.emulators.sentry_data import DEMO_ORGANIZATION, demo_dataset
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient
 from sentry_port_assets.sentry.errors import SentryConfigError
 from sentry_port_assets.worker_host import tag_worker_host
-
-DEMO_HOST = "http://demo-sentry.invalid"
-_DEMO_TOKEN = "demo-token"
-
-DEMO_WARNING = (
-    "SENTRY_TOKEN is not set: reading the bundled DEMO organization "
-    f"{DEMO_ORGANIZATION!r}, not your Sentry. To sync a real organization set SENTRY_TOKEN (an auth token with "
-    "org:read, member:read, team:read, project:read and event:read) and SENTRY_ORGANIZATION, plus SENTRY_HOST "
-    "for self-hosted Sentry."
-)
 
 
 class SentryResource(ConfigurableResource):
@@ -46,25 +33,30 @@ class SentryResource(ConfigurableResource):
 
     @property
     def is_demo(self) -> bool:
-        return not self.token
+        return False
+
+    @property
+    def description(self) -> str:
+        """The source as the assets' metadata names it."""
+        return self.host
 
     def warn_if_demo(self, log: logging.Logger | logging.LoggerAdapter) -> None:
-        if self.is_demo:
-            log.warning(DEMO_WARNING)
+        """Real Sentry: nothing to say (the demo resource says loudly that it is one)."""
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_retries=self.max_retries, backoff_seconds=self.backoff_seconds)
 
     def get_client(self) -> SentryClient:
-        retry = RetryPolicy(max_retries=self.max_retries, backoff_seconds=self.backoff_seconds)
-        if self.is_demo:
-            app = create_sentry_emulator(demo_dataset(), EmulatorConfig(token=_DEMO_TOKEN))
-            return SentryClient(DEMO_HOST, DEMO_ORGANIZATION, _DEMO_TOKEN, retry=retry,
-                                timeout_seconds=self.timeout_seconds, transport=httpx.ASGITransport(app=app))
         problem = url_problem("SENTRY_HOST", self.host)
         if problem:  # httpx would say "unsupported protocol" on every retry instead
             raise SentryConfigError(problem + ".")
+        if not self.token:
+            raise SentryConfigError("SENTRY_TOKEN is not set: an auth token with org:read, member:read, team:read, "
+                                    "project:read and event:read")
         if not self.organization:
             raise SentryConfigError(
                 "SENTRY_ORGANIZATION is not set: with SENTRY_TOKEN set, name the organization to sync "
                 "(its slug, the `acme` of https://acme.sentry.io)."
             )
-        return SentryClient(self.host, self.organization, self.token or "", retry=retry,
+        return SentryClient(self.host, self.organization, self.token, retry=self.retry_policy(),
                             timeout_seconds=self.timeout_seconds)

@@ -1,20 +1,11 @@
-"""What the active mapping needs from Sentry, and which raw items each mapping resource reads.
-
-Raw asset values (what the Dagster IO manager stores):
-- `sentry/members`, `sentry/teams`, `sentry/projects`: `list[item]` (teams carry `__members` when any team
-  resource sets `includeMembers: true`).
-- `sentry/project_tags`: `{tag_key: [{**project, "__tags": <one value object>}]}`, one row per project per value.
-- `sentry/issues`: `{issue_filter_key: [issue]}`, one list per distinct Sentry query of the issue resources.
-- `sentry/issue_tags`: `{issue_filter_key: {tag_key: [{**issue, "__tags": [value objects]}]}}`, one row per issue.
-"""
+"""Which issues a Sentry issue list returns: a search query and stats period (`IssueFilter`), and the default
+90-day window of the issue list (`seen_within`). What a mapping asks for is worked out in `assets/plan.py`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
-
-from sentry_port_assets.mapping.config import BY_ENVIRONMENT, MappingConfig, ResourceConfig
 
 Item = dict[str, Any]
 # Without statsPeriod/start/end Sentry's issue list covers the last 90 days (MAX_STATS_PERIOD in Sentry's
@@ -38,69 +29,7 @@ class IssueFilter:
     query: str
     stats_period: str | None = None
 
-    @classmethod
-    def of(cls, resource: ResourceConfig) -> IssueFilter:
-        return cls(resource.selector.sentry_query, resource.selector.stats_period)
-
     @property
     def key(self) -> str:
         period = "" if self.stats_period is None else f" statsPeriod={self.stats_period}"
         return f"query={self.query!r}{period}"
-
-
-@dataclass(frozen=True)
-class FetchPlan:
-    members: bool
-    teams: bool
-    team_members: bool
-    projects: bool
-    project_tag_keys: tuple[str, ...]
-    issue_filters: tuple[IssueFilter, ...]
-    issue_tag_keys: dict[IssueFilter, tuple[str, ...]]
-    # Filters whose `environment` values come from one issue list per project and environment (`tagValues:
-    # by-environment` on every issue-tag resource reading that tag with that filter).
-    environments_by_list: frozenset[IssueFilter] = frozenset()
-
-    @classmethod
-    def of(cls, mapping: MappingConfig) -> FetchPlan:
-        issue_resources = mapping.resources_of("issue", "issue-tag")
-        tag_keys: dict[IssueFilter, set[str]] = {}
-        strategies: dict[IssueFilter, set[str]] = {}
-        for r in mapping.resources_of("issue-tag"):
-            tag_keys.setdefault(IssueFilter.of(r), set()).add(r.selector.tag)
-            if r.selector.tag == "environment":
-                strategies.setdefault(IssueFilter.of(r), set()).add(r.selector.tag_values)
-        return cls(
-            members=mapping.uses("user"),
-            teams=mapping.uses("team"),
-            team_members=any(r.selector.include_members for r in mapping.resources_of("team")),
-            projects=mapping.uses("project", "project-tag", "issue", "issue-tag"),
-            project_tag_keys=tuple(sorted({r.selector.tag for r in mapping.resources_of("project-tag")})),
-            issue_filters=tuple(sorted({IssueFilter.of(r) for r in issue_resources})),
-            issue_tag_keys={f: tuple(sorted(keys)) for f, keys in sorted(tag_keys.items())},
-            environments_by_list=frozenset(f for f, used in strategies.items() if used == {BY_ENVIRONMENT}),
-        )
-
-
-def items_for_resource(resource: ResourceConfig, raw: Any) -> list[Item]:
-    """The raw items one mapping resource maps, from the value of the raw asset of its kind."""
-    kind = resource.kind
-    if kind == "team" and not resource.selector.include_members:
-        # Ocean leaves `__members` out unless the resource asks for it.
-        return [{k: v for k, v in team.items() if k != "__members"} for team in raw]
-    if kind == "project-tag":
-        return list(raw.get(resource.selector.tag, []))
-    if kind == "issue":
-        return _archived_filtered(resource, raw.get(IssueFilter.of(resource).key, []))
-    if kind == "issue-tag":
-        return _archived_filtered(resource, raw.get(IssueFilter.of(resource).key, {}).get(resource.selector.tag, []))
-    return list(raw)
-
-
-def archived_wanted(resource: ResourceConfig, issue: Item) -> bool:
-    """`includeArchived: false` leaves ignored ("archived") issues out, whatever the Sentry query returned."""
-    return resource.selector.include_archived or issue.get("status") != "ignored"
-
-
-def _archived_filtered(resource: ResourceConfig, items: list[Item]) -> list[Item]:
-    return [i for i in items if archived_wanted(resource, i)]

@@ -32,10 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sentry_port_assets.config import env_value, state_dir
+from sentry_port_assets.config import inbox_path
 
-INBOX_ENV = "SENTRY_WEBHOOK_INBOX"
-INBOX_FILENAME = "webhook_inbox.sqlite"
 
 PENDING = "pending"
 DONE = "done"
@@ -70,9 +68,8 @@ _COLUMNS = "id, request_id, resource, action, issue_id, received_at, hook_timest
 
 
 def default_inbox_path() -> Path:
-    """`$SENTRY_WEBHOOK_INBOX`, else `state_dir()/webhook_inbox.sqlite`."""
-    configured = env_value(INBOX_ENV)
-    return Path(configured) if configured else state_dir() / INBOX_FILENAME
+    """`$SENTRY_WEBHOOK_INBOX`, else `state_dir()/webhook_inbox.sqlite` (config.py)."""
+    return inbox_path()
 
 
 def _utcnow() -> datetime:

@@ -5,13 +5,13 @@ from typing import Optional
 
 from dagster import AssetObservation, Config, Failure, OpExecutionContext, job, op
 
-from sentry_port_assets.assets.mapping_step import mapping_for_step
-from sentry_port_assets.assets.catalog import CATALOG_KEY, mapped_blueprints
+from sentry_port_assets.assets.catalog import CATALOG_KEY
+from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
+from sentry_port_assets.assets.policy import publish_policy
 from sentry_port_assets.mapping.config import KINDS
-from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
-from sentry_port_assets.mapping.resource import MappingResource
 from sentry_port_assets.port.reconciler import PublishReport, apply_changes
 from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
 from sentry_port_assets.webhooks.sync import Changes, changes_for
@@ -30,21 +30,14 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
     missing = set(config.event_ids) - {e.id for e in events}
     if missing:
         raise Failure(f"inbox events {sorted(missing)} are not in {config.inbox_path or default_inbox_path()}")
-    mapping_config = mapping_for_step(mapping)
+    mapping_config = mapping_for_step(context, mapping)
 
     async def run() -> tuple[Changes, PublishReport]:
         async with sentry.get_client() as client:
             changes = await changes_for(client, mapping_config, events)
-        owned = port.owned_blueprint_names() & mapped_blueprints(mapping_config, changes.upserts, KINDS)
-        deletes = {bp: ids for bp, ids in changes.deletes.items() if bp in owned}
-        async with port.target(source_is_demo=sentry.is_demo) as target:
-            if port.initialize_resources:
-                await target.ensure_blueprints(owned_blueprints(), port_owned_fragments())
-            report = await apply_changes(
-                target, changes.upserts, deletes,
-                merge=mapping_config.enable_merge_entity,
-                create_missing_related=mapping_config.create_missing_related_entities,
-            )
+        policy = publish_policy(port, mapping_config, changes.upserts, KINDS)
+        async with port.target() as target:
+            report = await apply_changes(target, changes.upserts, changes.deletes, policy)
         return changes, report
 
     changes, report = asyncio.run(run())
@@ -60,7 +53,7 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
         "source": "sentry webhooks", "events": len(events), "issues_refreshed": changes.issues_refreshed,
         "issues_gone": changes.issues_gone, "comment_events": changes.comments, "created": meta["created"],
         "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"],
-        "not_ours_kept": meta["not_ours_kept"]}))
+        "not_ours_kept": meta["not_ours_kept"], MAPPING_SHA: mapping_config.sha256}))
     if report.failures:
         first = report.failures[0]
         raise Failure(

@@ -39,13 +39,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sentry_port_assets.config import number_setting
+from sentry_port_assets.config import SECRET_ENV, number_setting
 from sentry_port_assets.webhooks.guard import body_timeout, check_settings
 from sentry_port_assets.webhooks.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
-SECRET_ENV = "SENTRY_WEBHOOK_SECRET"
 WEBHOOK_PATH = "/webhooks/sentry"
 MAX_BODY_BYTES = 1024 * 1024
 

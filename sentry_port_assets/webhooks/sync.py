@@ -19,11 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
+from sentry_port_assets.assets.plan import archived_wanted, issue_filter
+from sentry_port_assets.mapping.compiled import CompiledMapping
+from sentry_port_assets.mapping.config import ResourceConfig
 from sentry_port_assets.mapping.engine import MappingResult, compile_resource
 from sentry_port_assets.sentry.client import SentryClient
 from sentry_port_assets.sentry.errors import SentryNotFoundError
-from sentry_port_assets.sentry.selection import IssueFilter, archived_wanted, seen_within
+from sentry_port_assets.sentry.selection import IssueFilter, seen_within
 from sentry_port_assets.webhooks.inbox import InboxEvent
 
 Item = dict[str, Any]
@@ -78,11 +80,11 @@ def _without_selector(resource: ResourceConfig) -> ResourceConfig:
 class IssueSync:
     """Maps affected issues with the mapping's issue resources, asking Sentry for their current state."""
 
-    def __init__(self, client: SentryClient, mapping: MappingConfig) -> None:
+    def __init__(self, client: SentryClient, mapping: CompiledMapping) -> None:
         self.client = client
-        self.resources = [(i, r) for i, r in enumerate(mapping.resources) if r.kind in ("issue", "issue-tag")]
-        self.compiled = {i: (compile_resource(r, i), compile_resource(_without_selector(r), i))
-                         for i, r in self.resources}
+        compiled = [c for c in mapping.resources if c.kind in ("issue", "issue-tag")]
+        self.resources = [(c.index, c.resource) for c in compiled]
+        self.compiled = {c.index: (c, compile_resource(_without_selector(c.resource), c.index)) for c in compiled}
         # Asked once per batch: several issues of one project share these.
         self._listed: dict[tuple[str, IssueFilter], set[str]] = {}
         self._project_values: dict[tuple[str, str], list[Item]] = {}
@@ -134,7 +136,7 @@ class IssueSync:
         for index, resource in self.resources:
             exact, anything = self.compiled[index]
             wanted = (issue is not None and archived_wanted(resource, issue)
-                      and await self.matches(issue, IssueFilter.of(resource)))
+                      and await self.matches(issue, issue_filter(resource)))
             if resource.kind == "issue":
                 rows_now, rows_all = ([issue] if wanted else []), [base]
             else:
@@ -144,12 +146,12 @@ class IssueSync:
             changes.add(exact.map(rows_now, workers=1), anything.map(rows_all, workers=1))
 
 
-async def sync_comments(client: SentryClient, mapping: MappingConfig, comments: dict[str, tuple[str, Item]],
+async def sync_comments(client: SentryClient, mapping: CompiledMapping, comments: dict[str, tuple[str, Item]],
                         changes: Changes) -> None:
     """Each comment is applied as Sentry holds it now, not as the body says: the issue's comments are read from
     Sentry, a comment it still has is upserted with its current text, and one it no longer has is deleted. So a
     replayed or late `created` cannot revert an edit or bring back a deleted comment."""
-    resources = [(i, r) for i, r in enumerate(mapping.resources) if r.kind == "comment"]
+    resources = mapping.of_kind("comment")
     if not resources:
         return
     held: dict[str, dict[str, Item]] = {}
@@ -160,8 +162,8 @@ async def sync_comments(client: SentryClient, mapping: MappingConfig, comments: 
                 held[issue_id] = {str(n.get("id")): n for n in await client.list_issue_comments(issue_id)}
             except SentryNotFoundError:  # the issue is gone, and its comments with it
                 held[issue_id] = {}
-    for index, resource in resources:
-        exact, anything = compile_resource(resource, index), compile_resource(_without_selector(resource), index)
+    for exact in resources:
+        anything = compile_resource(_without_selector(exact.resource), exact.index)
         for action, data in comments.values():
             current = held[str(data.get("issue_id"))].get(str(data.get("comment_id")))
             desired = MappingResult()
@@ -172,7 +174,7 @@ async def sync_comments(client: SentryClient, mapping: MappingConfig, comments: 
             changes.comments += 1
 
 
-async def changes_for(client: SentryClient, mapping: MappingConfig, events: Sequence[InboxEvent]) -> Changes:
+async def changes_for(client: SentryClient, mapping: CompiledMapping, events: Sequence[InboxEvent]) -> Changes:
     batch = coalesce(events)
     changes = Changes()
     issues = IssueSync(client, mapping)

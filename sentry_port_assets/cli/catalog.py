@@ -1,7 +1,7 @@
 """`sentry-port catalog [--blueprint B] [--wide] [--json] [--path P]`: what the local catalog holds.
 
-Registered by `sentry_port_assets/cli.py` with `add_catalog_parser(subparsers)`; also runs on its own:
-`python -m sentry_port_assets.port.cli_catalog`.
+Registered by `cli/__init__.py` with `add_catalog_parser(subparsers)`. Reads through `LocalCatalog`, opened
+read-only (looking at a catalog never creates one).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from sentry_port_assets.port.catalog import default_catalog_path, open_catalog_readonly
+from sentry_port_assets.port.catalog import LocalCatalog, default_catalog_path
 
 
 def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -34,17 +34,11 @@ def add_catalog_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _read(path: Path, blueprint: str | None) -> dict[str, Any]:
-    db = open_catalog_readonly(path)
-    try:
-        blueprints = [json.loads(r[0]) for r in db.execute("SELECT body FROM blueprints ORDER BY identifier")]
-        counts = dict(db.execute("SELECT blueprint, COUNT(*) FROM entities GROUP BY blueprint").fetchall())
+    with LocalCatalog(path, readonly=True) as catalog:
+        blueprints = catalog.list_blueprints()
+        counts = catalog.counts()
         names = [blueprint] if blueprint else [bp["identifier"] for bp in blueprints]
-        entities = {
-            name: [json.loads(r[0]) for r in db.execute("SELECT body FROM entities WHERE blueprint = ? ORDER BY identifier", (name,))]
-            for name in names
-        }
-    finally:
-        db.close()
+        entities = {name: catalog.entities(name) for name in names}
     return {
         "path": str(path),
         "blueprints": [
@@ -125,14 +119,3 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             print(fit(f"    -> {name}: ", value), file=out)
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sentry-port")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_catalog_parser(subparsers)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

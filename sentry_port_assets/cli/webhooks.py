@@ -1,27 +1,25 @@
 """`sentry-port webhooks serve --host H --port P [--inbox PATH]`: runs the receiver with uvicorn.
 
-`add_webhooks_parser(subparsers)` registers the `webhooks` command on the main `sentry-port` parser; the
-handler is stored as `func` in the parsed namespace (`args.func(args)` returns the exit code).
-`python -m sentry_port_assets.webhooks.cli webhooks serve …` runs it on its own.
+`add_webhooks_parser(subparsers)` registers the `webhooks` command on the main `sentry-port` parser
+(`cli/__init__.py`); the handler is stored as `func` in the parsed namespace (`args.func(args)` returns the exit
+code).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sentry_port_assets.config import INBOX_ENV, SECRET_ENV, webhook_secret
 from sentry_port_assets.webhooks.guard import GuardedH11Protocol
-from sentry_port_assets.webhooks.inbox import INBOX_ENV, Inbox, default_inbox_path
-from sentry_port_assets.webhooks.receiver import SECRET_ENV, WEBHOOK_PATH, WebhookSecretMissing, create_receiver
+from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
+from sentry_port_assets.webhooks.receiver import WEBHOOK_PATH, WebhookSecretMissing, create_receiver
 
 
 def _serve(args: argparse.Namespace) -> int:
-    secret = os.environ.get(SECRET_ENV, "")
+    secret = webhook_secret()
     if not secret.strip():
         # Checked before anything is opened or bound; SystemExit prints the message to stderr, exit status 1.
         raise SystemExit(
@@ -102,14 +100,3 @@ def add_webhooks_parser(subparsers: Any) -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     return webhooks
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: `python -m sentry_port_assets.webhooks.cli webhooks serve …`."""
-    parser = argparse.ArgumentParser(prog="sentry-port")
-    add_webhooks_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,8 @@
 """`sentry-port map [--mapping FILE] --raw FILE`: try a mapping on raw Sentry items, without Dagster.
 
+Without --mapping it maps with the mapping the job uses: PORT_INTEGRATION_IDENTIFIER's config in Port (read with
+PORT_CLIENT_ID / PORT_CLIENT_SECRET), else PORT_MAPPING_FILE, else the bundled default.
+
 The raw file is JSON: `{"<kind>": [items]}` with items as the raw assets store them (`__members` on teams,
 `__tags` on project-tag / issue-tag rows). Every resource of a kind is applied to that kind's items, whatever
 its `tag` or Sentry query (a dict of lists, as the raw assets keep project-tag/issue/issue-tag, is flattened).
@@ -15,9 +18,13 @@ import json
 import sys
 from typing import Any, TextIO
 
+from sentry_port_assets.config import mapping_source_settings
 from sentry_port_assets.mapping.config import KINDS
-from sentry_port_assets.mapping.engine import MappingConfigError, MappingResult, map_items
-from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
+from sentry_port_assets.mapping.engine import MappingConfigError, MappingResult
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
+from sentry_port_assets.mapping.source import FileMappingSource, MappingSource, compile_snapshot
+from sentry_port_assets.mapping_sources import mapping_source
+from sentry_port_assets.port.errors import PortError
 
 
 def add_map_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -27,7 +34,9 @@ def add_map_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--mapping", "-m", help=f"mapping YAML (default: the bundled {DEFAULT_MAPPING_FILE.name})")
+    parser.add_argument("--mapping", "-m", help="mapping YAML (default: the job's mapping: Port's integration config "
+                        "when PORT_INTEGRATION_IDENTIFIER is set, else PORT_MAPPING_FILE, else the bundled "
+                        f"{DEFAULT_MAPPING_FILE.name})")
     parser.add_argument("--raw", "-r", required=True, help='JSON file {"<kind>": [raw items]} ("-" for stdin)')
     parser.set_defaults(func=run_map)
     return parser
@@ -51,10 +60,14 @@ def run_map(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        mapping = load_mapping(args.mapping)
-    except MappingConfigError as exc:
+        source: MappingSource = (FileMappingSource(args.mapping) if args.mapping
+                                 else mapping_source(mapping_source_settings()))
+        mapping = compile_snapshot(source.snapshot())
+    except (MappingConfigError, PortError) as exc:
         print(f"error: {exc}", file=err)
         return 2
+    if not args.mapping:
+        print(f"mapping: {mapping.source} (sha256 {mapping.sha256[:12]})", file=err)
     try:
         if args.raw == "-":
             raw = json.load(sys.stdin)
@@ -74,7 +87,7 @@ def run_map(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     for kind, items in raw.items():
         if not mapping.uses(kind):
             print(f"note: the mapping has no {kind!r} resource; its {len(_flatten(items))} item(s) map to nothing", file=err)
-        result.extend(map_items(mapping, kind, _flatten(items)))
+        result.extend(mapping.map_items(kind, _flatten(items)))
     json.dump(sorted(result.entities, key=_sort_key), out, indent=2, ensure_ascii=False)
     out.write("\n")
     for m in result.misconfigurations:
@@ -88,13 +101,3 @@ def run_map(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     print(f"{len(result.entities)} entities from {result.items} raw item(s)", file=err)
     return 1 if result.errors else 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sentry-port")
-    add_map_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["map", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

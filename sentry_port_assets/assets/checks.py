@@ -1,0 +1,210 @@
+"""The checks on the entity assets: one `@multi_asset_check` (`entity_checks`) with three checks per entity asset.
+
+- `unique_identifiers` (ERROR): no two entities of one blueprint share an identifier;
+- `required_fields` (ERROR): what the bundled blueprint requires (`schema.required`, `required` relations) is
+  non-null;
+- `relations_resolve` (WARN): a relation into a blueprint that we produce points at an entity we produced
+  (search relations are judged with `port/query.py`, Port's rules; what it cannot judge is left alone).
+
+The check reads every entity asset through `optional_entities`, so materializing one entity asset alone (from the
+UI, on a fresh instance) judges what exists instead of failing; it is subsettable, so a run evaluates only the
+checks of the assets it materializes. The pure functions (`duplicate_identifiers`, `missing_required`,
+`unresolved_relations`) are importable for the tests.
+"""
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetIn,
+    DagsterError,
+    InputContext,
+    input_manager,
+    multi_asset_check,
+)
+
+from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
+from sentry_port_assets.assets.metadata import cell, table
+from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
+from sentry_port_assets.port.query import QueryError, matches
+
+TABLE_ROWS = 20
+Entity = dict[str, Any]
+OPTIONAL_ENTITIES = "optional_entities"
+UNIQUE, REQUIRED, RELATIONS = "unique_identifiers", "required_fields", "relations_resolve"
+
+
+# --- check logic (pure) ---------------------------------------------------------------------------------------------
+def _key(identifier: Any) -> str:
+    return identifier if isinstance(identifier, str) else json.dumps(identifier, sort_keys=True)
+
+
+def duplicate_identifiers(entities: Iterable[Entity]) -> dict[tuple[str, str], int]:
+    counts = Counter((e.get("blueprint"), _key(e.get("identifier"))) for e in entities)
+    return {k: n for k, n in counts.items() if n > 1}
+
+
+def missing_required(entities: Iterable[Entity], blueprints: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(blueprint, identifier, field) for each required field that is null or absent."""
+    missing = []
+    required = {bp: required_fields(b) for bp, b in blueprints.items()}
+    for e in entities:
+        for f in required.get(e.get("blueprint"), []):
+            section, name = f.split(".", 1)
+            if (e.get(section) or {}).get(name) is None:
+                missing.append((e.get("blueprint"), _key(e.get("identifier")), f))
+    return missing
+
+
+class _Index:
+    """What we produced, per blueprint: identifiers, titles and entities (to resolve search relations)."""
+
+    def __init__(self, all_entities: Iterable[Entity]):
+        self.by_blueprint: dict[str, list[Entity]] = defaultdict(list)
+        self.ids: dict[str, set[str]] = defaultdict(set)
+        for e in all_entities:
+            bp = e.get("blueprint")
+            self.by_blueprint[bp].append(e)
+            self.ids[bp].add(_key(e.get("identifier")))
+
+    def produced(self, blueprint: str) -> bool:
+        return blueprint in self.by_blueprint
+
+    def matches(self, blueprint: str, query: dict[str, Any]) -> bool | None:
+        """Whether a search query matches one of our entities, as Port evaluates it (`port/query.py`, the one
+        implementation of its rules); None when the query cannot be judged here."""
+        rules = query.get("rules")
+        if not isinstance(rules, list) or not rules:
+            return None
+        try:
+            return any(matches(entity, query) for entity in self.by_blueprint[blueprint])
+        except QueryError:
+            return None
+
+
+def unresolved_relations(
+    entities: Iterable[Entity], all_entities: Iterable[Entity], blueprints: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Relations into a blueprint we produce that point at nothing we produced (nulls are not judged here: they
+    are misconfigurations of the mapping, reported on the entity asset)."""
+    index = _Index(all_entities)
+    problems = []
+    for e in entities:
+        for name, value in (e.get("relations") or {}).items():
+            target = relation_target(blueprints, e.get("blueprint"), name)
+            if target is None or not index.produced(target) or value is None:
+                continue
+            if isinstance(value, dict):
+                if any(isinstance(r, dict) and r.get("value") is None for r in value.get("rules") or []):
+                    continue
+                if index.matches(target, value) is False:
+                    problems.append({"blueprint": e.get("blueprint"), "identifier": _key(e.get("identifier")),
+                                     "relation": name, "target": target, "value": cell(value)})
+                continue
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, str) and v not in index.ids[target]:
+                    problems.append({"blueprint": e.get("blueprint"), "identifier": _key(e.get("identifier")),
+                                     "relation": name, "target": target, "value": v})
+    return problems
+
+
+def _relations_result(entities: list[Entity], others: list[list[Entity]]) -> AssetCheckResult:
+    everything = list(entities)
+    for values in others:
+        everything.extend(values or [])
+    problems = unresolved_relations(entities, everything, blueprints_by_id())
+    return AssetCheckResult(
+        passed=not problems,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"unresolved relations": len(problems),
+                  "examples": table(problems[:TABLE_ROWS], ["blueprint", "identifier", "relation", "target", "value"])},
+    )
+
+
+# --- the check ---------------------------------------------------------------------------------------------------------
+@input_manager(required_resource_keys={"io_manager"})
+def optional_entities(context: InputContext) -> Optional[list[Entity]]:
+    """An entity asset's latest value, or None when it has never been materialized."""
+    try:
+        return context.resources.io_manager.load_input(context)
+    except (FileNotFoundError, DagsterError):
+        context.log.info(f"{context.asset_key.to_user_string()} not materialized yet: its relations are not judged")
+        return None
+
+
+SPECS = [
+    spec
+    for kind, key in ENTITY_ASSET_KEYS.items()
+    for spec in (
+        AssetCheckSpec(UNIQUE, asset=key, description="No two entities of a blueprint share an identifier."),
+        AssetCheckSpec(REQUIRED, asset=key, description="Fields the bundled blueprint requires are non-null."),
+        AssetCheckSpec(RELATIONS, asset=key, description="Relations into blueprints we produce point at entities "
+                                                         "we produced.", additional_deps=[
+                           other for k, other in ENTITY_ASSET_KEYS.items() if k != kind]),
+    )
+]
+
+
+def _unique(entities: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
+    dups = duplicate_identifiers(entities)
+    rows = [{"blueprint": bp, "identifier": i, "entities": n} for (bp, i), n in list(dups.items())[:TABLE_ROWS]]
+    return not dups, AssetCheckSeverity.ERROR, {
+        "duplicated identifiers": len(dups), "examples": table(rows, ["blueprint", "identifier", "entities"])}
+
+
+def _required(entities: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
+    missing = missing_required(entities, blueprints_by_id())
+    rows = [{"blueprint": bp, "identifier": i, "field": f} for bp, i, f in missing[:TABLE_ROWS]]
+    return not missing, AssetCheckSeverity.ERROR, {
+        "missing required fields": len(missing), "examples": table(rows, ["blueprint", "identifier", "field"])}
+
+
+def _relations(entities: list[Entity], everything: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
+    problems = unresolved_relations(entities, everything, blueprints_by_id())
+    return not problems, AssetCheckSeverity.WARN, {
+        "unresolved relations": len(problems),
+        "examples": table(problems[:TABLE_ROWS], ["blueprint", "identifier", "relation", "target", "value"])}
+
+
+@multi_asset_check(
+    name="entity_checks",
+    specs=SPECS,
+    can_subset=True,
+    ins={name: AssetIn(key=ENTITY_ASSET_KEYS[kind], input_manager_key=OPTIONAL_ENTITIES)
+         for kind, (name, _) in ENTITY_KINDS.items()},
+)
+def entity_checks(
+    context: AssetCheckExecutionContext,
+    entities_user: Optional[list[Entity]],
+    entities_team: Optional[list[Entity]],
+    entities_project: Optional[list[Entity]],
+    entities_project_tag: Optional[list[Entity]],
+    entities_issue: Optional[list[Entity]],
+    entities_issue_tag: Optional[list[Entity]],
+) -> Iterator[AssetCheckResult]:
+    values = {"entities_user": entities_user, "entities_team": entities_team, "entities_project": entities_project,
+              "entities_project_tag": entities_project_tag, "entities_issue": entities_issue,
+              "entities_issue_tag": entities_issue_tag}
+    everything = [e for value in values.values() for e in value or []]
+    selected = context.selected_asset_check_keys
+    for kind, (name, _) in ENTITY_KINDS.items():
+        key = ENTITY_ASSET_KEYS[kind]
+        entities = values.get(name)
+        for check, judge in ((UNIQUE, _unique), (REQUIRED, _required),
+                             (RELATIONS, lambda e: _relations(e, everything))):
+            if not any(k.asset_key == key and k.name == check for k in selected):
+                continue
+            if entities is None:
+                yield AssetCheckResult(asset_key=key, check_name=check, passed=False,
+                                       severity=AssetCheckSeverity.WARN,
+                                       metadata={"not judged": f"{key.to_user_string()} has not been materialized"})
+                continue
+            passed, severity, metadata = judge(entities)
+            yield AssetCheckResult(asset_key=key, check_name=check, passed=passed, severity=severity,
+                                   metadata=metadata)
