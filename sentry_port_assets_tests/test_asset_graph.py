@@ -15,7 +15,7 @@ from dagster import AssetKey
 
 from sentry_port_assets import defs
 
-# The data flow of DESIGN.md: asset -> its upstream assets.
+# The data flow (docs/architecture.md): asset -> its upstream assets.
 EXPECTED_GRAPH: dict[str, set[str]] = {
     "sentry/members": set(),
     "sentry/teams": set(),

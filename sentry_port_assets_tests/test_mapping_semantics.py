@@ -1,4 +1,4 @@
-"""Ocean's mapping semantics (reference/ocean-lessons.md), one row per rule, through the combined program AND
+"""Ocean's mapping semantics (port-labs/ocean's jq_entity_processor.py), one row per rule, through the combined program AND
 through the field-by-field evaluator (Ocean's way), which must agree."""
 
 from __future__ import annotations

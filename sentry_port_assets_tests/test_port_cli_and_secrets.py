@@ -18,7 +18,6 @@ from sentry_port_assets.port.errors import PortConfigError, PortError
 from sentry_port_assets.port.reconciler import reconcile
 from sentry_port_assets.port.target import LocalCatalogTarget, PortApiTarget
 from sentry_port_assets.config import ConfigError
-from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources import build_resources
 from sentry_port_assets.resources.demo import DemoPortResource
 from sentry_port_assets_tests import port_fixtures as fx

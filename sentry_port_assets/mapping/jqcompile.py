@@ -1,6 +1,7 @@
 """The jq side of the mapping language: Ocean's expression rules, and one jq program per mapping resource.
 
-Ocean's rules for a jq expression (`ocean-lessons.md`), implemented here once:
+Ocean's rules for a jq expression (port-labs/ocean, `port_ocean/core/handlers/entity_processor/
+jq_entity_processor.py`), implemented here once:
 
 - no environment access: every program starts with `def env: {}; {} as $ENV |` (Ocean's own prefix);
 - single-quoted strings are accepted: `'abc'` is read as `"abc"` (`normalize_expression`; valid jq is
