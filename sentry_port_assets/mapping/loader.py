@@ -37,7 +37,7 @@ from sentry_port_assets.mapping.engine import MappingConfigError
 DEFAULT_MAPPING_FILE = Path(__file__).resolve().parent.parent / "defaults" / "mapping.yaml"
 
 __all__ = ["DEFAULT_MAPPING_FILE", "MappingConfigError", "MappingSnapshot", "canonical_json", "load_mapping",
-           "parse_mapping", "parse_snapshot", "read_mapping_file"]
+           "mapping_file", "parse_mapping", "parse_snapshot", "read_mapping_file"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,13 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def mapping_file(path: str | Path | None = None) -> Path:
+    """PORT_MAPPING_FILE's path, or the bundled default mapping."""
+    return Path(path) if path else DEFAULT_MAPPING_FILE
+
+
 def read_mapping_file(path: str | Path | None = None) -> MappingSnapshot:
-    source = Path(path) if path else DEFAULT_MAPPING_FILE
+    source = mapping_file(path)
     try:
         raw = source.read_bytes()
     except OSError as exc:

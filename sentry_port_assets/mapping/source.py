@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sentry_port_assets.mapping.compiled import CompiledMapping
-from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, MappingSnapshot, parse_snapshot, read_mapping_file
+from sentry_port_assets.mapping.loader import MappingSnapshot, mapping_file, parse_snapshot, read_mapping_file
 
 
 class MappingSource(Protocol):
@@ -28,7 +28,7 @@ class MappingSource(Protocol):
 
 class FileMappingSource:
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else DEFAULT_MAPPING_FILE
+        self.path = mapping_file(path)
 
     @property
     def label(self) -> str:
