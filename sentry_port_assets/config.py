@@ -63,6 +63,11 @@ def local_catalog_path() -> Path:
     return Path(explicit) if explicit else state_dir() / "catalog.sqlite"
 
 
+# The Dagster concurrency pool of every step that writes to Port (the resync's publish, the webhook job): with a
+# limit of 1 (dagster_home/dagster.yaml, `concurrency: pools: default_limit: 1`, or `dagster instance concurrency
+# set sentry_port_writes 1`) two runs never write to Port at the same time.
+PORT_WRITES_POOL = "sentry_port_writes"
+
 INBOX_ENV = "SENTRY_WEBHOOK_INBOX"
 SECRET_ENV = "SENTRY_WEBHOOK_SECRET"
 

@@ -31,6 +31,7 @@ from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
 from sentry_port_assets.assets.metadata import table
 from sentry_port_assets.assets.policy import publish_policy
+from sentry_port_assets.config import PORT_WRITES_POOL
 from sentry_port_assets.port.reconciler import PublishReport, reconcile
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.mapping import MappingResource
@@ -38,6 +39,7 @@ from sentry_port_assets.resources.mapping import MappingResource
 RAW_KEYS = [AssetKey(list(raw_key)) for _, raw_key in ENTITY_KINDS.values()]
 INPUT_KEYS = [*RAW_KEYS, *ENTITY_ASSET_KEYS.values()]
 REFUSED_CHECK = "port_accepted_every_entity"
+RESYNC_STARTED = "resync_started"
 CATALOG_KEY = AssetKey(["port", "catalog"])
 Entity = dict[str, Any]
 
@@ -104,6 +106,7 @@ def resync_started(context: AssetExecutionContext) -> str:
     key=CATALOG_KEY,
     group_name="port",
     kinds={"port"},
+    pool=PORT_WRITES_POOL,
     ins={name: AssetIn(key=ENTITY_ASSET_KEYS[kind]) for kind, (name, _) in ENTITY_KINDS.items()},
     description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert what changed, "
                 "delete what is stale under the safety rules.",
@@ -130,10 +133,12 @@ def port_catalog(
     owned = policy.owned
     blocker = deletion_blocker(context, compiled.sha256)
 
+    started = resync_started(context)
+
     async def publish() -> PublishReport:
         async with port.target() as target:
             return await reconcile(target, entities, policy, allow_delete=True, blocked_reason=blocker,
-                                   written_before=resync_started(context))
+                                   written_before=started)
 
     report = asyncio.run(publish())
     meta = report.to_metadata()
@@ -158,6 +163,9 @@ def port_catalog(
         "failures_total": meta["failures_total"],
         "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
         MAPPING_SHA: compiled.sha256,
+        # What Sentry said when this resync began reading it: webhook events received since are applied again
+        # after this publish (sensors/webhooks.py), so an older read never has the last word in Port.
+        RESYNC_STARTED: started,
     }
     if meta["port_users_created"]:
         context.log.warning(f"{meta['port_users_created']} _user entities were created: in Port each one is a Port user "

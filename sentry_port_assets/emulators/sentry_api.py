@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -117,6 +117,9 @@ class EmulatorConfig:
     # Called with (endpoint template, query parameters) before each request is answered: tests change the data
     # between two page requests with it (an issue that gets an event while a client pages through the list).
     before_answer: Callable[[str, dict[str, list[str]]], None] | None = None
+    # Awaited with (endpoint template, path parameters) before each request is answered: tests hold a request
+    # (one issue's tag values, say) until another run has done its part, to interleave runs deterministically.
+    hold: Callable[[str, dict[str, str]], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -414,6 +417,8 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
     try:
         if cfg.before_answer is not None:
             cfg.before_answer(endpoint, {k: request.query_params.getlist(k) for k in request.query_params})
+        if cfg.hold is not None:
+            await cfg.hold(endpoint, dict(request.path_params))
         fault = next((f for f in cfg.faults if f.fires(endpoint)), None)
         if cfg.latency_seconds:
             await asyncio.sleep(cfg.latency_seconds)

@@ -4,6 +4,12 @@ Events are marked done only when the run that applied them succeeded; a failed o
 pending, and they are launched again after a backoff (15 s, doubling per consecutive failure, at most 15 min). One
 batch is in flight at a time, so two runs never race to write the same issue.
 
+Runs that write to Port never overlap (the `sentry_port_writes` pool), and the newest data wins: a resync reads
+Sentry for minutes before it publishes, so an event received while it was reading may be applied before the publish
+and then overwritten by the resync's older read. After each resync's publish (a new `port/catalog`
+materialization), every event received since that resync began reading (`resync_started` in its metadata) is
+applied again. Applying an event reads the issue as Sentry holds it now, so applying it twice is harmless.
+
 One event that keeps failing (an issue whose entity Port refuses, say) must not hold back the others: after a
 batch of several events fails, its events are retried one at a time; an event whose own run fails
 `MAX_ATTEMPTS` times is dead-lettered (set aside in the inbox with the error, shown by the sensor's ticks and by
@@ -27,6 +33,7 @@ from dagster import (
     sensor,
 )
 
+from sentry_port_assets.assets.catalog import CATALOG_KEY, RESYNC_STARTED
 from sentry_port_assets.sensors.liveness import check_run
 from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
 from sentry_port_assets.webhooks.job import sentry_webhook_sync
@@ -65,12 +72,38 @@ def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str,
             if attempts.get(ids[0], 0) >= MAX_ATTEMPTS:
                 inbox.dead_letter(ids, f"failed {attempts[ids[0]]} times alone; last: run of batch {batch} {how}")
                 state["suspects"] = [i for i in state.get("suspects", []) if i != ids[0]]
+                state["replay"] = [i for i in state.get("replay", []) if i != ids[0]]
                 state["failures"], state["retry_at"] = 0, 0.0
                 context.log.error(f"webhook event {ids[0]} failed {attempts[ids[0]]} times on its own: "
                                   "dead-lettered (see `sentry-port webhooks status`); the other events go on")
                 return
     context.log.warning(f"webhook batch {batch} {how}: its {len(ids)} events are retried in {delay:.0f}s"
                         + (", one at a time" if state.get("suspects") else ""))
+
+
+def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: Inbox) -> None:
+    """Adds to `state["replay"]` the events received since the latest resync began, once per new publish. The first
+    evaluation only records the latest publish: history is not replayed."""
+    records = context.instance.fetch_materializations(CATALOG_KEY, limit=1).records
+    if not records:
+        return
+    record = records[0]
+    if "published" not in state:
+        state["published"] = record.storage_id
+        return
+    if record.storage_id <= state["published"]:
+        return
+    state["published"] = record.storage_id
+    materialization = record.asset_materialization
+    started = materialization.metadata.get(RESYNC_STARTED) if materialization is not None else None
+    if started is None:
+        return
+    since = datetime.fromisoformat(str(started.value))
+    ids = [e.id for e in inbox.received_since(since, MAX_EVENTS)]
+    if ids:
+        state["replay"] = sorted(set(state.get("replay", [])) | set(ids))
+        context.log.info(f"{len(ids)} webhook events received since the resync began reading Sentry ({since}) are "
+                         "applied again after its publish, so its older read does not have the last word")
 
 
 @sensor(
@@ -83,7 +116,8 @@ def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str,
 def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     """Cursor: {"batch": last batch number, "inflight": {batch: {"ids": [event ids], "at": epoch seconds}},
     "failures": consecutive failed batches, "retry_at": epoch seconds before which nothing is launched,
-    "suspects": event ids of failed batches, retried one at a time}."""
+    "suspects": event ids of failed batches, retried one at a time, "published": the storage id of the latest
+    `port/catalog` materialization seen, "replay": event ids to apply again after that publish}."""
     path = default_inbox_path()
     if not path.exists():
         return SkipReason(f"no webhook inbox at {path}: start `sentry-port webhooks serve` to receive webhooks")
@@ -105,19 +139,24 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
                 inbox.mark_done(ids)
                 del state["inflight"][batch]
                 state["suspects"] = [i for i in state.get("suspects", []) if i not in ids]
+                state["replay"] = [i for i in state.get("replay", []) if i not in ids]
                 state["failures"], state["retry_at"] = 0, 0.0
             elif status in FINISHED_BAD:
                 _failed(context, state, batch, f"ended {status.value}",
                         inbox if status == DagsterRunStatus.FAILURE else None, run.run_id)
         inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
+        _replay_after_publish(context, state, inbox)
         if state["inflight"]:
             batch = next(iter(state["inflight"]))
             return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
                                 cursor=json.dumps(state))
         pending = inbox.pending_after(0, MAX_EVENTS)
+        again = [e for e in inbox.get(state.get("replay", [])) if e.id not in {p.id for p in pending}]
+        pending = sorted([*pending, *again], key=lambda e: e.id)[:MAX_EVENTS]
         dead = inbox.count_dead()
     dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
     if not pending:
+        state["replay"] = []
         return SensorResult(skip_reason=SkipReason("no pending webhook events" + dead_note), cursor=json.dumps(state))
     suspect_ids = set(state.get("suspects", []))
     suspects = [e for e in pending if e.id in suspect_ids]

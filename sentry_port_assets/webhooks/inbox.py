@@ -290,6 +290,16 @@ class Inbox:
                 events.extend(_event(row) for row in rows)
         return events
 
+    def received_since(self, when: datetime, limit: int = 1000) -> list[InboxEvent]:
+        """Events received at or after `when`, done or pending (not dead-lettered), oldest first, at most `limit`:
+        what must be applied again after a resync that began reading Sentry at `when`."""
+        cutoff = when.astimezone(timezone.utc).isoformat()
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE received_at >= ? AND {_NOT_DEAD} ORDER BY id LIMIT ?",
+                (cutoff, limit)).fetchall()
+        return [_event(row) for row in rows]
+
     def purge_done(self, older_than: datetime) -> int:
         """Delete done events marked done before `older_than` (retention); returns how many were deleted.
 

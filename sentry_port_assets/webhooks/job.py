@@ -8,6 +8,7 @@ from dagster import AssetObservation, Config, Failure, OpExecutionContext, job, 
 from sentry_port_assets.assets.catalog import CATALOG_KEY
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.policy import publish_policy
+from sentry_port_assets.config import PORT_WRITES_POOL
 from sentry_port_assets.mapping.config import KINDS
 from sentry_port_assets.port.reconciler import PublishReport, apply_changes
 from sentry_port_assets.port.resource import PortResource
@@ -22,7 +23,7 @@ class WebhookBatchConfig(Config):
     inbox_path: Optional[str] = None
 
 
-@op(name="sync_webhook_events")
+@op(name="sync_webhook_events", pool=PORT_WRITES_POOL)
 def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig, sentry: SentryResource,
                         mapping: MappingResource, port: PortResource) -> None:
     with Inbox(config.inbox_path or default_inbox_path()) as inbox:
