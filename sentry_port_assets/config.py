@@ -72,10 +72,10 @@ INBOX_ENV = "SENTRY_WEBHOOK_INBOX"
 SECRET_ENV = "SENTRY_WEBHOOK_SECRET"
 
 
-def inbox_path() -> Path:
-    """SENTRY_WEBHOOK_INBOX, else `state_dir()/webhook_inbox.sqlite`."""
+def inbox_location() -> str:
+    """SENTRY_WEBHOOK_INBOX (a file path, or a postgresql:// URL), else `state_dir()/webhook_inbox.sqlite`."""
     configured = env_value(INBOX_ENV)
-    return Path(configured) if configured else state_dir() / "webhook_inbox.sqlite"
+    return configured if configured else str(state_dir() / "webhook_inbox.sqlite")
 
 
 def webhook_secret() -> str:

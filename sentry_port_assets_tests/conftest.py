@@ -11,6 +11,7 @@ import pytest
 from sentry_port_assets.emulators.sentry_api import EmulatorConfig, SentryEmulatorState, create_sentry_emulator
 from sentry_port_assets.emulators.sentry_data import SentryDataset, demo_dataset
 from sentry_port_assets.emulators.serve import ServerThread
+from sentry_port_assets_tests.postgres import PostgresServer, start_postgres
 
 
 class RunningSentry:
@@ -50,3 +51,13 @@ def sentry_emulator() -> Iterator[Callable[..., RunningSentry]]:
 def table_text(value: Any) -> str:
     """Every cell of a table metadata value (`MetadataValue.table`), as JSON text to search."""
     return json.dumps([r.data for r in value.records], ensure_ascii=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (skipped with the reason where none can start)."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -26,8 +26,16 @@ def _append(inbox: Inbox, request_id: str, issue_id: str = "1", action: str = "r
     )
 
 
-def test_append_dedups_and_pending_after_follows_the_cursor(tmp_path: Path) -> None:
-    with Inbox(tmp_path / "inbox.sqlite") as inbox:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each inbox test runs on both backends: a SQLite file, and a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "inbox.sqlite")
+    return request.getfixturevalue("postgres").database()
+
+
+def test_append_dedups_and_pending_after_follows_the_cursor(location: str) -> None:
+    with Inbox(location) as inbox:
         assert inbox.count_pending() == 0 and inbox.last_id() == 0
         assert _append(inbox, "r1", "10") is True
         assert _append(inbox, "r2", "11") is True
@@ -66,7 +74,8 @@ def test_append_dedups_and_pending_after_follows_the_cursor(tmp_path: Path) -> N
 def test_file_is_wal_and_commits_are_fsynced(tmp_path: Path) -> None:
     path = tmp_path / "inbox.sqlite"
     with Inbox(path) as inbox:
-        assert inbox._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        with inbox._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     other = sqlite3.connect(path)
     try:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
@@ -74,8 +83,8 @@ def test_file_is_wal_and_commits_are_fsynced(tmp_path: Path) -> None:
         other.close()
 
 
-def test_reopen_keeps_events_and_the_cursor_never_goes_back(tmp_path: Path) -> None:
-    path = tmp_path / "inbox.sqlite"
+def test_reopen_keeps_events_and_the_cursor_never_goes_back(location: str) -> None:
+    path = location
     with Inbox(path) as inbox:
         for n in range(3):
             _append(inbox, f"r{n}", str(n))
@@ -92,8 +101,8 @@ def test_reopen_keeps_events_and_the_cursor_never_goes_back(tmp_path: Path) -> N
         assert event.request_id == "r9"
 
 
-def test_threads_append_concurrently_each_request_id_once(tmp_path: Path) -> None:
-    with Inbox(tmp_path / "inbox.sqlite") as inbox:
+def test_threads_append_concurrently_each_request_id_once(location: str) -> None:
+    with Inbox(location) as inbox:
         results: list[bool] = []
         results_lock = threading.Lock()
         start = threading.Barrier(8)
@@ -119,8 +128,8 @@ def test_threads_append_concurrently_each_request_id_once(tmp_path: Path) -> Non
         assert len({e.request_id for e in events}) == unique
 
 
-def test_another_process_reads_and_marks_done_while_the_receiver_holds_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "inbox.sqlite"
+def test_another_process_reads_and_marks_done_while_the_receiver_holds_the_file(location: str) -> None:
+    path = location
     with Inbox(path) as receiver_side:
         for n in range(5):
             _append(receiver_side, f"r{n}", str(n))
@@ -149,17 +158,54 @@ def test_another_process_reads_and_marks_done_while_the_receiver_holds_the_file(
 
 def test_default_path_from_env_else_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENTRY_WEBHOOK_INBOX", str(tmp_path / "custom" / "inbox.db"))
-    assert default_inbox_path() == tmp_path / "custom" / "inbox.db"
+    assert default_inbox_path() == str(tmp_path / "custom" / "inbox.db")
     with Inbox() as inbox:
         assert inbox.path == tmp_path / "custom" / "inbox.db"
         assert inbox.path.exists()
     monkeypatch.delenv("SENTRY_WEBHOOK_INBOX")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    assert default_inbox_path() == tmp_path / "dagster_home" / "sentry_port" / "webhook_inbox.sqlite"
+    assert default_inbox_path() == str(tmp_path / "dagster_home" / "sentry_port" / "webhook_inbox.sqlite")
 
 
-def test_append_requires_a_request_id(tmp_path: Path) -> None:
-    with Inbox(tmp_path / "inbox.sqlite") as inbox:
+def test_append_requires_a_request_id(location: str) -> None:
+    with Inbox(location) as inbox:
         with pytest.raises(ValueError, match="request_id"):
             _append(inbox, "")
         assert inbox.count_pending() == 0
+
+
+def test_failures_dead_letters_replays_and_purges_on_either_backend(location: str) -> None:
+    with Inbox(location) as inbox:
+        for n in range(4):
+            _append(inbox, f"r{n}", str(n))
+        ids = [e.id for e in inbox.pending_after(0, 100)]
+        assert inbox.record_failure(ids[:2], "boom", "run-1") == {ids[0]: 1, ids[1]: 1}
+        assert inbox.record_failure(ids[:1], "boom", "run-1") == {ids[0]: 1}, "one run counts once"
+        assert inbox.record_failure(ids[:1], "boom again", "run-2") == {ids[0]: 2}
+        inbox.dead_letter([ids[0]], "failed alone")
+        assert inbox.count_dead() == 1 and inbox.count_pending() == 3
+        [(dead, attempts, error, when)] = inbox.dead_letters()
+        assert (dead.id, attempts, error) == (ids[0], 2, "failed alone") and when.tzinfo is not None
+        assert [e.id for e in inbox.received_since(datetime.now(timezone.utc) - timedelta(minutes=1))] == ids[1:]
+        assert inbox.received_since(datetime.now(timezone.utc) + timedelta(minutes=1)) == []
+        inbox.mark_done(ids[1:3])
+        assert [e.id for e in inbox.received_since(datetime.now(timezone.utc) - timedelta(minutes=1))] == ids[1:], \
+            "done events are replayed too"
+        assert inbox.purge_done(datetime.now(timezone.utc) + timedelta(seconds=1)) == 2
+        assert inbox.count_pending() == 1 and inbox.last_received_at() is not None
+
+
+def test_a_database_url_never_shows_its_password(postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = postgres.database().replace("postgres@", "postgres:s3cret-pw@")
+    with Inbox(url) as inbox:
+        assert "s3cret-pw" not in inbox.description and "***" in inbox.description
+    monkeypatch.setenv("SENTRY_WEBHOOK_INBOX", url)
+    from sentry_port_assets.cli import main
+
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["webhooks", "status"])
+    assert "s3cret-pw" not in out.getvalue() and "0 pending" in out.getvalue()

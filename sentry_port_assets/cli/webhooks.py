@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 from sentry_port_assets.config import INBOX_ENV, SECRET_ENV, webhook_secret
 from sentry_port_assets.webhooks.guard import GuardedH11Protocol
-from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
+from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path, describe, inbox_exists
 from sentry_port_assets.webhooks.receiver import WEBHOOK_PATH, WebhookSecretMissing, create_receiver
 
 
@@ -38,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         inbox.close()
         raise SystemExit(f"sentry-port webhooks serve: {exc}") from None
     logging.getLogger(__name__).info(
-        "Sentry webhook receiver: POST %s on %s:%d, inbox %s", WEBHOOK_PATH, args.host, args.port, inbox.path
+        "Sentry webhook receiver: POST %s on %s:%d, inbox %s", WEBHOOK_PATH, args.host, args.port, inbox.description
     )
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, lifespan="off",
@@ -49,14 +48,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    path = Path(args.inbox) if args.inbox else default_inbox_path()
-    if not path.exists():
-        print(f"no webhook inbox at {path} (start `sentry-port webhooks serve`, or pass --inbox)")
+    path = args.inbox or default_inbox_path()
+    if not inbox_exists(path):
+        print(f"no webhook inbox at {describe(path)} (start `sentry-port webhooks serve`, or pass --inbox)")
         return 1
     with Inbox(path) as inbox:
         pending, dead, last = inbox.count_pending(), inbox.dead_letters(args.limit), inbox.last_received_at()
         dead_total = inbox.count_dead()
-    print(f"inbox {path}: {pending} pending, {dead_total} dead-lettered; last event received "
+    print(f"inbox {describe(path)}: {pending} pending, {dead_total} dead-lettered; last event received "
           f"{last.isoformat() if last else 'never'}")
     for event, attempts, error, at in dead:
         print(f"  dead #{event.id} {event.resource}.{event.action} issue {event.issue_id} request {event.request_id} "

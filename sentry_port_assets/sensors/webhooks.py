@@ -35,7 +35,7 @@ from dagster import (
 
 from sentry_port_assets.assets.catalog import CATALOG_KEY, RESYNC_STARTED
 from sentry_port_assets.sensors.liveness import check_run
-from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
+from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path, describe, inbox_exists, is_url
 from sentry_port_assets.webhooks.job import sentry_webhook_sync
 from sentry_port_assets.webhooks.sync import coalesce
 
@@ -119,8 +119,9 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
     "suspects": event ids of failed batches, retried one at a time, "published": the storage id of the latest
     `port/catalog` materialization seen, "replay": event ids to apply again after that publish}."""
     path = default_inbox_path()
-    if not path.exists():
-        return SkipReason(f"no webhook inbox at {path}: start `sentry-port webhooks serve` to receive webhooks")
+    if not inbox_exists(path):
+        return SkipReason(f"no webhook inbox at {describe(path)}: start `sentry-port webhooks serve` to receive "
+                          "webhooks")
     state = json.loads(context.cursor) if context.cursor else {"batch": 0, "inflight": {}}
     with Inbox(path) as inbox:
         for batch, flight in list(state["inflight"].items()):
@@ -174,10 +175,13 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
     ids = [e.id for e in pending]
     state["inflight"][batch] = {"ids": ids, "at": time.time()}
     issues = coalesce(pending).issues
+    # A file's path goes in the run's config (the run reads the inbox the sensor read); a database URL does not (it
+    # may hold a password, and run config is shown in the UI): the run reads SENTRY_WEBHOOK_INBOX, as the sensor.
+    batch_config: dict = {"event_ids": ids} if is_url(path) else {"event_ids": ids, "inbox_path": path}
     return SensorResult(
         run_requests=[RunRequest(
             run_key=f"webhooks-{batch}",
-            run_config={"ops": {"sync_webhook_events": {"config": {"event_ids": ids, "inbox_path": str(path)}}}},
+            run_config={"ops": {"sync_webhook_events": {"config": batch_config}}},
             tags={BATCH_TAG: batch, "sentry_port/issues": ",".join(sorted(issues))[:200]},
         )],
         cursor=json.dumps(state),

@@ -28,9 +28,10 @@ def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig,
                         mapping: MappingResource, port: PortResource) -> None:
     with Inbox(config.inbox_path or default_inbox_path()) as inbox:
         events = inbox.get(config.event_ids)
+        where = inbox.description
     missing = set(config.event_ids) - {e.id for e in events}
     if missing:
-        raise Failure(f"inbox events {sorted(missing)} are not in {config.inbox_path or default_inbox_path()}")
+        raise Failure(f"inbox events {sorted(missing)} are not in {where}")
     mapping_config = mapping_for_step(context, mapping)
 
     async def run() -> tuple[Changes, PublishReport]:
