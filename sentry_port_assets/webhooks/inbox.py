@@ -172,7 +172,7 @@ class Inbox:
             url = make_url(self.location)
             if url.get_backend_name() != "postgresql":
                 raise ValueError(f"SENTRY_WEBHOOK_INBOX={self.description}: a file path or a postgresql:// URL")
-            self._engine = create_engine(url.set(drivername="postgresql+psycopg2"), pool_size=2, max_overflow=4,
+            self._engine = create_engine(url.set(drivername="postgresql+psycopg"), pool_size=2, max_overflow=4,
                                          pool_pre_ping=True)
         else:
             self.path = Path(self.location)
@@ -220,10 +220,11 @@ class Inbox:
             # id there. ON CONFLICT stays as the backstop against another process appending the same id.
             if conn.execute(select(events.c.id).where(events.c.request_id == request_id)).first() is not None:
                 return False
-            done = conn.execute(self._insert(events).values(
+            stored = conn.execute(self._insert(events).values(
                 request_id=request_id, resource=resource, action=action, issue_id=issue_id, received_at=when,
-                hook_timestamp=hook_timestamp, body=body).on_conflict_do_nothing(index_elements=["request_id"]))
-            return done.rowcount == 1
+                hook_timestamp=hook_timestamp, body=body).on_conflict_do_nothing(index_elements=["request_id"])
+                .returning(events.c.id)).first()
+            return stored is not None
 
     # -- the consumer's side ---------------------------------------------------------------------------------
 
