@@ -238,7 +238,12 @@ def test_the_production_topology_end_to_end(topology: Topology, sentry_emulator:
         held = {bp: {e["identifier"] for e in catalog.entities(bp)} for bp in expected_entities(data)}
         assert held == expected_entities(data)
 
-        # A burst of 200 issues created in Sentry, each with its webhook; the receiver restarts in the middle.
+        # A resync in flight while a burst of 200 issues is created in Sentry, each with its webhook; the receiver
+        # restarts in the middle of the burst.
+        resync = topology.graphql(LAUNCH, {"params": {
+            "selector": {"repositoryLocationName": "sentry_port_assets", "repositoryName": "__repository__",
+                         "jobName": "sentry_port_sync"}, "runConfigData": {}}})["launchRun"]
+        assert resync["__typename"] == "LaunchRunSuccess", resync
         posted: dict[str, float] = {}
         statuses: dict[str, int] = {}
         refused = 0
@@ -279,6 +284,12 @@ def test_the_production_topology_end_to_end(topology: Topology, sentry_emulator:
             return len(arrived) == len(posted)
 
         topology.wait("every burst issue in Port", all_arrived)
+
+        def settled() -> bool:
+            runs = topology.graphql(RUNS)["runsOrError"]["results"]
+            return all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+
+        topology.wait("every run to finish (the resync, the webhook runs, their replay)", settled)
         held = {bp: {e["identifier"] for e in catalog.entities(bp)} for bp in expected_entities(data)}
         assert held == expected_entities(data)
 
