@@ -152,7 +152,8 @@ def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | Sk
             return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
                                 cursor=json.dumps(state))
         pending = inbox.pending_after(0, MAX_EVENTS)
-        again = [e for e in inbox.get(state.get("replay", [])) if e.id not in {p.id for p in pending}]
+        pending_ids = {e.id for e in pending}
+        again = [e for e in inbox.get(state.get("replay", [])) if e.id not in pending_ids]
         pending = sorted([*pending, *again], key=lambda e: e.id)[:MAX_EVENTS]
         dead = inbox.count_dead()
     dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
