@@ -1,40 +1,54 @@
-"""Jobs: the names are contracts (README, CI examples and sensors use them)."""
+"""Jobs: the names are contracts (README, CI examples and sensors use them); an instance with a key prefix
+(`names.py`) prefixes them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from typing import TYPE_CHECKING
+
 from dagster import AssetSelection, define_asset_job
 
-from sentry_port_assets.assets.catalog import CATALOG_KEY
 from sentry_port_assets.config import log_level
+from sentry_port_assets.names import DEFAULT, Names
 
-CATALOG = AssetSelection.assets(CATALOG_KEY)
+if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the class
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
 # Without logger config Dagster prints every event at DEBUG (~350 lines for the demo). The default run config says
 # INFO: progress, counts, warnings and errors. SENTRY_PORT_LOG_LEVEL=DEBUG (or the launchpad, or
 # `-c` with loggers.console.config.log_level) brings the events back; the UI's run log always has all of them.
 LOGGING = {"loggers": {"console": {"config": {"log_level": log_level()}}}}
 
-# Fetch from Sentry and map to entities; run by the resync schedule.
-sentry_refresh = define_asset_job(
-    "sentry_refresh",
-    selection=AssetSelection.groups("sentry", "port") - CATALOG,
-    description="Fetch from Sentry and build Port entities (no publish).",
-    config=LOGGING,
-)
 
-# Everything in one run, for CI: `dagster job execute -m sentry_port_assets -j sentry_port_sync`.
-sentry_port_sync = define_asset_job(
-    "sentry_port_sync",
-    selection=AssetSelection.all(),
-    description="Fetch from Sentry, map, and publish to Port in one run.",
-    config=LOGGING,
-)
+@dataclass(frozen=True)
+class Jobs:
+    # Fetch from Sentry and map to entities; run by the resync schedule.
+    refresh: UnresolvedAssetJobDefinition
+    # Everything in one run, for CI: `dagster job execute -m sentry_port_assets -j sentry_port_sync`.
+    sync: UnresolvedAssetJobDefinition
+    # Publish the latest entities; launched by the publish_on_new_entities sensor.
+    publish: UnresolvedAssetJobDefinition
 
-# Publish the latest entities; launched by the publish_on_new_entities sensor.
-publish_to_port = define_asset_job(
-    "publish_to_port",
-    selection=CATALOG,
-    description="Publish the latest entity materializations to Port (or the local catalog).",
-    config=LOGGING,
-)
+    @property
+    def all(self) -> list[UnresolvedAssetJobDefinition]:
+        return [self.refresh, self.sync, self.publish]
 
-all_jobs = [sentry_refresh, sentry_port_sync, publish_to_port]
+
+def build_jobs(names: Names = DEFAULT) -> Jobs:
+    catalog = AssetSelection.assets(names.key("port", "catalog"))
+    everything = AssetSelection.groups(names.group("sentry"), names.group("port"))
+    return Jobs(
+        refresh=define_asset_job(names.job("sentry_refresh"), selection=everything - catalog,
+                                 description="Fetch from Sentry and build Port entities (no publish).", config=LOGGING),
+        sync=define_asset_job(names.job("sentry_port_sync"), selection=everything,
+                              description="Fetch from Sentry, map, and publish to Port in one run.", config=LOGGING),
+        publish=define_asset_job(names.job("publish_to_port"), selection=catalog,
+                                 description="Publish the latest entity materializations to Port (or the local "
+                                             "catalog).", config=LOGGING),
+    )
+
+
+_default = build_jobs()
+sentry_refresh, sentry_port_sync, publish_to_port = _default.refresh, _default.sync, _default.publish
+all_jobs = _default.all

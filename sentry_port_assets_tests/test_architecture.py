@@ -31,8 +31,9 @@ ALLOWED: dict[str, set[str]] = {
     "mapping_sources": BASE | {"mapping", "port"},
 }
 EMULATOR_USERS = {f"{PACKAGE}.resources.demo"}
-# `sentry_port_assets.defs` is loaded on first access so that `sentry-port` starts without Dagster.
-LAZY_IMPORTS = {(f"{PACKAGE}", f"{PACKAGE}.definitions")}
+# `sentry_port_assets.defs` and `.build_sentry_port_defs` are loaded on first access so that `sentry-port` starts
+# without Dagster.
+LAZY_IMPORTS = {(f"{PACKAGE}", f"{PACKAGE}.definitions"), (f"{PACKAGE}", f"{PACKAGE}.factory")}
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    AssetsDefinition,
     DagsterInstance,
     Failure,
     MaterializeResult,
@@ -28,19 +29,26 @@ from dagster import (
 )
 
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
-from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
+from sentry_port_assets.assets.entities import ENTITY_KINDS, entity_asset_keys, raw_asset_keys
+from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.assets.metadata import table
 from sentry_port_assets.assets.policy import publish_policy
 from sentry_port_assets.config import PORT_WRITES_POOL
 from sentry_port_assets.port.reconciler import PublishReport, reconcile
 from sentry_port_assets.port.resource import PortResource
-from sentry_port_assets.resources.mapping import MappingResource
 
-RAW_KEYS = [AssetKey(list(raw_key)) for _, raw_key in ENTITY_KINDS.values()]
-INPUT_KEYS = [*RAW_KEYS, *ENTITY_ASSET_KEYS.values()]
+
+
+def input_keys(names: Names = DEFAULT) -> list[AssetKey]:
+    """Every raw and entity asset that feeds the publish."""
+    return [*raw_asset_keys(names).values(), *entity_asset_keys(names).values()]
+
+
+RAW_KEYS = list(raw_asset_keys().values())
+INPUT_KEYS = input_keys()
 REFUSED_CHECK = "port_accepted_every_entity"
 RESYNC_STARTED = "resync_started"
-CATALOG_KEY = AssetKey(["port", "catalog"])
+CATALOG_KEY = DEFAULT.key("port", "catalog")
 Entity = dict[str, Any]
 
 
@@ -64,11 +72,12 @@ def input_mapping_shas(instance: DagsterInstance, keys: Sequence[AssetKey] = INP
     return shas
 
 
-def deletion_blocker(context: AssetExecutionContext, mapping_sha: str) -> str | None:
+def deletion_blocker(context: AssetExecutionContext, mapping_sha: str, keys: Sequence[AssetKey] = INPUT_KEYS
+                     ) -> str | None:
     """Why deletes must not happen in this publish, or None when one run produced every input with the mapping
     this publish uses."""
     runs: dict[str, str] = {}
-    for key in INPUT_KEYS:
+    for key in keys:
         event = context.instance.get_latest_materialization_event(key)
         if event is None:
             return f"{key.to_user_string()} has never been materialized"
@@ -76,7 +85,7 @@ def deletion_blocker(context: AssetExecutionContext, mapping_sha: str) -> str | 
     if len(set(runs.values())) > 1:
         return (f"the inputs come from {len(set(runs.values()))} different runs (run {_by_value(runs)}): an asset "
                 "failed or was materialized alone. Run sentry_refresh or sentry_port_sync in full to allow deletes")
-    shas = input_mapping_shas(context.instance)
+    shas = input_mapping_shas(context.instance, keys)
     if len(set(shas.values())) > 1:
         return (f"the inputs were mapped with different mapping snapshots (sha256 {_by_value(shas)}): the mapping "
                 "changed during the run. Run sentry_port_sync again to allow deletes")
@@ -86,11 +95,10 @@ def deletion_blocker(context: AssetExecutionContext, mapping_sha: str) -> str | 
     return None
 
 
-def resync_started(context: AssetExecutionContext) -> str:
+def resync_started(context: AssetExecutionContext, keys: Sequence[AssetKey] = INPUT_KEYS) -> str:
     """When the resync that produced the inputs began (RFC 3339): what this integration wrote before then and did not
     produce is stale; what it wrote since (a webhook run during the resync) is not. With inputs from several runs
     (deletes are then blocked anyway) the newest run counts."""
-    keys = [*RAW_KEYS, *ENTITY_ASSET_KEYS.values()]
     events = [e for e in (context.instance.get_latest_materialization_event(key) for key in keys) if e is not None]
     if not events:
         return datetime.now(timezone.utc).isoformat()
@@ -102,88 +110,99 @@ def resync_started(context: AssetExecutionContext) -> str:
     return datetime.fromtimestamp(min(moments), timezone.utc).isoformat()
 
 
-@asset(
-    key=CATALOG_KEY,
-    group_name="port",
-    kinds={"port"},
-    pool=PORT_WRITES_POOL,
-    ins={name: AssetIn(key=ENTITY_ASSET_KEYS[kind]) for kind, (name, _) in ENTITY_KINDS.items()},
-    description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert what changed, "
-                "delete what is stale under the safety rules.",
-    check_specs=[AssetCheckSpec(
-        REFUSED_CHECK, asset=CATALOG_KEY,
-        description="Port accepted every entity. With PORT_REFUSED_ENTITIES=warn, entities Port refuses (an "
-                    "identifier it does not allow, a value its schema rejects) fail this check instead of the run.")],
-)
-def port_catalog(
-    context: AssetExecutionContext,
-    mapping: MappingResource,
-    port: PortResource,
-    entities_user: list[Entity],
-    entities_team: list[Entity],
-    entities_project: list[Entity],
-    entities_project_tag: list[Entity],
-    entities_issue: list[Entity],
-    entities_issue_tag: list[Entity],
+def build_port_catalog(names: Names = DEFAULT) -> AssetsDefinition:
+    key = names.key("port", "catalog")
+    entity_keys = entity_asset_keys(names)
+    feeding = input_keys(names)
+
+    @asset(
+        key=key,
+        group_name=names.group("port"),
+        kinds={"port"},
+        pool=PORT_WRITES_POOL,
+        ins={name: AssetIn(key=entity_keys[kind]) for kind, (name, _) in ENTITY_KINDS.items()},
+        required_resource_keys={names.resource("mapping"), names.resource("port")},
+        description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert what changed, "
+                    "delete what is stale under the safety rules.",
+        check_specs=[AssetCheckSpec(
+            REFUSED_CHECK, asset=key,
+            description="Port accepted every entity. With PORT_REFUSED_ENTITIES=warn, entities Port refuses (an "
+                        "identifier it does not allow, a value its schema rejects) fail this check instead of the run.")],
+    )
+    def port_catalog(
+        context: AssetExecutionContext,
+        entities_user: list[Entity],
+        entities_team: list[Entity],
+        entities_project: list[Entity],
+        entities_project_tag: list[Entity],
+        entities_issue: list[Entity],
+        entities_issue_tag: list[Entity],
 ) -> MaterializeResult:
-    compiled = mapping_for_step(context, mapping)
-    entities = [*entities_user, *entities_team, *entities_project, *entities_project_tag, *entities_issue,
-                *entities_issue_tag]
-    policy = publish_policy(port, compiled, entities)
-    owned = policy.owned
-    blocker = deletion_blocker(context, compiled.sha256)
+        bound = names.resources_of(context)
+        port: PortResource = bound.port
+        compiled = mapping_for_step(context, bound.mapping)
+        entities = [*entities_user, *entities_team, *entities_project, *entities_project_tag, *entities_issue,
+                    *entities_issue_tag]
+        policy = publish_policy(port, compiled, entities)
+        owned = policy.owned
+        blocker = deletion_blocker(context, compiled.sha256, feeding)
 
-    started = resync_started(context)
+        started = resync_started(context, feeding)
 
-    async def publish() -> PublishReport:
-        async with port.target() as target:
-            return await reconcile(target, entities, policy, allow_delete=True, blocked_reason=blocker,
-                                   written_before=started)
+        async def publish() -> PublishReport:
+            async with port.target() as target:
+                return await reconcile(target, entities, policy, allow_delete=True, blocked_reason=blocker,
+                                       written_before=started)
 
-    report = asyncio.run(publish())
-    meta = report.to_metadata()
-    context.log.info(
-        f"published to {meta['target']}: {meta['created']} created, {meta['updated']} updated, "
-        f"{meta['unchanged']} unchanged, {meta['deleted']} deleted, {meta['failed']} failed; deletes: {meta['deletes']}")
-    per_blueprint = [{"blueprint": bp, **counts} for bp, counts in meta["per_blueprint"].items()]
-    metadata = {
-        "target": meta["target"],
-        "created": meta["created"],
-        "updated": meta["updated"],
-        "unchanged": meta["unchanged"],
-        "deleted": meta["deleted"],
-        "failed": meta["failed"],
-        "port_users_created": meta["port_users_created"],
-        "stale": meta["stale"],
-        "upserts_sent": meta["upserts_sent"],
-        "deletes": meta["deletes"],
-        "seconds": meta["seconds"],
-        "per_blueprint": table(per_blueprint),
-        "failures": table(meta["failures"]),
-        "failures_total": meta["failures_total"],
-        "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
-        MAPPING_SHA: compiled.sha256,
-        # What Sentry said when this resync began reading it: webhook events received since are applied again
-        # after this publish (sensors/webhooks.py), so an older read never has the last word in Port.
-        RESYNC_STARTED: started,
-    }
-    if meta["port_users_created"]:
-        context.log.warning(f"{meta['port_users_created']} _user entities were created: in Port each one is a Port user "
-                            "(disabled until invited)")
-    refused = [f for f in report.failures if f.refused]
-    check = AssetCheckResult(
-        check_name=REFUSED_CHECK, passed=not refused, severity=AssetCheckSeverity.ERROR,
-        metadata={"refused": len(refused), "entities": table([asdict(f) for f in refused])})
-    if len(refused) < len(report.failures) or (refused and port.refused_entities != "warn"):
-        # Fail the run (CI goes red) and carry the whole report, so no failed entity goes unnoticed.
-        first = report.failures[0]
-        raise Failure(
-            description=f"{len(report.failures)} entities failed to publish (first: {first.blueprint}/"
-                        f"{first.identifier}: {first.status} {first.error}: {first.message}); the `failures` table "
-                        f"lists them all. Deletes: {meta['deletes']}.",
-            metadata=metadata,
-        )
-    if refused:
-        context.log.warning(f"Port refused {len(refused)} entities (PORT_REFUSED_ENTITIES=warn): the "
-                            f"{REFUSED_CHECK} check lists them")
-    return MaterializeResult(metadata=metadata, check_results=[check])
+        report = asyncio.run(publish())
+        meta = report.to_metadata()
+        context.log.info(
+            f"published to {meta['target']}: {meta['created']} created, {meta['updated']} updated, "
+            f"{meta['unchanged']} unchanged, {meta['deleted']} deleted, {meta['failed']} failed; deletes: {meta['deletes']}")
+        per_blueprint = [{"blueprint": bp, **counts} for bp, counts in meta["per_blueprint"].items()]
+        metadata = {
+            "target": meta["target"],
+            "created": meta["created"],
+            "updated": meta["updated"],
+            "unchanged": meta["unchanged"],
+            "deleted": meta["deleted"],
+            "failed": meta["failed"],
+            "port_users_created": meta["port_users_created"],
+            "stale": meta["stale"],
+            "upserts_sent": meta["upserts_sent"],
+            "deletes": meta["deletes"],
+            "seconds": meta["seconds"],
+            "per_blueprint": table(per_blueprint),
+            "failures": table(meta["failures"]),
+            "failures_total": meta["failures_total"],
+            "owned_blueprints": MetadataValue.text(", ".join(sorted(owned)) or "(none)"),
+            MAPPING_SHA: compiled.sha256,
+            # What Sentry said when this resync began reading it: webhook events received since are applied again
+            # after this publish (sensors/webhooks.py), so an older read never has the last word in Port.
+            RESYNC_STARTED: started,
+        }
+        if meta["port_users_created"]:
+            context.log.warning(f"{meta['port_users_created']} _user entities were created: in Port each one is a Port user "
+                                "(disabled until invited)")
+        refused = [f for f in report.failures if f.refused]
+        check = AssetCheckResult(
+            check_name=REFUSED_CHECK, passed=not refused, severity=AssetCheckSeverity.ERROR,
+            metadata={"refused": len(refused), "entities": table([asdict(f) for f in refused])})
+        if len(refused) < len(report.failures) or (refused and port.refused_entities != "warn"):
+            # Fail the run (CI goes red) and carry the whole report, so no failed entity goes unnoticed.
+            first = report.failures[0]
+            raise Failure(
+                description=f"{len(report.failures)} entities failed to publish (first: {first.blueprint}/"
+                            f"{first.identifier}: {first.status} {first.error}: {first.message}); the `failures` table "
+                            f"lists them all. Deletes: {meta['deletes']}.",
+                metadata=metadata,
+            )
+        if refused:
+            context.log.warning(f"Port refused {len(refused)} entities (PORT_REFUSED_ENTITIES=warn): the "
+                                f"{REFUSED_CHECK} check lists them")
+        return MaterializeResult(metadata=metadata, check_results=[check])
+
+    return port_catalog
+
+
+port_catalog = build_port_catalog()

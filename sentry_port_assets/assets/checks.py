@@ -22,6 +22,8 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetChecksDefinition,
+    AssetKey,
     AssetIn,
     DagsterError,
     InputContext,
@@ -29,7 +31,8 @@ from dagster import (
     multi_asset_check,
 )
 
-from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS
+from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS, entity_asset_keys
+from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.assets.metadata import cell, table
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
 from sentry_port_assets.port.query import QueryError, matches
@@ -138,17 +141,21 @@ def optional_entities(context: InputContext) -> Optional[list[Entity]]:
         return None
 
 
-SPECS = [
+def _specs(keys: dict[str, AssetKey]) -> list[AssetCheckSpec]:
+    return [
     spec
-    for kind, key in ENTITY_ASSET_KEYS.items()
+    for kind, key in keys.items()
     for spec in (
         AssetCheckSpec(UNIQUE, asset=key, description="No two entities of a blueprint share an identifier."),
         AssetCheckSpec(REQUIRED, asset=key, description="Fields the bundled blueprint requires are non-null."),
         AssetCheckSpec(RELATIONS, asset=key, description="Relations into blueprints we produce point at entities "
                                                          "we produced.", additional_deps=[
-                           other for k, other in ENTITY_ASSET_KEYS.items() if k != kind]),
+                           other for k, other in keys.items() if k != kind]),
     )
-]
+    ]
+
+
+SPECS = _specs(ENTITY_ASSET_KEYS)
 
 
 def _unique(entities: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
@@ -172,39 +179,47 @@ def _relations(entities: list[Entity], everything: list[Entity]) -> tuple[bool, 
         "examples": table(problems[:TABLE_ROWS], ["blueprint", "identifier", "relation", "target", "value"])}
 
 
-@multi_asset_check(
-    name="entity_checks",
-    specs=SPECS,
-    can_subset=True,
-    ins={name: AssetIn(key=ENTITY_ASSET_KEYS[kind], input_manager_key=OPTIONAL_ENTITIES)
-         for kind, (name, _) in ENTITY_KINDS.items()},
-)
-def entity_checks(
-    context: AssetCheckExecutionContext,
-    entities_user: Optional[list[Entity]],
-    entities_team: Optional[list[Entity]],
-    entities_project: Optional[list[Entity]],
-    entities_project_tag: Optional[list[Entity]],
-    entities_issue: Optional[list[Entity]],
-    entities_issue_tag: Optional[list[Entity]],
-) -> Iterator[AssetCheckResult]:
-    values = {"entities_user": entities_user, "entities_team": entities_team, "entities_project": entities_project,
-              "entities_project_tag": entities_project_tag, "entities_issue": entities_issue,
-              "entities_issue_tag": entities_issue_tag}
-    everything = [e for value in values.values() for e in value or []]
-    selected = context.selected_asset_check_keys
-    for kind, (name, _) in ENTITY_KINDS.items():
-        key = ENTITY_ASSET_KEYS[kind]
-        entities = values.get(name)
-        for check, judge in ((UNIQUE, _unique), (REQUIRED, _required),
-                             (RELATIONS, lambda e: _relations(e, everything))):
-            if not any(k.asset_key == key and k.name == check for k in selected):
-                continue
-            if entities is None:
-                yield AssetCheckResult(asset_key=key, check_name=check, passed=False,
-                                       severity=AssetCheckSeverity.WARN,
-                                       metadata={"not judged": f"{key.to_user_string()} has not been materialized"})
-                continue
-            passed, severity, metadata = judge(entities)
-            yield AssetCheckResult(asset_key=key, check_name=check, passed=passed, severity=severity,
-                                   metadata=metadata)
+def build_entity_checks(names: Names = DEFAULT) -> AssetChecksDefinition:
+    keys = entity_asset_keys(names)
+
+    @multi_asset_check(
+        name=names.job("entity_checks"),
+        specs=_specs(keys),
+        can_subset=True,
+        ins={name: AssetIn(key=keys[kind], input_manager_key=OPTIONAL_ENTITIES)
+             for kind, (name, _) in ENTITY_KINDS.items()},
+    )
+    def checks(
+        context: AssetCheckExecutionContext,
+        entities_user: Optional[list[Entity]],
+        entities_team: Optional[list[Entity]],
+        entities_project: Optional[list[Entity]],
+        entities_project_tag: Optional[list[Entity]],
+        entities_issue: Optional[list[Entity]],
+        entities_issue_tag: Optional[list[Entity]],
+    ) -> Iterator[AssetCheckResult]:
+        values = {"entities_user": entities_user, "entities_team": entities_team, "entities_project": entities_project,
+                  "entities_project_tag": entities_project_tag, "entities_issue": entities_issue,
+                  "entities_issue_tag": entities_issue_tag}
+        everything = [e for value in values.values() for e in value or []]
+        selected = context.selected_asset_check_keys
+        for kind, (name, _) in ENTITY_KINDS.items():
+            key = keys[kind]
+            entities = values.get(name)
+            for check, judge in ((UNIQUE, _unique), (REQUIRED, _required),
+                                 (RELATIONS, lambda e: _relations(e, everything))):
+                if not any(k.asset_key == key and k.name == check for k in selected):
+                    continue
+                if entities is None:
+                    yield AssetCheckResult(asset_key=key, check_name=check, passed=False,
+                                           severity=AssetCheckSeverity.WARN,
+                                           metadata={"not judged": f"{key.to_user_string()} has not been materialized"})
+                    continue
+                passed, severity, metadata = judge(entities)
+                yield AssetCheckResult(asset_key=key, check_name=check, passed=passed, severity=severity,
+                                       metadata=metadata)
+
+    return checks
+
+
+entity_checks = build_entity_checks()

@@ -21,14 +21,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, Failure, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, Failure, MetadataValue, Output, asset
 
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.metadata import table
 from sentry_port_assets.assets.plan import map_kind
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.engine import MappingResult, Misconfiguration
-from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.names import DEFAULT, Names
 
 GROUP = "port"
 PREVIEW_ROWS = 10
@@ -45,7 +45,17 @@ ENTITY_KINDS: dict[str, tuple[str, tuple[str, str]]] = {
 }
 # The kinds the bundled default mapping (defaults/mapping.yaml) maps; the others' assets stay empty unless yours does.
 DEFAULT_KINDS = ("user", "team", "project-tag", "issue-tag")
-ENTITY_ASSET_KEYS: dict[str, AssetKey] = {kind: AssetKey([GROUP, name]) for kind, (name, _) in ENTITY_KINDS.items()}
+
+
+def entity_asset_keys(names: Names = DEFAULT) -> dict[str, AssetKey]:
+    return {kind: names.key(GROUP, name) for kind, (name, _) in ENTITY_KINDS.items()}
+
+
+def raw_asset_keys(names: Names = DEFAULT) -> dict[str, AssetKey]:
+    return {kind: names.key(*raw_key) for kind, (_, raw_key) in ENTITY_KINDS.items()}
+
+
+ENTITY_ASSET_KEYS: dict[str, AssetKey] = entity_asset_keys()
 
 
 # --- metadata ----------------------------------------------------------------------------------------------------
@@ -108,19 +118,19 @@ def entity_metadata(result: MappingResult, mapping: CompiledMapping, resources: 
 
 
 # --- entity assets ------------------------------------------------------------------------------------------------
-def _entity_asset(kind: str, name: str, raw_key: tuple[str, str]):
+def _entity_asset(names: Names, kind: str, name: str, raw_key: tuple[str, str]) -> AssetsDefinition:
     @asset(
-        name=name,
-        key_prefix=[GROUP],
-        group_name=GROUP,
+        key=names.key(GROUP, name),
+        group_name=names.group(GROUP),
         kinds={"port"},
-        ins={"raw": AssetIn(key=AssetKey(list(raw_key)))},
+        ins={"raw": AssetIn(key=names.key(*raw_key))},
+        required_resource_keys={names.resource("mapping")},
         description=f"Port entities mapped from `{'/'.join(raw_key)}` by every `{kind}` resource of the mapping; "
                     f"empty when the mapping has no `{kind}` resource"
                     + (" (the bundled default has none)." if kind not in DEFAULT_KINDS else "."),
     )
-    def _asset(context: AssetExecutionContext, mapping: MappingResource, raw: Any) -> Output[list[Entity]]:
-        config = mapping_for_step(context, mapping)
+    def _asset(context: AssetExecutionContext, raw: Any) -> Output[list[Entity]]:
+        config = mapping_for_step(context, names.resources_of(context).mapping)
         result = map_kind(config, kind, raw if raw is not None else [])
         if result.errors:
             raise Failure(
@@ -142,4 +152,8 @@ def _entity_asset(kind: str, name: str, raw_key: tuple[str, str]):
     return _asset
 
 
-entity_assets = [_entity_asset(kind, name, raw_key) for kind, (name, raw_key) in ENTITY_KINDS.items()]
+def build_entity_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
+    return [_entity_asset(names, kind, name, raw_key) for kind, (name, raw_key) in ENTITY_KINDS.items()]
+
+
+entity_assets = build_entity_assets()

@@ -11,12 +11,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, Output, asset, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, AssetsDefinition, Output, asset, multi_asset
 
 from sentry_port_assets.assets import tag_cache
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.metadata import preview_table
 from sentry_port_assets.assets.plan import FetchPlan
+from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.client import SentryClient, progress_reporter
 from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
@@ -64,148 +65,165 @@ def _flat(groups: dict[str, Any]) -> list[Item]:
     return out
 
 
-MEMBERS, TEAMS, PROJECTS = AssetKey(["sentry", "members"]), AssetKey(["sentry", "teams"]), AssetKey(["sentry", "projects"])
-
-
-@multi_asset(
-    name="sentry_organization",
-    outs={
-        "sentry__members": AssetOut(key=MEMBERS, group_name=GROUP, kinds=KINDS, is_required=False,
-                                    description="Organization members (kind `user`), pending invites included."),
-        "sentry__teams": AssetOut(key=TEAMS, group_name=GROUP, kinds=KINDS, is_required=False,
-                                  description="Teams (kind `team`), with `__members` when a team resource sets "
-                                              "includeMembers: true."),
-        "sentry__projects": AssetOut(key=PROJECTS, group_name=GROUP, kinds=KINDS, is_required=False,
-                                     description="Every active project of the organization "
-                                                 "(`/organizations/{org}/projects/`)."),
-    },
-    can_subset=True,
-)
-def sentry_organization(context: AssetExecutionContext, sentry: SentryResource,
-                        mapping: MappingResource) -> Iterator[Output[list[Item]]]:
-    """The organization's roots in one step, fetched concurrently: members, teams, projects.
-
-    One step rather than three: it is the only root of the graph, so a mapping that does not load fails it once,
-    before any Sentry request, and every asset downstream is skipped instead of failing with the same error."""
-    config = mapping_for_step(context, mapping)
-    plan = FetchPlan.of(config)
-    selected = context.selected_asset_keys
-    sentry.warn_if_demo(context.log)
-    for warning in config.warnings:  # once per run: this is the graph's root
-        context.log.warning(f"mapping: {warning}")
-    fetches: dict[AssetKey, Any] = {}
-    skipped: dict[AssetKey, str] = {}
-    vanished = Vanished()
-
-    for key, needed, why, label, fetch in [
-        (MEMBERS, plan.members, "no mapping resource of kind user", "members", lambda c: c.list_members()),
-        (TEAMS, plan.teams, "no mapping resource of kind team", "teams",
-         lambda c: fetch_teams(c, plan.team_members, vanished)),
-        (PROJECTS, plan.projects, "no mapping resource of kind project, project-tag, issue or issue-tag",
-         "projects", lambda c: c.list_projects()),
-    ]:
-        if key not in selected:
-            continue
-        if needed:
-            fetches[key] = _fetch_async(context, sentry, label, fetch)
-        else:
-            skipped[key] = why
-
-    async def run_all() -> list[Any]:
-        return list(await asyncio.gather(*fetches.values(), return_exceptions=True))
-
-    outcomes = dict(zip(fetches, asyncio.run(run_all()) if fetches else []))
-    results = {key: outcome for key, outcome in outcomes.items() if not isinstance(outcome, BaseException)}
-    failed = [outcome for outcome in outcomes.values() if isinstance(outcome, BaseException)]
-    for key, why in skipped.items():
-        yield _skipped([], config.sha256, why, output_name=_name(key))
-    if MEMBERS in results:
-        members, cost = results[MEMBERS]
-        yield _output(members, config.sha256, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"],
-                      output_name=_name(MEMBERS))
-    if TEAMS in results:
-        teams, cost = results[TEAMS]
-        yield _output(teams, config.sha256, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
-                      output_name=_name(TEAMS), with_members=plan.team_members, vanished=len(vanished.items))
-    if PROJECTS in results:
-        found, cost = results[PROJECTS]
-        yield _output(found, config.sha256, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS))
-    if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
-        raise failed[0]
-
-
 def _name(key: AssetKey) -> str:
     return "__".join(key.path)
 
 
-@asset(key=AssetKey(["sentry", "project_tags"]), group_name=GROUP, kinds=KINDS,
-       ins={"projects": AssetIn(key=AssetKey(["sentry", "projects"]))},
-       description="Tag values per project (kind `project-tag`): one row per project per value, every key selected.")
-def sentry_project_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
-                        projects: list[Item]) -> Output[dict[str, list[Item]]]:
-    config = mapping_for_step(context, mapping)
-    keys = FetchPlan.of(config).project_tag_keys
-    if not keys:
-        return _skipped({}, config.sha256, "no mapping resource of kind project-tag")
-    rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys))
-    flat = _flat(rows)
-    return _output(rows, config.sha256, len(flat), cost, flat, ["slug", "__tags.key", "__tags.name", "__tags.count"],
-                   tag_keys=", ".join(keys))
+def _bound(context: AssetExecutionContext, names: Names) -> tuple[SentryResource, MappingResource]:
+    bound = names.resources_of(context)
+    return bound.sentry, bound.mapping
 
 
-@asset(key=AssetKey(["sentry", "issues"]), group_name=GROUP, kinds=KINDS,
-       ins={"projects": AssetIn(key=AssetKey(["sentry", "projects"]))},
-       description="Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.")
-def sentry_issues(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
-                  projects: list[Item]) -> Output[dict[str, list[Item]]]:
-    config = mapping_for_step(context, mapping)
-    filters = FetchPlan.of(config).issue_filters
-    if not filters:
-        return _skipped({}, config.sha256, "no mapping resource of kind issue or issue-tag")
-    issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
-    flat = _flat(issues)
-    return _output(issues, config.sha256, len(flat), cost, flat, ["id", "shortId", "status", "project.slug"],
-                   sentry_queries=", ".join(f.key for f in filters))
+def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
+    """The raw Sentry assets of one instance (`names`: its keys, groups and resource keys)."""
+    MEMBERS, TEAMS, PROJECTS = names.key("sentry", "members"), names.key("sentry", "teams"), names.key("sentry", "projects")
+    resources = {names.resource("sentry"), names.resource("mapping")}
 
 
-@asset(key=AssetKey(["sentry", "issue_tags"]), group_name=GROUP, kinds=KINDS,
-       ins={"issues": AssetIn(key=AssetKey(["sentry", "issues"]))},
-       description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
-def sentry_issue_tags(context: AssetExecutionContext, sentry: SentryResource, mapping: MappingResource,
-                      issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
-    config = mapping_for_step(context, mapping)
-    plan = FetchPlan.of(config)
-    if not plan.issue_tag_keys:
-        return _skipped({}, config.sha256, "no mapping resource of kind issue-tag")
-    vanished = Vanished()
-    key = tag_cache.cache_key(sentry.host, sentry.organization or "")
-    cache, why_none = tag_cache.load(context.instance, key)
-    full, why = tag_cache.plan(cache, why_none)
-    reused: dict[tuple[str, str], list[Item]] = {}
-    wanted_total = 0
+    @multi_asset(
+        name=names.job("sentry_organization"),
+        required_resource_keys=resources,
+        outs={
+            _name(MEMBERS): AssetOut(key=MEMBERS, group_name=names.group(GROUP), kinds=KINDS, is_required=False,
+                                        description="Organization members (kind `user`), pending invites included."),
+            _name(TEAMS): AssetOut(key=TEAMS, group_name=names.group(GROUP), kinds=KINDS, is_required=False,
+                                      description="Teams (kind `team`), with `__members` when a team resource sets "
+                                                  "includeMembers: true."),
+            _name(PROJECTS): AssetOut(key=PROJECTS, group_name=names.group(GROUP), kinds=KINDS, is_required=False,
+                                         description="Every active project of the organization "
+                                                     "(`/organizations/{org}/projects/`)."),
+        },
+        can_subset=True,
+    )
+    def sentry_organization(context: AssetExecutionContext) -> Iterator[Output[list[Item]]]:
+        """The organization's roots in one step, fetched concurrently: members, teams, projects.
 
-    def reuse(wanted: dict[tuple[str, str], Item]) -> dict[tuple[str, str], list[Item]]:
-        nonlocal wanted_total
-        wanted_total = len(wanted)
-        if cache is not None and not full:
-            reused.update(cache.reusable(wanted))
-        return reused
+        One step rather than three: it is the only root of the graph, so a mapping that does not load fails it once,
+        before any Sentry request, and every asset downstream is skipped instead of failing with the same error."""
+        sentry, mapping = _bound(context, names)
+        config = mapping_for_step(context, mapping)
+        plan = FetchPlan.of(config)
+        selected = context.selected_asset_keys
+        sentry.warn_if_demo(context.log)
+        for warning in config.warnings:  # once per run: this is the graph's root
+            context.log.warning(f"mapping: {warning}")
+        fetches: dict[AssetKey, Any] = {}
+        skipped: dict[AssetKey, str] = {}
+        vanished = Vanished()
 
-    rows, cost = _fetch(context, sentry, "issue tags", lambda c: fetch_issue_tags(
-        c, issues, plan.issue_tag_keys, vanished, plan.environments_by_list, reuse))
-    if vanished.items:
-        context.log.warning(f"{len(vanished.items)} issues were deleted in Sentry during the fetch and are left out")
-    tag_cache.save(context.instance, key, tag_cache.rebuilt(
-        rows, time.time() if full or cache is None else cache.full_refresh_at))
-    fetched = wanted_total - len(reused)
-    summary = (f"full fetch: {why}" if full else
-               f"incremental: {len(reused)} reused, {fetched} fetched (issues whose {', '.join(tag_cache.CHANGE_FIELDS)} "
-               "moved, or new)")
-    context.log.info(f"issue tags: {summary}")
-    flat = _flat(rows)
-    return _output(rows, config.sha256, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items),
-                   environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no",
-                   tag_values_reused=len(reused), tag_values_fetched=fetched, tag_cache=summary)
+        for key, needed, why, label, fetch in [
+            (MEMBERS, plan.members, "no mapping resource of kind user", "members", lambda c: c.list_members()),
+            (TEAMS, plan.teams, "no mapping resource of kind team", "teams",
+             lambda c: fetch_teams(c, plan.team_members, vanished)),
+            (PROJECTS, plan.projects, "no mapping resource of kind project, project-tag, issue or issue-tag",
+             "projects", lambda c: c.list_projects()),
+        ]:
+            if key not in selected:
+                continue
+            if needed:
+                fetches[key] = _fetch_async(context, sentry, label, fetch)
+            else:
+                skipped[key] = why
+
+        async def run_all() -> list[Any]:
+            return list(await asyncio.gather(*fetches.values(), return_exceptions=True))
+
+        outcomes = dict(zip(fetches, asyncio.run(run_all()) if fetches else []))
+        results = {key: outcome for key, outcome in outcomes.items() if not isinstance(outcome, BaseException)}
+        failed = [outcome for outcome in outcomes.values() if isinstance(outcome, BaseException)]
+        for key, why in skipped.items():
+            yield _skipped([], config.sha256, why, output_name=_name(key))
+        if MEMBERS in results:
+            members, cost = results[MEMBERS]
+            yield _output(members, config.sha256, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"],
+                          output_name=_name(MEMBERS))
+        if TEAMS in results:
+            teams, cost = results[TEAMS]
+            yield _output(teams, config.sha256, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
+                          output_name=_name(TEAMS), with_members=plan.team_members, vanished=len(vanished.items))
+        if PROJECTS in results:
+            found, cost = results[PROJECTS]
+            yield _output(found, config.sha256, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS))
+        if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
+            raise failed[0]
 
 
-raw_assets = [sentry_organization, sentry_project_tags, sentry_issues, sentry_issue_tags]
+
+
+    @asset(key=names.key("sentry", "project_tags"), group_name=names.group(GROUP), kinds=KINDS,
+           required_resource_keys=resources,
+           ins={"projects": AssetIn(key=PROJECTS)},
+           description="Tag values per project (kind `project-tag`): one row per project per value, every key selected.")
+    def sentry_project_tags(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
+        sentry, mapping = _bound(context, names)
+        config = mapping_for_step(context, mapping)
+        keys = FetchPlan.of(config).project_tag_keys
+        if not keys:
+            return _skipped({}, config.sha256, "no mapping resource of kind project-tag")
+        rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys))
+        flat = _flat(rows)
+        return _output(rows, config.sha256, len(flat), cost, flat, ["slug", "__tags.key", "__tags.name", "__tags.count"],
+                       tag_keys=", ".join(keys))
+
+
+    @asset(key=names.key("sentry", "issues"), group_name=names.group(GROUP), kinds=KINDS,
+           required_resource_keys=resources,
+           ins={"projects": AssetIn(key=PROJECTS)},
+           description="Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.")
+    def sentry_issues(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
+        sentry, mapping = _bound(context, names)
+        config = mapping_for_step(context, mapping)
+        filters = FetchPlan.of(config).issue_filters
+        if not filters:
+            return _skipped({}, config.sha256, "no mapping resource of kind issue or issue-tag")
+        issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
+        flat = _flat(issues)
+        return _output(issues, config.sha256, len(flat), cost, flat, ["id", "shortId", "status", "project.slug"],
+                       sentry_queries=", ".join(f.key for f in filters))
+
+
+    @asset(key=names.key("sentry", "issue_tags"), group_name=names.group(GROUP), kinds=KINDS,
+           required_resource_keys=resources,
+           ins={"issues": AssetIn(key=names.key("sentry", "issues"))},
+           description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
+    def sentry_issue_tags(context: AssetExecutionContext,
+                          issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
+        sentry, mapping = _bound(context, names)
+        config = mapping_for_step(context, mapping)
+        plan = FetchPlan.of(config)
+        if not plan.issue_tag_keys:
+            return _skipped({}, config.sha256, "no mapping resource of kind issue-tag")
+        vanished = Vanished()
+        key = tag_cache.cache_key(sentry.host, sentry.organization or "")
+        cache, why_none = tag_cache.load(context.instance, key)
+        full, why = tag_cache.plan(cache, why_none)
+        reused: dict[tuple[str, str], list[Item]] = {}
+        wanted_total = 0
+
+        def reuse(wanted: dict[tuple[str, str], Item]) -> dict[tuple[str, str], list[Item]]:
+            nonlocal wanted_total
+            wanted_total = len(wanted)
+            if cache is not None and not full:
+                reused.update(cache.reusable(wanted))
+            return reused
+
+        rows, cost = _fetch(context, sentry, "issue tags", lambda c: fetch_issue_tags(
+            c, issues, plan.issue_tag_keys, vanished, plan.environments_by_list, reuse))
+        if vanished.items:
+            context.log.warning(f"{len(vanished.items)} issues were deleted in Sentry during the fetch and are left out")
+        tag_cache.save(context.instance, key, tag_cache.rebuilt(
+            rows, time.time() if full or cache is None else cache.full_refresh_at))
+        fetched = wanted_total - len(reused)
+        summary = (f"full fetch: {why}" if full else
+                   f"incremental: {len(reused)} reused, {fetched} fetched (issues whose {', '.join(tag_cache.CHANGE_FIELDS)} "
+                   "moved, or new)")
+        context.log.info(f"issue tags: {summary}")
+        flat = _flat(rows)
+        return _output(rows, config.sha256, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items),
+                       environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no",
+                       tag_values_reused=len(reused), tag_values_fetched=fetched, tag_cache=summary)
+
+    return [sentry_organization, sentry_project_tags, sentry_issues, sentry_issue_tags]
+
+
+raw_assets = build_raw_assets()

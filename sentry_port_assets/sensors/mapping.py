@@ -28,9 +28,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from sentry_port_assets.jobs import sentry_port_sync
+from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.mapping.loader import MappingConfigError
 from sentry_port_assets.port.errors import PortError
 from sentry_port_assets.resources.mapping import MAPPING_SHA_TAG, MappingResource, MappingSettingsError, store_snapshot
@@ -55,73 +64,83 @@ def _short(digest: str) -> str:
     return digest[:12]
 
 
-@sensor(
-    name="port_mapping_sensor",
-    job=sentry_port_sync,
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Launches sentry_port_sync when the mapping changes: the mapping file's content "
-                "(PORT_MAPPING_FILE or the bundled default), or Port's integration config when "
-                "PORT_INTEGRATION_IDENTIFIER is set. A mapping that does not load launches nothing.",
-)
-def port_mapping_sensor(context: SensorEvaluationContext, mapping: MappingResource) -> SensorResult | SkipReason:
-    previous = read_cursor(context.cursor)
-    source = mapping.source
-    try:
-        snapshot = mapping.snapshot()
-    except MappingSettingsError:
-        raise
-    except (MappingConfigError, PortError) as exc:
-        return SkipReason(f"cannot read the mapping from {source}, no sync launched (cursor kept): {exc}")
+def build_mapping_sensor(names: Names = DEFAULT, job: Any = sentry_port_sync) -> SensorDefinition:
+    """The mapping sensor of one instance (`names`), launching its `job` (its sentry_port_sync)."""
 
-    state: dict[str, Any] = {"sha256": snapshot.sha256, "source": snapshot.source}
-    if snapshot.updated_at is not None:
-        state["updatedAt"] = snapshot.updated_at
+    @sensor(
+        name=names.job("port_mapping_sensor"),
+        job=job,
+        required_resource_keys={names.resource("mapping")},
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Launches sentry_port_sync when the mapping changes: the mapping file's content "
+                    "(PORT_MAPPING_FILE or the bundled default), or Port's integration config when "
+                    "PORT_INTEGRATION_IDENTIFIER is set. A mapping that does not load launches nothing.",
+    )
+    def port_mapping_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        mapping: MappingResource = names.resources_of(context).mapping
+        previous = read_cursor(context.cursor)
+        source = mapping.source
+        try:
+            snapshot = mapping.snapshot()
+        except MappingSettingsError:
+            raise
+        except (MappingConfigError, PortError) as exc:
+            return SkipReason(f"cannot read the mapping from {source}, no sync launched (cursor kept): {exc}")
 
-    if previous is not None and previous["sha256"] == snapshot.sha256:
-        unchanged = f"mapping unchanged in {snapshot.source} (sha256 {_short(snapshot.sha256)})"
-        if previous.get("updatedAt") != state.get("updatedAt") or previous.get("source") != state["source"]:
-            state["changes"] = previous.get("changes", 0)
+        state: dict[str, Any] = {"sha256": snapshot.sha256, "source": snapshot.source}
+        if snapshot.updated_at is not None:
+            state["updatedAt"] = snapshot.updated_at
+
+        if previous is not None and previous["sha256"] == snapshot.sha256:
+            unchanged = f"mapping unchanged in {snapshot.source} (sha256 {_short(snapshot.sha256)})"
+            if previous.get("updatedAt") != state.get("updatedAt") or previous.get("source") != state["source"]:
+                state["changes"] = previous.get("changes", 0)
+                return SensorResult(
+                    skip_reason=SkipReason(f"{unchanged}; updatedAt {state.get('updatedAt')} recorded"),
+                    cursor=json.dumps(state, sort_keys=True),
+                )
+            return SkipReason(unchanged)
+
+        try:
+            mapping.compile(snapshot)
+        except MappingConfigError as exc:
+            return SkipReason(
+                f"the mapping in {snapshot.source} changed but does not load, so no sync was launched (the last good "
+                f"mapping stays recorded; fix it and the next evaluation launches the sync): {exc}"
+            )
+
+        if previous is None:
+            state["changes"] = 0
             return SensorResult(
-                skip_reason=SkipReason(f"{unchanged}; updatedAt {state.get('updatedAt')} recorded"),
+                skip_reason=SkipReason(
+                    f"first evaluation: recorded the mapping in {snapshot.source} (sha256 {_short(snapshot.sha256)}) "
+                    "without launching; the resync schedule or a first sentry_port_sync loads it"
+                ),
                 cursor=json.dumps(state, sort_keys=True),
             )
-        return SkipReason(unchanged)
 
-    try:
-        mapping.compile(snapshot)
-    except MappingConfigError as exc:
-        return SkipReason(
-            f"the mapping in {snapshot.source} changed but does not load, so no sync was launched (the last good "
-            f"mapping stays recorded; fix it and the next evaluation launches the sync): {exc}"
+        state["changes"] = int(previous.get("changes", 0)) + 1
+        tags = {
+            f"{TAG_PREFIX}reason": "mapping changed",
+            f"{TAG_PREFIX}mapping_source": snapshot.source,
+            MAPPING_SHA_TAG: snapshot.sha256,
+            f"{TAG_PREFIX}previous_mapping_sha256": str(previous["sha256"]),
+        }
+        if snapshot.updated_at is not None:
+            tags[f"{TAG_PREFIX}integration_updated_at"] = snapshot.updated_at
+        # The run maps with exactly this content, whatever the source says when its steps start.
+        store_snapshot(context.instance, snapshot)
+        context.log.info(
+            f"mapping changed in {snapshot.source}: sha256 {_short(str(previous['sha256']))} -> "
+            f"{_short(snapshot.sha256)}, launching sentry_port_sync"
         )
-
-    if previous is None:
-        state["changes"] = 0
         return SensorResult(
-            skip_reason=SkipReason(
-                f"first evaluation: recorded the mapping in {snapshot.source} (sha256 {_short(snapshot.sha256)}) "
-                "without launching; the resync schedule or a first sentry_port_sync loads it"
-            ),
+            run_requests=[RunRequest(run_key=f"{snapshot.sha256}:{state['changes']}", tags=tags)],
             cursor=json.dumps(state, sort_keys=True),
         )
 
-    state["changes"] = int(previous.get("changes", 0)) + 1
-    tags = {
-        f"{TAG_PREFIX}reason": "mapping changed",
-        f"{TAG_PREFIX}mapping_source": snapshot.source,
-        MAPPING_SHA_TAG: snapshot.sha256,
-        f"{TAG_PREFIX}previous_mapping_sha256": str(previous["sha256"]),
-    }
-    if snapshot.updated_at is not None:
-        tags[f"{TAG_PREFIX}integration_updated_at"] = snapshot.updated_at
-    # The run maps with exactly this content, whatever the source says when its steps start.
-    store_snapshot(context.instance, snapshot)
-    context.log.info(
-        f"mapping changed in {snapshot.source}: sha256 {_short(str(previous['sha256']))} -> "
-        f"{_short(snapshot.sha256)}, launching sentry_port_sync"
-    )
-    return SensorResult(
-        run_requests=[RunRequest(run_key=f"{snapshot.sha256}:{state['changes']}", tags=tags)],
-        cursor=json.dumps(state, sort_keys=True),
-    )
+    return port_mapping_sensor
+
+
+port_mapping_sensor = build_mapping_sensor()

@@ -23,6 +23,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
+    AssetKey,
+    JobDefinition,
+    SensorDefinition,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -33,10 +36,11 @@ from dagster import (
     sensor,
 )
 
-from sentry_port_assets.assets.catalog import CATALOG_KEY, RESYNC_STARTED
+from sentry_port_assets.assets.catalog import RESYNC_STARTED
+from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.sensors.liveness import check_run
 from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path, describe, inbox_exists, is_url
-from sentry_port_assets.webhooks.job import sentry_webhook_sync
+from sentry_port_assets.webhooks.job import OP, sentry_webhook_sync
 from sentry_port_assets.webhooks.sync import coalesce
 
 BATCH_TAG = "sentry_port/webhook_batch"
@@ -81,10 +85,10 @@ def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str,
                         + (", one at a time" if state.get("suspects") else ""))
 
 
-def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: Inbox) -> None:
+def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: Inbox, catalog_key: AssetKey) -> None:
     """Adds to `state["replay"]` the events received since the latest resync began, once per new publish. The first
     evaluation only records the latest publish: history is not replayed."""
-    records = context.instance.fetch_materializations(CATALOG_KEY, limit=1).records
+    records = context.instance.fetch_materializations(catalog_key, limit=1).records
     if not records:
         return
     record = records[0]
@@ -106,84 +110,98 @@ def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: 
                          "applied again after its publish, so its older read does not have the last word")
 
 
-@sensor(
-    name="sentry_webhook_sensor",
-    job=sentry_webhook_sync,
-    minimum_interval_seconds=10,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Applies Sentry webhook events from the inbox to Port, within seconds.",
-)
-def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
-    """Cursor: {"batch": last batch number, "inflight": {batch: {"ids": [event ids], "at": epoch seconds}},
-    "failures": consecutive failed batches, "retry_at": epoch seconds before which nothing is launched,
-    "suspects": event ids of failed batches, retried one at a time, "published": the storage id of the latest
-    `port/catalog` materialization seen, "replay": event ids to apply again after that publish}."""
-    path = default_inbox_path()
-    if not inbox_exists(path):
-        return SkipReason(f"no webhook inbox at {describe(path)}: start `sentry-port webhooks serve` to receive "
-                          "webhooks")
-    state = json.loads(context.cursor) if context.cursor else {"batch": 0, "inflight": {}}
-    with Inbox(path) as inbox:
-        for batch, flight in list(state["inflight"].items()):
-            ids = flight["ids"]
-            records = context.instance.get_run_records(RunsFilter(tags={BATCH_TAG: batch}), limit=1)
-            if not records:
-                if time.time() - flight["at"] > LAUNCH_GRACE_SECONDS:
-                    _failed(context, state, batch, "never started")
-                continue
-            run = records[0].dagster_run
-            status = run.status
-            alive_states = (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)
-            if status in alive_states and check_run(context.instance, run).dead:
-                status = DagsterRunStatus.FAILURE  # its worker is gone: retried like a failed run
-            if status == DagsterRunStatus.SUCCESS:
-                inbox.mark_done(ids)
-                del state["inflight"][batch]
-                state["suspects"] = [i for i in state.get("suspects", []) if i not in ids]
-                state["replay"] = [i for i in state.get("replay", []) if i not in ids]
-                state["failures"], state["retry_at"] = 0, 0.0
-            elif status in FINISHED_BAD:
-                _failed(context, state, batch, f"ended {status.value}",
-                        inbox if status == DagsterRunStatus.FAILURE else None, run.run_id)
-        inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
-        _replay_after_publish(context, state, inbox)
-        if state["inflight"]:
-            batch = next(iter(state["inflight"]))
-            return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
-                                cursor=json.dumps(state))
-        pending = inbox.pending_after(0, MAX_EVENTS)
-        pending_ids = {e.id for e in pending}
-        again = [e for e in inbox.get(state.get("replay", [])) if e.id not in pending_ids]
-        pending = sorted([*pending, *again], key=lambda e: e.id)[:MAX_EVENTS]
-        dead = inbox.count_dead()
-    dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
-    if not pending:
-        state["replay"] = []
-        return SensorResult(skip_reason=SkipReason("no pending webhook events" + dead_note), cursor=json.dumps(state))
-    suspect_ids = set(state.get("suspects", []))
-    suspects = [e for e in pending if e.id in suspect_ids]
-    state["suspects"] = [e.id for e in suspects]
-    if suspects:  # a batch failed: its events go one at a time until the one that fails is found
-        pending = suspects[:1]
-    if time.time() < state.get("retry_at", 0.0):
-        wait = state["retry_at"] - time.time()
-        return SensorResult(cursor=json.dumps(state), skip_reason=SkipReason(
-            f"{len(pending)} pending webhook events: retrying in {wait:.0f}s after {state['failures']} failed runs"
-            + dead_note))
+def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_webhook_sync,
+                         inbox_location: str | None = None) -> SensorDefinition:
+    """The webhook sensor of one instance (`names`), launching its `job`; `inbox_location`: its inbox (None: the
+    SENTRY_WEBHOOK_INBOX of the process)."""
+    catalog_key = names.key("port", "catalog")
 
-    batch = str(state["batch"] + 1)
-    state["batch"] = int(batch)
-    ids = [e.id for e in pending]
-    state["inflight"][batch] = {"ids": ids, "at": time.time()}
-    issues = coalesce(pending).issues
-    # A file's path goes in the run's config (the run reads the inbox the sensor read); a database URL does not (it
-    # may hold a password, and run config is shown in the UI): the run reads SENTRY_WEBHOOK_INBOX, as the sensor.
-    batch_config: dict = {"event_ids": ids} if is_url(path) else {"event_ids": ids, "inbox_path": path}
-    return SensorResult(
-        run_requests=[RunRequest(
-            run_key=f"webhooks-{batch}",
-            run_config={"ops": {"sync_webhook_events": {"config": batch_config}}},
-            tags={BATCH_TAG: batch, "sentry_port/issues": ",".join(sorted(issues))[:200]},
-        )],
-        cursor=json.dumps(state),
+    def tag(batch: str) -> str:
+        return f"{names.prefix}-{batch}" if names.prefix else batch
+
+    @sensor(
+        name=names.job("sentry_webhook_sensor"),
+        job=job,
+        minimum_interval_seconds=10,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Applies Sentry webhook events from the inbox to Port, within seconds.",
     )
+    def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        """Cursor: {"batch": last batch number, "inflight": {batch: {"ids": [event ids], "at": epoch seconds}},
+        "failures": consecutive failed batches, "retry_at": epoch seconds before which nothing is launched,
+        "suspects": event ids of failed batches, retried one at a time, "published": the storage id of the latest
+        `port/catalog` materialization seen, "replay": event ids to apply again after that publish}."""
+        path = inbox_location or default_inbox_path()
+        if not inbox_exists(path):
+            return SkipReason(f"no webhook inbox at {describe(path)}: start `sentry-port webhooks serve` to receive "
+                              "webhooks")
+        state = json.loads(context.cursor) if context.cursor else {"batch": 0, "inflight": {}}
+        with Inbox(path) as inbox:
+            for batch, flight in list(state["inflight"].items()):
+                ids = flight["ids"]
+                records = context.instance.get_run_records(RunsFilter(tags={BATCH_TAG: tag(batch)}), limit=1)
+                if not records:
+                    if time.time() - flight["at"] > LAUNCH_GRACE_SECONDS:
+                        _failed(context, state, batch, "never started")
+                    continue
+                run = records[0].dagster_run
+                status = run.status
+                alive_states = (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)
+                if status in alive_states and check_run(context.instance, run).dead:
+                    status = DagsterRunStatus.FAILURE  # its worker is gone: retried like a failed run
+                if status == DagsterRunStatus.SUCCESS:
+                    inbox.mark_done(ids)
+                    del state["inflight"][batch]
+                    state["suspects"] = [i for i in state.get("suspects", []) if i not in ids]
+                    state["replay"] = [i for i in state.get("replay", []) if i not in ids]
+                    state["failures"], state["retry_at"] = 0, 0.0
+                elif status in FINISHED_BAD:
+                    _failed(context, state, batch, f"ended {status.value}",
+                            inbox if status == DagsterRunStatus.FAILURE else None, run.run_id)
+            inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
+            _replay_after_publish(context, state, inbox, catalog_key)
+            if state["inflight"]:
+                batch = next(iter(state["inflight"]))
+                return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
+                                    cursor=json.dumps(state))
+            pending = inbox.pending_after(0, MAX_EVENTS)
+            pending_ids = {e.id for e in pending}
+            again = [e for e in inbox.get(state.get("replay", [])) if e.id not in pending_ids]
+            pending = sorted([*pending, *again], key=lambda e: e.id)[:MAX_EVENTS]
+            dead = inbox.count_dead()
+        dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
+        if not pending:
+            state["replay"] = []
+            return SensorResult(skip_reason=SkipReason("no pending webhook events" + dead_note), cursor=json.dumps(state))
+        suspect_ids = set(state.get("suspects", []))
+        suspects = [e for e in pending if e.id in suspect_ids]
+        state["suspects"] = [e.id for e in suspects]
+        if suspects:  # a batch failed: its events go one at a time until the one that fails is found
+            pending = suspects[:1]
+        if time.time() < state.get("retry_at", 0.0):
+            wait = state["retry_at"] - time.time()
+            return SensorResult(cursor=json.dumps(state), skip_reason=SkipReason(
+                f"{len(pending)} pending webhook events: retrying in {wait:.0f}s after {state['failures']} failed runs"
+                + dead_note))
+
+        batch = str(state["batch"] + 1)
+        state["batch"] = int(batch)
+        ids = [e.id for e in pending]
+        state["inflight"][batch] = {"ids": ids, "at": time.time()}
+        issues = coalesce(pending).issues
+        # A file's path goes in the run's config (the run reads the inbox the sensor read); a database URL does not (it
+        # may hold a password, and run config is shown in the UI): the run reads SENTRY_WEBHOOK_INBOX, as the sensor.
+        batch_config: dict = {"event_ids": ids} if is_url(path) else {"event_ids": ids, "inbox_path": path}
+        return SensorResult(
+            run_requests=[RunRequest(
+                run_key=f"webhooks-{tag(batch)}",
+                run_config={"ops": {names.job(OP): {"config": batch_config}}},
+                tags={BATCH_TAG: tag(batch), "sentry_port/issues": ",".join(sorted(issues))[:200]},
+            )],
+            cursor=json.dumps(state),
+        )
+
+    return sentry_webhook_sensor
+
+
+sentry_webhook_sensor = build_webhook_sensor()

@@ -3,13 +3,13 @@
 import asyncio
 from typing import Optional
 
-from dagster import AssetObservation, Config, Failure, OpExecutionContext, job, op
+from dagster import AssetObservation, Config, Failure, JobDefinition, OpExecutionContext, job, op
 
-from sentry_port_assets.assets.catalog import CATALOG_KEY
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.policy import publish_policy
 from sentry_port_assets.config import PORT_WRITES_POOL
 from sentry_port_assets.mapping.config import KINDS
+from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.port.reconciler import PublishReport, apply_changes
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.mapping import MappingResource
@@ -23,49 +23,65 @@ class WebhookBatchConfig(Config):
     inbox_path: Optional[str] = None
 
 
-@op(name="sync_webhook_events", pool=PORT_WRITES_POOL)
-def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig, sentry: SentryResource,
-                        mapping: MappingResource, port: PortResource) -> None:
-    with Inbox(config.inbox_path or default_inbox_path()) as inbox:
-        events = inbox.get(config.event_ids)
-        where = inbox.description
-    missing = set(config.event_ids) - {e.id for e in events}
-    if missing:
-        raise Failure(f"inbox events {sorted(missing)} are not in {where}")
-    mapping_config = mapping_for_step(context, mapping)
-
-    async def run() -> tuple[Changes, PublishReport]:
-        async with sentry.get_client() as client:
-            changes = await changes_for(client, mapping_config, events)
-        policy = publish_policy(port, mapping_config, changes.upserts, KINDS)
-        async with port.target() as target:
-            report = await apply_changes(target, changes.upserts, changes.deletes, policy)
-        return changes, report
-
-    changes, report = asyncio.run(run())
-    for line in changes.misconfigurations:
-        context.log.warning(line)
-    meta = report.to_metadata()
-    context.log.info(
-        f"{len(events)} events: {changes.issues_refreshed} issues refreshed, {changes.issues_gone} gone from Sentry, "
-        f"{changes.comments} comment events; {meta['created']} created, {meta['updated']} updated, "
-        f"{meta['deleted']} deleted, {meta['failed']} failed, {meta['not_ours_kept']} kept (written by someone else)")
-    # Shown on port/catalog's timeline in the UI, beside the resyncs' materializations.
-    context.log_event(AssetObservation(asset_key=CATALOG_KEY, metadata={
-        "source": "sentry webhooks", "events": len(events), "issues_refreshed": changes.issues_refreshed,
-        "issues_gone": changes.issues_gone, "comment_events": changes.comments, "created": meta["created"],
-        "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"],
-        "not_ours_kept": meta["not_ours_kept"], MAPPING_SHA: mapping_config.sha256}))
-    if report.failures:
-        first = report.failures[0]
-        raise Failure(
-            description=f"{len(report.failures)} entities failed (first: {first.blueprint}/{first.identifier}: "
-                        f"{first.status} {first.error}: {first.message}); the events stay pending and are retried",
-            metadata={"failures": [f"{f.blueprint}/{f.identifier}: {f.status} {f.error}: {f.message}"
-                                   for f in report.failures[:50]]},
-        )
+# The op's name (prefixed per instance): the sensor's run config addresses it.
+OP = "sync_webhook_events"
 
 
-@job(name="sentry_webhook_sync", description="Applies Sentry webhook events from the inbox to Port.")
-def sentry_webhook_sync() -> None:
-    sync_webhook_events()
+def build_webhook_job(names: Names = DEFAULT) -> JobDefinition:
+    """The webhook job of one instance (`names`)."""
+
+    @op(name=names.job(OP), pool=PORT_WRITES_POOL,
+        required_resource_keys={names.resource("sentry"), names.resource("mapping"), names.resource("port")})
+    def sync_webhook_events(context: OpExecutionContext, config: WebhookBatchConfig) -> None:
+        bound = names.resources_of(context)
+        sentry: SentryResource = bound.sentry
+        mapping: MappingResource = bound.mapping
+        port: PortResource = bound.port
+        with Inbox(config.inbox_path or default_inbox_path()) as inbox:
+            events = inbox.get(config.event_ids)
+            where = inbox.description
+        missing = set(config.event_ids) - {e.id for e in events}
+        if missing:
+            raise Failure(f"inbox events {sorted(missing)} are not in {where}")
+        mapping_config = mapping_for_step(context, mapping)
+
+        async def run() -> tuple[Changes, PublishReport]:
+            async with sentry.get_client() as client:
+                changes = await changes_for(client, mapping_config, events)
+            policy = publish_policy(port, mapping_config, changes.upserts, KINDS)
+            async with port.target() as target:
+                report = await apply_changes(target, changes.upserts, changes.deletes, policy)
+            return changes, report
+
+        changes, report = asyncio.run(run())
+        for line in changes.misconfigurations:
+            context.log.warning(line)
+        meta = report.to_metadata()
+        context.log.info(
+            f"{len(events)} events: {changes.issues_refreshed} issues refreshed, {changes.issues_gone} gone from Sentry, "
+            f"{changes.comments} comment events; {meta['created']} created, {meta['updated']} updated, "
+            f"{meta['deleted']} deleted, {meta['failed']} failed, {meta['not_ours_kept']} kept (written by someone else)")
+        # Shown on port/catalog's timeline in the UI, beside the resyncs' materializations.
+        context.log_event(AssetObservation(asset_key=names.key("port", "catalog"), metadata={
+            "source": "sentry webhooks", "events": len(events), "issues_refreshed": changes.issues_refreshed,
+            "issues_gone": changes.issues_gone, "comment_events": changes.comments, "created": meta["created"],
+            "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"],
+            "not_ours_kept": meta["not_ours_kept"], MAPPING_SHA: mapping_config.sha256}))
+        if report.failures:
+            first = report.failures[0]
+            raise Failure(
+                description=f"{len(report.failures)} entities failed (first: {first.blueprint}/{first.identifier}: "
+                            f"{first.status} {first.error}: {first.message}); the events stay pending and are retried",
+                metadata={"failures": [f"{f.blueprint}/{f.identifier}: {f.status} {f.error}: {f.message}"
+                                       for f in report.failures[:50]]},
+            )
+
+
+    @job(name=names.job("sentry_webhook_sync"), description="Applies Sentry webhook events from the inbox to Port.")
+    def sentry_webhook_sync() -> None:
+        sync_webhook_events()
+
+    return sentry_webhook_sync
+
+
+sentry_webhook_sync = build_webhook_job()

@@ -1,0 +1,65 @@
+"""`build_sentry_port_defs(...)`: one instance of this project (one Sentry organization into one Port) as Dagster
+`Definitions`, every name carrying `key_prefix` (`names.py`), so that several instances merge into one code location
+(`Definitions.merge`). The standalone code location (`definitions.py`) is the instance without a prefix."""
+
+from __future__ import annotations
+
+from dagster import Definitions, FilesystemIOManager, in_process_executor
+
+from sentry_port_assets.assets.catalog import build_port_catalog
+from sentry_port_assets.assets.checks import OPTIONAL_ENTITIES, build_entity_checks, optional_entities
+from sentry_port_assets.assets.entities import build_entity_assets
+from sentry_port_assets.assets.sentry_raw import build_raw_assets
+from sentry_port_assets.jobs import build_jobs
+from sentry_port_assets.names import Names
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.schedules import resync_schedule
+from sentry_port_assets.sensors.mapping import build_mapping_sensor
+from sentry_port_assets.sensors.publish import build_publish_sensor
+from sentry_port_assets.sensors.webhooks import build_webhook_sensor
+from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets.webhooks.job import build_webhook_job
+
+# Shared by every instance (one object, so merged Definitions agree on it): values are stored per asset key.
+IO_MANAGER = FilesystemIOManager()
+
+
+def build_sentry_port_defs(
+    *,
+    sentry: SentryResource,
+    mapping: MappingResource,
+    port: PortResource,
+    key_prefix: str = "",
+    resync_cron: str = "0 * * * *",
+    webhooks: bool = True,
+    webhook_inbox: str | None = None,
+) -> Definitions:
+    """The assets, checks, jobs, schedule and sensors of one instance, with its resources under prefixed keys.
+
+    `webhook_inbox`: this instance's inbox (a file or a postgresql:// URL; None: SENTRY_WEBHOOK_INBOX)."""
+    names = Names(key_prefix)
+    jobs = build_jobs(names)
+    webhook_job = build_webhook_job(names)
+    sensors = [build_mapping_sensor(names, jobs.sync), build_publish_sensor(names, jobs.publish)]
+    if webhooks:
+        sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox))
+    return Definitions(
+        assets=[*build_raw_assets(names), *build_entity_assets(names), build_port_catalog(names)],
+        asset_checks=[build_entity_checks(names)],
+        jobs=[*jobs.all, *([webhook_job] if webhooks else [])],
+        schedules=[resync_schedule(resync_cron, names, jobs.refresh)],
+        sensors=sensors,
+        resources={
+            names.resource("sentry"): sentry,
+            names.resource("mapping"): mapping,
+            names.resource("port"): port,
+            # Named explicitly: `optional_entities` loads through it, and Dagster resolves every top-level resource's
+            # dependencies when it builds a sensor's or schedule's context, where no default io_manager is added.
+            "io_manager": IO_MANAGER,
+            OPTIONAL_ENTITIES: optional_entities,
+        },
+        # Each asset already runs its Sentry/Port calls concurrently; a process per step would cost more to start
+        # (~2 s each) than the parallelism between steps gains.
+        executor=in_process_executor,
+    )

@@ -1,0 +1,57 @@
+"""`build_sentry_port_defs`: the standalone code location is one instance of it, and several instances with their
+own key prefixes and resources merge into one code location without a clash."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from sentry_port_assets import defs
+from sentry_port_assets.factory import build_sentry_port_defs
+from sentry_port_assets.names import Names
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.resources.demo import DemoPortResource, DemoSentryResource
+from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.sentry.resource import SentryResource
+
+
+def instance(prefix: str) -> Definitions:
+    return build_sentry_port_defs(
+        key_prefix=prefix,
+        sentry=SentryResource(host="https://sentry.example.com", organization=prefix, token="t"),
+        mapping=MappingResource(),
+        port=PortResource(local_catalog=f"/tmp/{prefix}.sqlite", integration_identifier=f"sentry-{prefix}"))
+
+
+def test_the_standalone_location_keeps_its_names() -> None:
+    repo = defs.get_repository_def()
+    assert {"sentry_port_sync", "sentry_refresh", "publish_to_port", "sentry_webhook_sync"} <= set(repo.job_names)
+    assert {s.name for s in repo.sensor_defs} == {"port_mapping_sensor", "publish_on_new_entities",
+                                                   "sentry_webhook_sensor"}
+    assert {s.name for s in repo.schedule_defs} == {"sentry_resync_schedule"}
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "port/catalog" in keys and "sentry/members" in keys
+
+
+def test_two_instances_merge_into_one_code_location() -> None:
+    merged = Definitions.merge(instance("acme"), instance("globex"))
+    repo = merged.get_repository_def()
+    graph = merged.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for prefix in ("acme", "globex"):
+        assert {f"{prefix}/sentry/members", f"{prefix}/port/entities_issue_tag", f"{prefix}/port/catalog"} <= keys
+        assert {f"{prefix}__sentry_port_sync", f"{prefix}__sentry_webhook_sync"} <= set(repo.job_names)
+        assert f"{prefix}__port_mapping_sensor" in {s.name for s in repo.sensor_defs}
+        catalog = graph.get(Names(prefix).key("port", "catalog"))
+        assert {p.to_user_string() for p in catalog.parent_keys} == {
+            f"{prefix}/port/entities_{k}" for k in ("user", "team", "project", "project_tag", "issue", "issue_tag")}
+        job = repo.get_job(f"{prefix}__sentry_port_sync")
+        assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
+            k for k in keys if k.startswith(f"{prefix}/")}
+    assert len(keys) == 26
+    assert {"acme_sentry", "globex_sentry", "acme_port", "globex_port"} <= set(merged.resources)
+
+
+def test_a_demo_instance_uses_the_demo_resources() -> None:
+    demo = build_sentry_port_defs(key_prefix="demo", sentry=DemoSentryResource(), mapping=MappingResource(),
+                                  port=DemoPortResource())
+    assert isinstance(demo.resources["demo_sentry"], DemoSentryResource)
