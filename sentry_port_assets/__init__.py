@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dagster import Definitions
 
+    from sentry_port_assets.component import SentryPortComponent
     from sentry_port_assets.factory import build_sentry_port_defs
 
     defs: Definitions
 
-__all__ = ["build_sentry_port_defs", "defs"]
+__all__ = ["SentryPortComponent", "build_sentry_port_defs", "defs"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,9 +29,13 @@ def __getattr__(name: str) -> Any:
         from sentry_port_assets.factory import build_sentry_port_defs
 
         return build_sentry_port_defs
+    if name == "SentryPortComponent":
+        from sentry_port_assets.component import SentryPortComponent
+
+        return SentryPortComponent
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     # Dagster finds the definitions of `-m sentry_port_assets` by listing the module's attributes.
-    return sorted([*globals(), "defs", "build_sentry_port_defs"])
+    return sorted([*globals(), "defs", "build_sentry_port_defs", "SentryPortComponent"])

@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
 EMULATOR_USERS = {f"{PACKAGE}.resources.demo"}
 # `sentry_port_assets.defs` and `.build_sentry_port_defs` are loaded on first access so that `sentry-port` starts
 # without Dagster.
-LAZY_IMPORTS = {(f"{PACKAGE}", f"{PACKAGE}.definitions"), (f"{PACKAGE}", f"{PACKAGE}.factory")}
+LAZY_IMPORTS = {(f"{PACKAGE}", f"{PACKAGE}.{module}") for module in ("definitions", "factory", "component")}
 
 
 @dataclass(frozen=True)

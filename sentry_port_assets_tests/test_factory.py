@@ -3,9 +3,12 @@ own key prefixes and resources merge into one code location without a clash."""
 
 from __future__ import annotations
 
-from dagster import Definitions
+import pytest
+from dagster import Definitions, EnvVar
+from dagster.components.testing import create_defs_folder_sandbox
 
 from sentry_port_assets import defs
+from sentry_port_assets.component import SentryPortComponent
 from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.names import Names
 from sentry_port_assets.port.resource import PortResource
@@ -55,3 +58,36 @@ def test_a_demo_instance_uses_the_demo_resources() -> None:
     demo = build_sentry_port_defs(key_prefix="demo", sentry=DemoSentryResource(), mapping=MappingResource(),
                                   port=DemoPortResource())
     assert isinstance(demo.resources["demo_sentry"], DemoSentryResource)
+
+
+def test_two_components_in_a_defs_folder_build_two_prefixed_instances(tmp_path) -> None:
+    """The component as `dg scaffold defs` places it: two `defs.yaml` files in a project's defs folder."""
+    with create_defs_folder_sandbox() as sandbox:
+        for prefix in ("acme", "globex"):
+            sandbox.scaffold_component(SentryPortComponent, defs_path=f"sentry_{prefix}", defs_yaml_contents={
+                "type": "sentry_port_assets.SentryPortComponent",
+                "attributes": {"key_prefix": prefix, "sentry_organization": prefix,
+                               "sentry_token_env": f"{prefix.upper()}_SENTRY_TOKEN",
+                               "port_client_id_env": "PORT_CLIENT_ID", "port_client_secret_env": "PORT_CLIENT_SECRET",
+                               "resync_minutes": 30, "webhooks": prefix == "acme"}})
+        with sandbox.build_all_defs() as built:
+            repo = built.get_repository_def()
+            assert {"acme__sentry_port_sync", "globex__sentry_port_sync", "acme__sentry_webhook_sync"} <= set(
+                repo.job_names)
+            assert "globex__sentry_webhook_sync" not in repo.job_names
+            assert {s.cron_schedule for s in repo.schedule_defs} == {"*/30 * * * *"}
+            sentry = built.resources["acme_sentry"]
+            assert sentry.token == EnvVar("ACME_SENTRY_TOKEN") and sentry.organization == "acme"
+            assert built.resources["globex_port"].integration_identifier == "sentry-globex"
+
+
+def test_a_component_refuses_demo_data_into_a_real_port(tmp_path) -> None:
+    with create_defs_folder_sandbox() as sandbox:
+        sandbox.scaffold_component(SentryPortComponent, defs_path="demo", defs_yaml_contents={
+            "type": "sentry_port_assets.SentryPortComponent",
+            "attributes": {"port_client_id_env": "PORT_CLIENT_ID", "port_client_secret_env": "PORT_CLIENT_SECRET"}})
+        with pytest.raises(Exception) as refused:
+            with sandbox.build_all_defs():
+                pass
+    text = str(refused.value) + str(refused.value.__cause__ or "")
+    assert "demo data must never reach a real Port" in text, text

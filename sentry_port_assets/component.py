@@ -1,0 +1,83 @@
+"""`SentryPortComponent`: this project as a Dagster component, for code locations that already exist.
+
+    dg scaffold defs sentry_port_assets.SentryPortComponent sentry_acme
+
+then `defs/sentry_acme/defs.yaml`:
+
+    type: sentry_port_assets.SentryPortComponent
+    attributes:
+      key_prefix: acme
+      sentry_organization: acme
+      sentry_token_env: ACME_SENTRY_TOKEN          # the NAME of the variable: the UI shows it, never the value
+      port_client_id_env: PORT_CLIENT_ID
+      port_client_secret_env: PORT_CLIENT_SECRET
+      port_identity: sentry-acme                   # what this instance writes as in Port, and so may delete
+
+Every name the instance defines carries `key_prefix` (`names.py`); several components live side by side. Secrets
+are given as the names of environment variables and become `EnvVar` references, so they never appear in defs.yaml,
+the UI or run config. Leave `sentry_token_env` unset for the bundled demo organization (into the local catalog).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+
+from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, resync_cron
+from sentry_port_assets.factory import build_sentry_port_defs
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.resources.demo import DemoPortResource, DemoSentryResource
+from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.sentry.resource import SentryResource
+
+
+class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
+    """One Sentry organization kept in sync with Port: raw and entity assets, checks, jobs, the resync schedule and
+    the sensors, every name prefixed with `key_prefix`."""
+
+    key_prefix: str = ""
+    sentry_host: str = DEFAULT_SENTRY_HOST
+    sentry_organization: Optional[str] = None
+    # The name of the variable holding the Sentry token; unset: the bundled demo organization.
+    sentry_token_env: Optional[str] = None
+    # The mapping: a file (relative to this defs.yaml's folder), else Port's integration config, else the default.
+    mapping_file: Optional[str] = None
+    port_integration_identifier: Optional[str] = None
+    port_base_url: str = DEFAULT_PORT_BASE_URL
+    port_client_id_env: Optional[str] = None
+    port_client_secret_env: Optional[str] = None
+    # Who this instance is in Port (`$datasource`): it deletes only what it wrote. Default: sentry-<organization>.
+    port_identity: Optional[str] = None
+    # Without Port credentials: the local catalog file (default: under DAGSTER_HOME, one per instance).
+    local_catalog: Optional[str] = None
+    resync_minutes: int = 60
+    webhooks: bool = True
+    # This instance's webhook inbox (a file or a postgresql:// URL); unset: SENTRY_WEBHOOK_INBOX.
+    webhook_inbox: Optional[str] = None
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        demo = not self.sentry_token_env
+        if demo and (self.port_client_id_env or self.port_client_secret_env):
+            raise dg.DagsterInvalidDefinitionError(
+                f"{context.path}: Port credentials are set but sentry_token_env is not: the bundled demo organization "
+                "would be the source, and demo data must never reach a real Port. Set sentry_token_env and "
+                "sentry_organization, or remove the Port credentials to use the local catalog")
+        if not demo and not self.sentry_organization:
+            raise dg.DagsterInvalidDefinitionError(
+                f"{context.path}: sentry_token_env is set but sentry_organization is not: name the organization")
+        sentry = DemoSentryResource() if demo else SentryResource(
+            host=self.sentry_host, organization=self.sentry_organization, token=dg.EnvVar(self.sentry_token_env))
+        identity = self.port_identity or self.port_integration_identifier or f"sentry-{self.sentry_organization or 'demo'}"
+        port = (DemoPortResource if demo else PortResource)(
+            base_url=self.port_base_url,
+            client_id=dg.EnvVar(self.port_client_id_env) if self.port_client_id_env else None,
+            client_secret=dg.EnvVar(self.port_client_secret_env) if self.port_client_secret_env else None,
+            local_catalog=self.local_catalog, integration_identifier=identity)
+        mapping_file = str((Path(context.path) / self.mapping_file).resolve()) if self.mapping_file else None
+        mapping = MappingResource(path=mapping_file, integration_identifier=self.port_integration_identifier,
+                                  port=port)
+        return build_sentry_port_defs(sentry=sentry, mapping=mapping, port=port, key_prefix=self.key_prefix,
+                                      resync_cron=resync_cron(self.resync_minutes), webhooks=self.webhooks,
+                                      webhook_inbox=self.webhook_inbox)
