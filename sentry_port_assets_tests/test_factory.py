@@ -3,8 +3,12 @@ own key prefixes and resources merge into one code location without a clash."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
-from dagster import Definitions, EnvVar
+from dagster import DagsterInstance, Definitions, EnvVar
 from dagster.components.testing import create_defs_folder_sandbox
 
 from sentry_port_assets import defs
@@ -14,7 +18,12 @@ from sentry_port_assets.names import Names
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.demo import DemoPortResource, DemoSentryResource
 from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.emulators.sentry_data import SentryDataset, build_org
+from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.sentry.resource import SentryResource
+from sentry_port_assets_tests import port_fixtures as fx
+from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.test_end_to_end import PORT_USER, expected_entities
 
 
 def instance(prefix: str) -> Definitions:
@@ -91,3 +100,67 @@ def test_a_component_refuses_demo_data_into_a_real_port(tmp_path) -> None:
                 pass
     text = str(refused.value) + str(refused.value.__cause__ or "")
     assert "demo data must never reach a real Port" in text, text
+
+
+PREFIXED = Path(__file__).resolve().parents[1] / "sentry_port_assets" / "defaults" / "examples" / \
+    "mapping-organization-prefix.yaml"
+
+
+def org_instance(prefix: str, sentry: RunningSentry, port_url: str, mapping: Path) -> Definitions:
+    return build_sentry_port_defs(
+        key_prefix=prefix,
+        sentry=SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token, max_retries=1,
+                              backoff_seconds=0.01),
+        mapping=MappingResource(path=str(mapping)),
+        port=PortResource(base_url=port_url, client_id=fx.CLIENT_ID, client_secret=fx.CLIENT_SECRET,
+                          integration_identifier=f"sentry-{prefix}"))
+
+
+def prefixed(org: str, data: SentryDataset) -> dict[str, set[str]]:
+    expected = expected_entities(data)
+    return {bp: ids if bp == "_user" else {f"{org}-{i}" for i in ids} for bp, ids in expected.items()}
+
+
+def own(entities: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {bp: ids for bp, ids in entities.items() if bp != "_user"}
+
+
+def test_two_organizations_into_one_port_each_deletes_only_its_own(
+        tmp_path: Path, sentry_emulator: Callable[..., RunningSentry]) -> None:
+    acme_data, globex_data = build_org("acme"), build_org("globex", seed=8)
+    acme, globex = sentry_emulator(acme_data), sentry_emulator(globex_data)
+    mappings = {}
+    for org in ("acme", "globex"):
+        mappings[org] = tmp_path / f"{org}.yaml"
+        mappings[org].write_text(PREFIXED.read_text().replace("acme-", f"{org}-"))
+    catalog = LocalCatalog(tmp_path / "port.sqlite")
+    catalog.create_blueprint(PORT_USER)
+    instance = DagsterInstance.ephemeral()
+
+    def held(org: str) -> dict[str, set[str]]:
+        return {bp: {e["identifier"] for e in catalog.entities(bp)
+                     if bp == "_user" or e["identifier"].startswith(f"{org}-")} for bp in expected_entities(acme_data)}
+
+    def snapshot(org: str) -> dict[str, Any]:
+        return {(bp, e["identifier"]): e for bp in ("sentryIssue", "sentryTeam", "sentryUser",
+                                                    "sentryProjectEnvironment")
+                for e in catalog.entities(bp) if e["identifier"].startswith(f"{org}-")}
+
+    with fx.serve_port(catalog) as (url, _):
+        merged = Definitions.merge(org_instance("acme", acme, url, mappings["acme"]),
+                                   org_instance("globex", globex, url, mappings["globex"]))
+        for org in ("acme", "globex"):
+            assert merged.resolve_job_def(f"{org}__sentry_port_sync").execute_in_process(instance=instance).success
+        for org, data in (("acme", acme_data), ("globex", globex_data)):
+            assert own(held(org)) == own(prefixed(org, data))
+        # Port users are shared: one per email, whichever organizations the person is in
+        assert held("acme")["_user"] == prefixed("acme", acme_data)["_user"] | prefixed("globex", globex_data)["_user"]
+        globex_before = snapshot("globex")
+
+        gone = next(i for i in acme_data.issues if i["status"] == "unresolved")
+        acme_data.remove_issue(gone["id"])
+        assert merged.resolve_job_def("acme__sentry_port_sync").execute_in_process(instance=instance).success
+        assert not [i for i in held("acme")["sentryIssue"] if i.startswith(f"acme-{gone['id']}-")]
+        assert own(held("acme")) == own(prefixed("acme", acme_data))
+        assert snapshot("globex") == globex_before, "a resync of one organization never touches the other's"
+    catalog.close()
