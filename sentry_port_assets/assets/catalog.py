@@ -11,7 +11,7 @@ import asyncio
 from datetime import datetime, timezone
 from dataclasses import asdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 from dagster import (
     AssetCheckResult,
@@ -22,6 +22,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     DagsterInstance,
+    EventLogEntry,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -44,7 +45,6 @@ def input_keys(names: Names = DEFAULT) -> list[AssetKey]:
     return [*raw_asset_keys(names).values(), *entity_asset_keys(names).values()]
 
 
-RAW_KEYS = list(raw_asset_keys().values())
 INPUT_KEYS = input_keys()
 REFUSED_CHECK = "port_accepted_every_entity"
 RESYNC_STARTED = "resync_started"
@@ -59,12 +59,19 @@ def _by_value(found: dict[str, str]) -> str:
     return "; ".join(f"{value[:12]}: {', '.join(names)}" for value, names in groups.items())
 
 
-def input_mapping_shas(instance: DagsterInstance, keys: Sequence[AssetKey] = INPUT_KEYS) -> dict[str, str]:
+Latest = dict[AssetKey, Optional[EventLogEntry]]
+
+
+def latest_materializations(instance: DagsterInstance, keys: Sequence[AssetKey] = INPUT_KEYS) -> Latest:
+    """Each input's latest materialization event (None: never materialized), read once per publish."""
+    return {key: instance.get_latest_materialization_event(key) for key in keys}
+
+
+def mapping_shas(latest: Latest) -> dict[str, str]:
     """The mapping snapshot (sha256) each input's latest materialization was made with ("unknown" when it did not
     record one); inputs never materialized are left out."""
     shas: dict[str, str] = {}
-    for key in keys:
-        event = instance.get_latest_materialization_event(key)
+    for key, event in latest.items():
         materialization = event.asset_materialization if event is not None else None
         if materialization is not None:
             value = materialization.metadata.get(MAPPING_SHA)
@@ -72,20 +79,22 @@ def input_mapping_shas(instance: DagsterInstance, keys: Sequence[AssetKey] = INP
     return shas
 
 
-def deletion_blocker(context: AssetExecutionContext, mapping_sha: str, keys: Sequence[AssetKey] = INPUT_KEYS
-                     ) -> str | None:
+def input_mapping_shas(instance: DagsterInstance, keys: Sequence[AssetKey] = INPUT_KEYS) -> dict[str, str]:
+    return mapping_shas(latest_materializations(instance, keys))
+
+
+def deletion_blocker(latest: Latest, mapping_sha: str) -> str | None:
     """Why deletes must not happen in this publish, or None when one run produced every input with the mapping
     this publish uses."""
     runs: dict[str, str] = {}
-    for key in keys:
-        event = context.instance.get_latest_materialization_event(key)
+    for key, event in latest.items():
         if event is None:
             return f"{key.to_user_string()} has never been materialized"
         runs[key.to_user_string()] = event.run_id
     if len(set(runs.values())) > 1:
         return (f"the inputs come from {len(set(runs.values()))} different runs (run {_by_value(runs)}): an asset "
                 "failed or was materialized alone. Run sentry_refresh or sentry_port_sync in full to allow deletes")
-    shas = input_mapping_shas(context.instance, keys)
+    shas = mapping_shas(latest)
     if len(set(shas.values())) > 1:
         return (f"the inputs were mapped with different mapping snapshots (sha256 {_by_value(shas)}): the mapping "
                 "changed during the run. Run sentry_port_sync again to allow deletes")
@@ -95,15 +104,15 @@ def deletion_blocker(context: AssetExecutionContext, mapping_sha: str, keys: Seq
     return None
 
 
-def resync_started(context: AssetExecutionContext, keys: Sequence[AssetKey] = INPUT_KEYS) -> str:
+def resync_started(instance: DagsterInstance, latest: Latest) -> str:
     """When the resync that produced the inputs began (RFC 3339): what this integration wrote before then and did not
     produce is stale; what it wrote since (a webhook run during the resync) is not. With inputs from several runs
     (deletes are then blocked anyway) the newest run counts."""
-    events = [e for e in (context.instance.get_latest_materialization_event(key) for key in keys) if e is not None]
+    events = [e for e in latest.values() if e is not None]
     if not events:
         return datetime.now(timezone.utc).isoformat()
     newest = max(events, key=lambda e: e.timestamp)
-    record = context.instance.get_run_record_by_id(newest.run_id)
+    record = instance.get_run_record_by_id(newest.run_id)
     moments = [e.timestamp for e in events if e.run_id == newest.run_id]
     if record is not None and record.start_time:
         moments.append(record.start_time)
@@ -145,9 +154,10 @@ def build_port_catalog(names: Names = DEFAULT) -> AssetsDefinition:
                     *entities_issue_tag]
         policy = publish_policy(port, compiled, entities)
         owned = policy.owned
-        blocker = deletion_blocker(context, compiled.sha256, feeding)
+        latest = latest_materializations(context.instance, feeding)
+        blocker = deletion_blocker(latest, compiled.sha256)
 
-        started = resync_started(context, feeding)
+        started = resync_started(context.instance, latest)
 
         async def publish() -> PublishReport:
             async with port.target() as target:
