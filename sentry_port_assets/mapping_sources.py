@@ -39,8 +39,9 @@ class PortIntegrationSource:
     client (inside the event loop that uses it), or is None when the credentials are missing."""
 
     def __init__(self, identifier: str, client: Callable[[], PortClient] | None,
-                 missing: tuple[bool, bool] = (False, False)):
-        self.identifier, self._client, self._has = identifier, client, missing
+                 credentials: tuple[bool, bool] = (False, False)):
+        # `credentials`: whether the client id and the secret are set (to name the missing one).
+        self.identifier, self._client, self._credentials = identifier, client, credentials
 
     @property
     def label(self) -> str:
@@ -49,7 +50,7 @@ class PortIntegrationSource:
     def snapshot(self) -> MappingSnapshot:
         make = self._client
         if make is None:
-            raise MappingSettingsError(mapping_source_problem(None, self.identifier, *self._has) or
+            raise MappingSettingsError(mapping_source_problem(None, self.identifier, *self._credentials) or
                                        "the Port credentials are missing")
 
         async def fetch() -> dict[str, Any]:
@@ -68,22 +69,22 @@ class PortIntegrationSource:
                                updated_at=str(updated) if updated is not None else None)
 
 
-def port_integration_source(identifier: str, client_id: str | None, client_secret: str | None,
-                            base_url: str | None) -> PortIntegrationSource:
-    if not (client_id and client_secret):
-        return PortIntegrationSource(identifier, None, (bool(client_id), bool(client_secret)))
-    cid, secret, url = client_id, client_secret, base_url or DEFAULT_PORT_BASE_URL
-    return PortIntegrationSource(
-        identifier, lambda: PortClient(cid, secret, url, timeout=READ_TIMEOUT_SECONDS, max_retries=READ_RETRIES))
+def mapping_source(mapping_file: str | None, integration: str | None, client: Callable[[], PortClient] | None = None,
+                   credentials: tuple[bool, bool] = (False, False)) -> MappingSource:
+    """Port's integration config when `integration` (PORT_INTEGRATION_IDENTIFIER) is set, read with `client` (None:
+    the credentials are missing, `credentials` says which are set), else the file (PORT_MAPPING_FILE, else the bundled
+    default). Both set: MappingSettingsError."""
+    if integration:
+        if mapping_file:
+            raise MappingSettingsError(mapping_source_problem(mapping_file, integration, True, True) or "")
+        return PortIntegrationSource(integration, client, credentials)
+    return FileMappingSource(mapping_file)
 
 
-def mapping_source(settings: MappingSourceSettings) -> MappingSource:
-    """The source the settings name: Port's integration config when PORT_INTEGRATION_IDENTIFIER is set, else the
-    file (PORT_MAPPING_FILE, else the bundled default). Both set: MappingSettingsError."""
-    if settings.integration:
-        if settings.mapping_file:
-            raise MappingSettingsError(mapping_source_problem(settings.mapping_file, settings.integration, True, True)
-                                       or "")
-        return port_integration_source(settings.integration, settings.port_client_id, settings.port_client_secret,
-                                       settings.port_base_url)
-    return FileMappingSource(settings.mapping_file)
+def source_from_settings(settings: MappingSourceSettings) -> MappingSource:
+    """The source the environment names (`sentry-port map`), with a Port client of its own."""
+    cid, secret = settings.port_client_id, settings.port_client_secret
+    url = settings.port_base_url or DEFAULT_PORT_BASE_URL
+    client = (lambda: PortClient(cid, secret, url, timeout=READ_TIMEOUT_SECONDS, max_retries=READ_RETRIES)) \
+        if cid and secret else None
+    return mapping_source(settings.mapping_file, settings.integration, client, (bool(cid), bool(secret)))

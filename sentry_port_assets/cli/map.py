@@ -23,7 +23,7 @@ from sentry_port_assets.mapping.config import KINDS
 from sentry_port_assets.mapping.engine import MappingConfigError, MappingResult
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
 from sentry_port_assets.mapping.source import FileMappingSource, MappingSource, compile_snapshot
-from sentry_port_assets.mapping_sources import mapping_source
+from sentry_port_assets.mapping_sources import source_from_settings
 from sentry_port_assets.port.errors import PortError
 
 
@@ -61,7 +61,7 @@ def run_map(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     err = err or sys.stderr
     try:
         source: MappingSource = (FileMappingSource(args.mapping) if args.mapping
-                                 else mapping_source(mapping_source_settings()))
+                                 else source_from_settings(mapping_source_settings()))
         mapping = compile_snapshot(source.snapshot())
     except (MappingConfigError, PortError) as exc:
         print(f"error: {exc}", file=err)

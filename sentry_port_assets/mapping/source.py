@@ -1,7 +1,7 @@
 """Where the mapping comes from: a `MappingSource` hands out snapshots of the mapping's content.
 
 Two sources exist: `FileMappingSource` (PORT_MAPPING_FILE, or the bundled default) here, and Port's integration
-config (`resources/mapping.py`, which needs the Port client and so lives above both packages). A run takes ONE
+config (`mapping_sources.py`, which needs the Port client and so lives above both packages). A run takes ONE
 snapshot and maps every asset with it; `compile_snapshot` compiles a snapshot once per process and content.
 """
 

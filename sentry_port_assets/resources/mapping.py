@@ -22,17 +22,10 @@ from typing import Optional
 import dagster as dg
 from pydantic import PrivateAttr
 
-from sentry_port_assets.config import MappingSourceSettings
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.loader import MappingConfigError, MappingSnapshot
 from sentry_port_assets.mapping.source import MappingSource, compile_snapshot
-from sentry_port_assets.mapping_sources import (
-    READ_RETRIES,
-    READ_TIMEOUT_SECONDS,
-    MappingSettingsError,
-    PortIntegrationSource,
-    mapping_source,
-)
+from sentry_port_assets.mapping_sources import READ_RETRIES, READ_TIMEOUT_SECONDS, MappingSettingsError, mapping_source
 from sentry_port_assets.port.resource import PortResource
 
 __all__ = ["MAPPING_SHA_TAG", "MappingResource", "MappingSettingsError", "run_snapshot", "store_snapshot"]
@@ -94,18 +87,12 @@ class MappingResource(dg.ConfigurableResource):
     _snapshot: Optional[MappingSnapshot] = PrivateAttr(default=None)
 
     def mapping_source(self) -> MappingSource:
+        # Port's config is read with the Port resource's own client: the credentials the publish uses.
         port = self.port
-        source = mapping_source(MappingSourceSettings(
-            mapping_file=self.path, integration=self.integration_identifier, port_base_url=None,
-            port_client_id=None, port_client_secret=None))
-        if isinstance(source, PortIntegrationSource):
-            # Read with the Port resource's own client: the credentials the publish uses, one place to set them.
-            has = (bool(port and port.client_id), bool(port and port.client_secret))
-            return PortIntegrationSource(
-                source.identifier,
-                (lambda: port.client(timeout=READ_TIMEOUT_SECONDS, max_retries=READ_RETRIES))
-                if port is not None and all(has) else None, has)
-        return source
+        credentials = (bool(port and port.client_id), bool(port and port.client_secret))
+        client = (lambda: port.client(timeout=READ_TIMEOUT_SECONDS, max_retries=READ_RETRIES)) \
+            if port is not None and all(credentials) else None
+        return mapping_source(self.path, self.integration_identifier, client, credentials)
 
     @property
     def source(self) -> str:
