@@ -18,7 +18,7 @@ from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.metadata import preview_table
 from sentry_port_assets.assets.plan import FetchPlan
 from sentry_port_assets.names import DEFAULT, Names
-from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.sentry.client import SentryClient, progress_reporter
 from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
 from sentry_port_assets.sentry.resource import SentryResource
@@ -69,9 +69,11 @@ def _name(key: AssetKey) -> str:
     return "__".join(key.path)
 
 
-def _bound(context: AssetExecutionContext, names: Names) -> tuple[SentryResource, MappingResource]:
+def _step(context: AssetExecutionContext, names: Names) -> tuple[SentryResource, CompiledMapping, FetchPlan]:
+    """What every raw asset starts from: the instance's Sentry resource, the run's mapping and what it asks for."""
     bound = names.resources_of(context)
-    return bound.sentry, bound.mapping
+    config = mapping_for_step(context, bound.mapping)
+    return bound.sentry, config, FetchPlan.of(config)
 
 
 def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
@@ -100,9 +102,7 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
 
         One step rather than three: it is the only root of the graph, so a mapping that does not load fails it once,
         before any Sentry request, and every asset downstream is skipped instead of failing with the same error."""
-        sentry, mapping = _bound(context, names)
-        config = mapping_for_step(context, mapping)
-        plan = FetchPlan.of(config)
+        sentry, config, plan = _step(context, names)
         selected = context.selected_asset_keys
         sentry.warn_if_demo(context.log)
         for warning in config.warnings:  # once per run: this is the graph's root
@@ -155,9 +155,8 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
            ins={"projects": AssetIn(key=PROJECTS)},
            description="Tag values per project (kind `project-tag`): one row per project per value, every key selected.")
     def sentry_project_tags(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
-        sentry, mapping = _bound(context, names)
-        config = mapping_for_step(context, mapping)
-        keys = FetchPlan.of(config).project_tag_keys
+        sentry, config, plan = _step(context, names)
+        keys = plan.project_tag_keys
         if not keys:
             return _skipped({}, config.sha256, "no mapping resource of kind project-tag")
         rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys))
@@ -171,9 +170,8 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
            ins={"projects": AssetIn(key=PROJECTS)},
            description="Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.")
     def sentry_issues(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
-        sentry, mapping = _bound(context, names)
-        config = mapping_for_step(context, mapping)
-        filters = FetchPlan.of(config).issue_filters
+        sentry, config, plan = _step(context, names)
+        filters = plan.issue_filters
         if not filters:
             return _skipped({}, config.sha256, "no mapping resource of kind issue or issue-tag")
         issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
@@ -188,9 +186,7 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
            description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
     def sentry_issue_tags(context: AssetExecutionContext,
                           issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
-        sentry, mapping = _bound(context, names)
-        config = mapping_for_step(context, mapping)
-        plan = FetchPlan.of(config)
+        sentry, config, plan = _step(context, names)
         if not plan.issue_tag_keys:
             return _skipped({}, config.sha256, "no mapping resource of kind issue-tag")
         vanished = Vanished()
