@@ -56,6 +56,9 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     webhooks: bool = True
     # This instance's webhook inbox (a file or a postgresql:// URL); unset: SENTRY_WEBHOOK_INBOX.
     webhook_inbox: Optional[str] = None
+    # The uuid of this organization's Sentry installation (the `installation.uuid` of its webhooks): with one
+    # receiver for several organizations, this instance applies only its own events. Unset: every event.
+    webhook_installation: Optional[str] = None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         demo = not self.sentry_token_env
@@ -80,4 +83,5 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
                                   port=port)
         return build_sentry_port_defs(sentry=sentry, mapping=mapping, port=port, key_prefix=self.key_prefix,
                                       resync_cron=resync_cron(self.resync_minutes), webhooks=self.webhooks,
-                                      webhook_inbox=self.webhook_inbox)
+                                      webhook_inbox=self.webhook_inbox,
+                                      webhook_installation=self.webhook_installation)

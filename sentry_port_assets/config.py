@@ -11,6 +11,7 @@ the UI shows the variable's name, never its value). This module imports nothing 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -81,6 +82,48 @@ def inbox_location() -> str:
 def webhook_secret() -> str:
     """SENTRY_WEBHOOK_SECRET, the receiver's signing secret ("" when unset); read only by the receiver's command."""
     return os.environ.get(SECRET_ENV, "")
+
+
+INSTALLATIONS_ENV = "SENTRY_WEBHOOK_INSTALLATIONS"
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def webhook_secrets() -> str | dict[str, str]:
+    """The receiver's secrets: SENTRY_WEBHOOK_SECRET (one secret, any installation), or, for one receiver serving
+    several Sentry installations, SENTRY_WEBHOOK_INSTALLATIONS: `uuid=VARIABLE` pairs separated by commas or
+    whitespace, each naming the variable that holds that installation's client secret (so the secrets stay in
+    their own variables, one Kubernetes Secret key each). Returns the secret, or {installation uuid: secret}.
+
+    Raises `ConfigError` naming what to fix: both or neither set, a malformed pair, a uuid given twice, a variable
+    that is not set. The secrets' values are never part of a message."""
+    pairs = os.environ.get(INSTALLATIONS_ENV, "").replace(",", " ").split()
+    shared = webhook_secret()
+    if pairs and shared.strip():
+        raise ConfigError(f"{SECRET_ENV} and {INSTALLATIONS_ENV} are both set: set {SECRET_ENV} for one Sentry "
+                          f"installation, or {INSTALLATIONS_ENV} (uuid=VARIABLE pairs) for several, not both")
+    if not pairs:
+        if not shared.strip():
+            raise ConfigError(
+                f"{SECRET_ENV} is not set. Set it to the Client Secret of your Sentry internal integration "
+                "(Settings → Developer Settings → the integration), or set "
+                f"{INSTALLATIONS_ENV} to uuid=VARIABLE pairs for several installations; the receiver refuses to "
+                "accept unsigned webhooks.")
+        return shared
+    secrets: dict[str, str] = {}
+    problems: list[str] = []
+    for pair in pairs:
+        uuid, _, variable = pair.partition("=")
+        if not uuid or not _VARIABLE_NAME.fullmatch(variable):
+            problems.append(f"{pair[:80]!r} is not uuid=VARIABLE_NAME")
+        elif uuid in secrets:
+            problems.append(f"installation {uuid} is listed twice")
+        elif not os.environ.get(variable, "").strip():
+            problems.append(f"{variable} (the secret of installation {uuid}) is not set")
+        else:
+            secrets[uuid] = os.environ[variable]
+    if problems:
+        raise ConfigError(f"{INSTALLATIONS_ENV}: " + "; ".join(problems))
+    return secrets
 
 
 def dagster_home() -> Path | None:

@@ -34,16 +34,19 @@ def build_sentry_port_defs(
     resync_cron: str = "0 * * * *",
     webhooks: bool = True,
     webhook_inbox: str | None = None,
+    webhook_installation: str | None = None,
 ) -> Definitions:
     """The assets, checks, jobs, schedule and sensors of one instance, with its resources under prefixed keys.
 
-    `webhook_inbox`: this instance's inbox (a file or a postgresql:// URL; None: SENTRY_WEBHOOK_INBOX)."""
+    `webhook_inbox`: this instance's inbox (a file or a postgresql:// URL; None: SENTRY_WEBHOOK_INBOX);
+    `webhook_installation`: the uuid of this organization's Sentry installation, whose events alone this instance
+    applies (None: every event of the inbox; set it when instances share a receiver)."""
     names = Names(key_prefix)
     jobs = build_jobs(names)
     webhook_job = build_webhook_job(names)
     sensors = [build_mapping_sensor(names, jobs.sync), build_publish_sensor(names, jobs.publish)]
     if webhooks:
-        sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox))
+        sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox, webhook_installation))
     return Definitions(
         assets=[*build_raw_assets(names), *build_entity_assets(names), build_port_catalog(names)],
         asset_checks=[build_entity_checks(names)],

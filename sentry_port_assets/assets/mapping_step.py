@@ -20,7 +20,7 @@ def one_line(message: str) -> str:
 
 def mapping_for_step(context: AssetExecutionContext | OpExecutionContext, mapping: MappingResource) -> CompiledMapping:
     try:
-        return mapping.load(context.instance, context.run_id)
+        return mapping.load(context.instance, context.run.run_id)
     except MappingConfigError as exc:
         raise Failure(description=f"the mapping does not load, nothing was fetched or published: {one_line(str(exc))}",
                       metadata={"error": MetadataValue.md(f"```\n{exc}\n```")}, allow_retries=False) from None

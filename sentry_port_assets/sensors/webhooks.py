@@ -85,7 +85,8 @@ def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str,
                         + (", one at a time" if state.get("suspects") else ""))
 
 
-def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: Inbox, catalog_key: AssetKey) -> None:
+def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: Inbox, catalog_key: AssetKey,
+                          installation: str | None) -> None:
     """Adds to `state["replay"]` the events received since the latest resync began, once per new publish. The first
     evaluation only records the latest publish: history is not replayed."""
     records = context.instance.fetch_materializations(catalog_key, limit=1).records
@@ -103,7 +104,7 @@ def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: 
     if started is None:
         return
     since = datetime.fromisoformat(str(started.value))
-    ids = [e.id for e in inbox.received_since(since, MAX_EVENTS)]
+    ids = [e.id for e in inbox.received_since(since, MAX_EVENTS, installation)]
     if ids:
         state["replay"] = sorted(set(state.get("replay", [])) | set(ids))
         context.log.info(f"{len(ids)} webhook events received since the resync began reading Sentry ({since}) are "
@@ -111,9 +112,11 @@ def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: 
 
 
 def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_webhook_sync,
-                         inbox_location: str | None = None) -> SensorDefinition:
+                         inbox_location: str | None = None, installation: str | None = None) -> SensorDefinition:
     """The webhook sensor of one instance (`names`), launching its `job`; `inbox_location`: its inbox (None: the
-    SENTRY_WEBHOOK_INBOX of the process)."""
+    SENTRY_WEBHOOK_INBOX of the process); `installation`: the Sentry installation uuid whose events it applies
+    (None: every event in the inbox; set it when several instances share one receiver and inbox)."""
+    whose = f" of installation {installation}" if installation else ""
     catalog_key = names.key("port", "catalog")
 
     def tag(batch: str) -> str:
@@ -124,7 +127,7 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
         job=job,
         minimum_interval_seconds=10,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Applies Sentry webhook events from the inbox to Port, within seconds.",
+        description=f"Applies Sentry webhook events{whose} from the inbox to Port, within seconds.",
     )
     def sentry_webhook_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         """Cursor: {"batch": last batch number, "inflight": {batch: {"ids": [event ids], "at": epoch seconds}},
@@ -159,20 +162,21 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
                     _failed(context, state, batch, f"ended {status.value}",
                             inbox if status == DagsterRunStatus.FAILURE else None, run.run_id)
             inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
-            _replay_after_publish(context, state, inbox, catalog_key)
+            _replay_after_publish(context, state, inbox, catalog_key, installation)
             if state["inflight"]:
                 batch = next(iter(state["inflight"]))
                 return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
                                     cursor=json.dumps(state))
-            pending = inbox.pending_after(0, MAX_EVENTS)
+            pending = inbox.pending_after(0, MAX_EVENTS, installation)
             pending_ids = {e.id for e in pending}
             again = [e for e in inbox.get(state.get("replay", [])) if e.id not in pending_ids]
             pending = sorted([*pending, *again], key=lambda e: e.id)[:MAX_EVENTS]
-            dead = inbox.count_dead()
+            dead = inbox.count_dead(installation)
         dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
         if not pending:
             state["replay"] = []
-            return SensorResult(skip_reason=SkipReason("no pending webhook events" + dead_note), cursor=json.dumps(state))
+            return SensorResult(skip_reason=SkipReason(f"no pending webhook events{whose}" + dead_note),
+                                cursor=json.dumps(state))
         suspect_ids = set(state.get("suspects", []))
         suspects = [e for e in pending if e.id in suspect_ids]
         state["suspects"] = [e.id for e in suspects]

@@ -14,6 +14,10 @@ and the Dagster daemon can run on different machines or pods. One implementation
   receivers are fine (the `request_id` unique index decides).
 - `id` only grows and is never reused, even after rows are purged. `request_id` is UNIQUE: Sentry's `Request-ID`
   sent twice (a retry, a replay) is stored once.
+- `installation` is the envelope's `installation.uuid`: one receiver serves several Sentry installations, and each
+  instance's consumer reads only its own (`installation=` on the reading methods; None reads every event). Inboxes
+  made before the column existed get it when first opened (their events have none, and only a consumer without an
+  installation reads them).
 
 Nothing secret is stored: no headers, no signature; the body is the raw bytes Sentry signed (kept byte for
 byte, so what the consumer parses is exactly what was verified). A URL's password is never shown: `description`
@@ -47,6 +51,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -73,12 +78,14 @@ events = Table(
     Column("received_at", Text, nullable=False),  # ISO 8601, UTC: sorts as text
     Column("hook_timestamp", Text),
     Column("body", LargeBinary, nullable=False),
+    Column("installation", Text),  # added after the first release: `_migrate` adds it to older inboxes
     Column("status", Text, nullable=False, server_default=PENDING),
     Column("done_at", Text),
     CheckConstraint("status IN ('pending', 'done')", name="events_status"),
     Index("events_status_id", "status", "id"),
     sqlite_autoincrement=True,
 )
+_BY_INSTALLATION = Index("events_installation_status_id", events.c.installation, events.c.status, events.c.id)
 failures = Table(
     "failures", _metadata,
     Column("event_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("events.id", ondelete="CASCADE"),
@@ -89,7 +96,7 @@ failures = Table(
     Column("dead_at", Text),
 )
 _COLUMNS = [events.c.id, events.c.request_id, events.c.resource, events.c.action, events.c.issue_id,
-            events.c.received_at, events.c.hook_timestamp, events.c.body, events.c.status]
+            events.c.received_at, events.c.hook_timestamp, events.c.body, events.c.status, events.c.installation]
 # Pending events a consumer still applies: not dead-lettered.
 _NOT_DEAD = events.c.id.not_in(select(failures.c.event_id).where(failures.c.dead_at.is_not(None)))
 
@@ -130,6 +137,7 @@ class InboxEvent:
     hook_timestamp: str | None  # `Sentry-Hook-Timestamp` as sent (epoch seconds), if any
     body: bytes  # the raw body Sentry signed
     status: str  # "pending" | "done"
+    installation: str | None = None  # the envelope's installation.uuid (None: stored before it was recorded)
 
     def payload(self) -> dict[str, Any]:
         """The parsed envelope: `{action, installation, data, actor}`."""
@@ -144,7 +152,7 @@ class InboxEvent:
 
 
 def _event(row: tuple[Any, ...]) -> InboxEvent:
-    id_, request_id, resource, action, issue_id, received_at, hook_timestamp, body, status = row
+    id_, request_id, resource, action, issue_id, received_at, hook_timestamp, body, status, installation = row
     return InboxEvent(
         id=int(id_),
         request_id=request_id,
@@ -155,7 +163,20 @@ def _event(row: tuple[Any, ...]) -> InboxEvent:
         hook_timestamp=hook_timestamp,
         body=bytes(body),
         status=status,
+        installation=installation,
     )
+
+
+def _of(installation: str | None) -> list[Any]:
+    """The WHERE clause restricting a read to one installation's events (none: every event)."""
+    return [] if installation is None else [events.c.installation == installation]
+
+
+def _migrate(conn: Connection) -> None:
+    """Brings an inbox made by an earlier release up to this schema (inside the schema lock)."""
+    if "installation" not in {c["name"] for c in inspect(conn).get_columns("events")}:
+        conn.execute(text("ALTER TABLE events ADD COLUMN installation TEXT"))
+    _BY_INSTALLATION.create(conn, checkfirst=True)
 
 
 class Inbox:
@@ -186,6 +207,7 @@ class Inbox:
                 if not self.sqlite:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
                 _metadata.create_all(conn)
+                _migrate(conn)
         except BaseException:
             self._engine.dispose()
             raise
@@ -210,6 +232,7 @@ class Inbox:
         body: bytes,
         hook_timestamp: str | None = None,
         received_at: datetime | None = None,
+        installation: str | None = None,
     ) -> bool:
         """Store one event as pending. False when an event with this `request_id` is already stored."""
         if not request_id:
@@ -222,7 +245,7 @@ class Inbox:
                 return False
             stored = conn.execute(self._insert(events).values(
                 request_id=request_id, resource=resource, action=action, issue_id=issue_id, received_at=when,
-                hook_timestamp=hook_timestamp, body=body).on_conflict_do_nothing(index_elements=["request_id"])
+                hook_timestamp=hook_timestamp, body=body, installation=installation).on_conflict_do_nothing(index_elements=["request_id"])
                 .returning(events.c.id)).first()
             return stored is not None
 
@@ -235,11 +258,13 @@ class Inbox:
         with self._tx() as conn:
             return [_event(tuple(row)) for row in conn.execute(query)]
 
-    def pending_after(self, cursor: int, limit: int = 1000) -> list[InboxEvent]:
-        """Pending events with `id > cursor`, oldest first, at most `limit`. `cursor=0` gives all pending."""
+    def pending_after(self, cursor: int, limit: int = 1000, installation: str | None = None) -> list[InboxEvent]:
+        """Pending events with `id > cursor`, oldest first, at most `limit`. `cursor=0` gives all pending.
+        `installation`: only that Sentry installation's events."""
         if limit <= 0:
             return []
-        return self._select(events.c.status == PENDING, events.c.id > cursor, _NOT_DEAD, limit=limit)
+        return self._select(events.c.status == PENDING, events.c.id > cursor, _NOT_DEAD, *_of(installation),
+                            limit=limit)
 
     def mark_done(self, ids: Iterable[int]) -> int:
         """Mark these events done (in one transaction); returns how many went from pending to done."""
@@ -253,11 +278,19 @@ class Inbox:
                                         .values(status=DONE, done_at=when)).rowcount
         return changed
 
-    def count_pending(self) -> int:
-        """Events still to apply (dead letters excluded)."""
+    def count_pending(self, installation: str | None = None) -> int:
+        """Events still to apply (dead letters excluded); `installation`: of that installation only."""
         with self._tx() as conn:
             return int(conn.execute(select(func.count()).select_from(events)
-                                    .where(events.c.status == PENDING, _NOT_DEAD)).scalar_one())
+                                    .where(events.c.status == PENDING, _NOT_DEAD, *_of(installation))).scalar_one())
+
+    def pending_by_installation(self) -> dict[str | None, int]:
+        """Events still to apply, counted per installation (None: events stored before installations were)."""
+        with self._tx() as conn:
+            rows = conn.execute(select(events.c.installation, func.count()).where(events.c.status == PENDING,
+                                                                                   _NOT_DEAD)
+                                .group_by(events.c.installation)).all()
+        return {installation: int(n) for installation, n in rows}
 
     # -- failures and dead letters -------------------------------------------------------------------------------
 
@@ -295,12 +328,16 @@ class Inbox:
                  .order_by(failures.c.dead_at.desc(), events.c.id.desc()).limit(int(limit)))
         with self._tx() as conn:
             rows = [tuple(row) for row in conn.execute(query)]
-        return [(_event(row[:9]), int(row[9]), str(row[10]), datetime.fromisoformat(row[11])) for row in rows]
+        width = len(_COLUMNS)
+        return [(_event(row[:width]), int(row[width]), str(row[width + 1]), datetime.fromisoformat(row[width + 2]))
+                for row in rows]
 
-    def count_dead(self) -> int:
+    def count_dead(self, installation: str | None = None) -> int:
+        """Dead-lettered events; `installation`: of that installation only."""
         with self._tx() as conn:
             return int(conn.execute(select(func.count()).select_from(failures)
-                                    .where(failures.c.dead_at.is_not(None))).scalar_one())
+                                    .join(events, failures.c.event_id == events.c.id)
+                                    .where(failures.c.dead_at.is_not(None), *_of(installation))).scalar_one())
 
     def last_received_at(self) -> datetime | None:
         """When the newest stored event arrived (None for an empty inbox)."""
@@ -326,11 +363,12 @@ class Inbox:
             found.extend(self._select(events.c.id.in_(chunk)))
         return found
 
-    def received_since(self, when: datetime, limit: int = 1000) -> list[InboxEvent]:
+    def received_since(self, when: datetime, limit: int = 1000, installation: str | None = None) -> list[InboxEvent]:
         """Events received at or after `when`, done or pending (not dead-lettered), oldest first, at most `limit`:
-        what must be applied again after a resync that began reading Sentry at `when`."""
+        what must be applied again after a resync that began reading Sentry at `when`. `installation`: only that
+        installation's events."""
         cutoff = when.astimezone(timezone.utc).isoformat()
-        return self._select(events.c.received_at >= cutoff, _NOT_DEAD, limit=limit)
+        return self._select(events.c.received_at >= cutoff, _NOT_DEAD, *_of(installation), limit=limit)
 
     def purge_done(self, older_than: datetime) -> int:
         """Delete done events marked done before `older_than` (retention); returns how many were deleted.

@@ -5,14 +5,20 @@
 2. `Content-Length` over 1 MiB → 413; then the body is streamed, at most 1 MiB + 1 bytes read → 413 if larger,
    and within SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS → 408 if slower (slow clients: `guard.py`);
 3. the signature is the hex HMAC-SHA256 of the RAW body bytes keyed with the integration's client secret,
-   compared in constant time (never against a re-serialised body: Sentry escapes non-ASCII) → 401 if wrong;
+   compared in constant time (never against a re-serialised body: Sentry escapes non-ASCII) → 401 if wrong.
+   One receiver may serve several Sentry installations, each with its own secret (`secrets` a mapping, from
+   SENTRY_WEBHOOK_INSTALLATIONS): the body's `installation.uuid` (what Sentry's `AppPlatformEvent` puts in every
+   delivery; no header names the installation) picks the secret, read from the body BEFORE it is verified and
+   trusted only once the signature matches → 400 if the body is not JSON, 401 if it names no installation or
+   one not configured;
 4. `Sentry-Hook-Timestamp` within SENTRY_WEBHOOK_MAX_SKEW_SECONDS (default 300) of now → 400 otherwise (only the
    body is signed, so this stops stale replays, not a forger; what makes replays harmless is that every event is
    re-read from Sentry before it is applied);
 5. the body must be a JSON object (UTF-8, no lone surrogates, not absurdly nested) → 400 otherwise;
 6. a resource or action this project does not handle → 202 `{"status": "ignored"}`, not stored;
    a handled event without a decimal issue id → 400;
-7. append to the inbox (in a worker thread, so the event loop never waits on SQLite's fsync) →
+7. append to the inbox with its installation (in a worker thread, so the event loop never waits on SQLite's
+   fsync) →
    202 `{"status": "accepted", "request_id": …}`, or `{"status": "duplicate", …}` for a `Request-ID` already stored.
 
 `GET /healthz` → 200 `{"status": "ok", "pending": N, "last_event_received_at": ISO time or null}` (503 if the
@@ -31,6 +37,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,7 +46,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sentry_port_assets.config import SECRET_ENV, number_setting
+from sentry_port_assets.config import INSTALLATIONS_ENV, SECRET_ENV, number_setting
 from sentry_port_assets.webhooks.guard import body_timeout, check_settings
 from sentry_port_assets.webhooks.inbox import Inbox
 
@@ -137,8 +144,30 @@ def _timestamp_problem(value: str | None, max_skew: float) -> str | None:
     return None
 
 
-def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = None) -> Starlette:
-    """The receiver app. Raises `WebhookSecretMissing` (naming SENTRY_WEBHOOK_SECRET) without a secret.
+def _parse(body: bytes) -> dict[str, Any] | str:
+    """The body as a JSON object, or why it is not one."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+        # Lone surrogates ("\ud800") parse but cannot be stored or sent on as UTF-8.
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError):
+        return "the body is not valid UTF-8 JSON"
+    except RecursionError:
+        return "the body's JSON is nested too deeply"
+    return payload if isinstance(payload, dict) else "the body is not a JSON object"
+
+
+def _installation(payload: dict[str, Any]) -> str | None:
+    installation = payload.get("installation")
+    uuid = installation.get("uuid") if isinstance(installation, dict) else None
+    return uuid if isinstance(uuid, str) and uuid else None
+
+
+def create_receiver(secrets: str | Mapping[str, str], inbox: Inbox,
+                    max_skew_seconds: float | None = None) -> Starlette:
+    """The receiver app. `secrets`: the client secret (any installation), or {installation uuid: its secret} for
+    a receiver serving several installations. Raises `WebhookSecretMissing` (naming SENTRY_WEBHOOK_SECRET) without
+    a secret.
 
     `max_skew_seconds`: how far `Sentry-Hook-Timestamp` may be from now (default SENTRY_WEBHOOK_MAX_SKEW_SECONDS,
     else 300)."""
@@ -146,10 +175,14 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
     body_seconds = body_timeout()
     if max_skew_seconds is None:
         max_skew_seconds = number_setting(MAX_SKEW_ENV)
-    if not secret or not secret.strip():
+    shared = secrets if isinstance(secrets, str) else None
+    by_installation = None if isinstance(secrets, str) else dict(secrets)
+    values = [shared] if by_installation is None else list(by_installation.values())
+    if not values or not all(value and value.strip() for value in values):
         raise WebhookSecretMissing(
             f"{SECRET_ENV} is not set: the Sentry webhook receiver refuses to start without the client secret "
             "of the Sentry internal integration (Settings → Developer Settings → your integration → Client Secret)"
+            + (f"; {INSTALLATIONS_ENV} names an installation without one" if by_installation is not None else "")
         )
 
     async def sentry_webhook(request: Request) -> JSONResponse:
@@ -168,6 +201,20 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
         if body is None:
             log.warning("sentry webhook rejected: body over %d bytes", MAX_BODY_BYTES)
             return _answer(413, "too_large", detail=f"body over {MAX_BODY_BYTES} bytes")
+        if by_installation is not None:
+            # Several installations: the body says which one sent it, and so which secret must have signed it.
+            payload = _parse(body)
+            if isinstance(payload, str):
+                return _answer(400, "bad_request", detail=payload)
+            installation = _installation(payload)
+            secret = by_installation.get(installation) if installation else None
+            if secret is None:
+                log.warning("sentry webhook rejected: installation %r is not configured", (installation or "")[:64])
+                return _answer(401, "unauthorized", detail=(
+                    f"installation {installation[:64]!r} is not configured ({INSTALLATIONS_ENV})" if installation
+                    else "the body names no installation.uuid, so no secret can verify it"))
+        else:
+            secret = shared
         if not signature_matches(secret, body, provided):
             log.warning("sentry webhook rejected: signature does not match the body")
             return _answer(401, "unauthorized", detail=f"{SIGNATURE_HEADER} does not match the body")
@@ -176,16 +223,11 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
         if problem:
             log.warning("sentry webhook rejected: %s", problem)
             return _answer(400, "bad_request", detail=problem)
-        try:
-            payload = json.loads(body.decode("utf-8"))
-            # Lone surrogates ("\ud800") parse but cannot be stored or sent on as UTF-8.
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        except (UnicodeError, ValueError):
-            return _answer(400, "bad_request", detail="the body is not valid UTF-8 JSON")
-        except RecursionError:
-            return _answer(400, "bad_request", detail="the body's JSON is nested too deeply")
-        if not isinstance(payload, dict):
-            return _answer(400, "bad_request", detail="the body is not a JSON object")
+        if by_installation is None:
+            payload = _parse(body)
+            if isinstance(payload, str):
+                return _answer(400, "bad_request", detail=payload)
+            installation = _installation(payload)
 
         resource = request.headers.get(RESOURCE_HEADER, "")
         action = payload.get("action")
@@ -208,11 +250,13 @@ def create_receiver(secret: str, inbox: Inbox, max_skew_seconds: float | None = 
             issue_id=issue_id,
             body=body,
             hook_timestamp=request.headers.get(TIMESTAMP_HEADER),
+            installation=installation,
         )
         if not stored:
             log.info("sentry webhook duplicate: request_id=%s", request_id)
             return _answer(202, "duplicate", request_id=request_id)
-        log.info("sentry webhook stored: %s.%s issue=%s request_id=%s", resource, action, issue_id, request_id)
+        log.info("sentry webhook stored: %s.%s issue=%s request_id=%s installation=%s", resource, action, issue_id,
+                 request_id, installation)
         return _answer(202, "accepted", request_id=request_id)
 
     async def healthz(request: Request) -> JSONResponse:
