@@ -12,6 +12,7 @@ then `defs/sentry_acme/defs.yaml`:
       port_client_id_env: PORT_CLIENT_ID
       port_client_secret_env: PORT_CLIENT_SECRET
       port_identity: sentry-acme                   # what this instance writes as in Port, and so may delete
+      webhook_installation: 54a3e698-…             # with one receiver for several organizations: this one's
 
 Every name the instance defines carries `key_prefix` (`names.py`); several components live side by side. Secrets
 are given as the names of environment variables and become `EnvVar` references, so they never appear in defs.yaml,

@@ -111,10 +111,13 @@ def webhook_secrets() -> str | dict[str, str]:
         return shared
     secrets: dict[str, str] = {}
     problems: list[str] = []
-    for pair in pairs:
-        uuid, _, variable = pair.partition("=")
+    for number, pair in enumerate(pairs, start=1):
+        uuid, equals, variable = pair.partition("=")
         if not uuid or not _VARIABLE_NAME.fullmatch(variable):
-            problems.append(f"{pair[:80]!r} is not uuid=VARIABLE_NAME")
+            # Never echo what follows "=": a secret pasted in place of its variable's name would be shown.
+            which = f"entry {number} (installation {uuid[:64]})" if equals and uuid else f"entry {number}"
+            problems.append(f"{which} is not uuid=VARIABLE_NAME (the name of the variable holding the secret, "
+                            "not the secret)")
         elif uuid in secrets:
             problems.append(f"installation {uuid} is listed twice")
         elif not os.environ.get(variable, "").strip():

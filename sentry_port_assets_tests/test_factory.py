@@ -78,12 +78,14 @@ def test_two_components_in_a_defs_folder_build_two_prefixed_instances(tmp_path) 
                 "attributes": {"key_prefix": prefix, "sentry_organization": prefix,
                                "sentry_token_env": f"{prefix.upper()}_SENTRY_TOKEN",
                                "port_client_id_env": "PORT_CLIENT_ID", "port_client_secret_env": "PORT_CLIENT_SECRET",
-                               "resync_minutes": 30, "webhooks": prefix == "acme"}})
+                               "resync_minutes": 30, "webhooks": prefix == "acme",
+                               **({"webhook_installation": "54a3e698"} if prefix == "acme" else {})}})
         with sandbox.build_all_defs() as built:
             repo = built.get_repository_def()
             assert {"acme__sentry_port_sync", "globex__sentry_port_sync", "acme__sentry_webhook_sync"} <= set(
                 repo.job_names)
             assert "globex__sentry_webhook_sync" not in repo.job_names
+            assert "of installation 54a3e698" in repo.get_sensor_def("acme__sentry_webhook_sensor").description
             assert {s.cron_schedule for s in repo.schedule_defs} == {"*/30 * * * *"}
             sentry = built.resources["acme_sentry"]
             assert sentry.token == EnvVar("ACME_SENTRY_TOKEN") and sentry.organization == "acme"
@@ -106,9 +108,10 @@ PREFIXED = Path(__file__).resolve().parents[1] / "sentry_port_assets" / "default
     "mapping-organization-prefix.yaml"
 
 
-def org_instance(prefix: str, sentry: RunningSentry, port_url: str, mapping: Path) -> Definitions:
+def org_instance(prefix: str, sentry: RunningSentry, port_url: str, mapping: Path, **webhooks: Any) -> Definitions:
+    """One organization's instance against the emulators; `webhooks`: `build_sentry_port_defs`' webhook settings."""
     return build_sentry_port_defs(
-        key_prefix=prefix,
+        key_prefix=prefix, **webhooks,
         sentry=SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token, max_retries=1,
                               backoff_seconds=0.01),
         mapping=MappingResource(path=str(mapping)),
