@@ -1,8 +1,8 @@
 """`SentryPortComponent`: this project as a Dagster component, for code locations that already exist.
 
-    dg scaffold defs sentry_port_assets.SentryPortComponent sentry_acme
+    dg scaffold defs sentry_port_assets.SentryPortComponent sentry_acme --organization acme
 
-then `defs/sentry_acme/defs.yaml`:
+writes `defs/sentry_acme/defs.yaml` (`scaffold.py`), in short:
 
     type: sentry_port_assets.SentryPortComponent
     attributes:
@@ -31,9 +31,11 @@ from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.demo import DemoPortResource, DemoSentryResource
 from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.scaffold import SentryPortScaffolder
 from sentry_port_assets.sentry.resource import SentryResource
 
 
+@dg.scaffold_with(SentryPortScaffolder)
 class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     """One Sentry organization kept in sync with Port: raw and entity assets, checks, jobs, the resync schedule and
     the sensors, every name prefixed with `key_prefix`."""

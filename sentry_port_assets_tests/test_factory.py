@@ -167,3 +167,21 @@ def test_two_organizations_into_one_port_each_deletes_only_its_own(
         assert own(held("acme")) == own(prefixed("acme", acme_data))
         assert snapshot("globex") == globex_before, "a resync of one organization never touches the other's"
     catalog.close()
+
+
+def test_the_scaffolder_writes_a_defs_yaml_that_builds() -> None:
+    """`dg scaffold defs … --organization Acme-EU` (the scaffolder Dagster's `dg` calls; test_packaging.py runs the
+    command itself): every attribute a team sets, a valid prefix from the slug; without --organization, the demo."""
+    with create_defs_folder_sandbox() as sandbox:
+        real = sandbox.scaffold_component(SentryPortComponent, defs_path="sentry_acme",
+                                          scaffold_params={"organization": "Acme-EU"})
+        text = (real / "defs.yaml").read_text()
+        for line in ("key_prefix: acme_eu", "sentry_organization: Acme-EU", "sentry_token_env: ACME_EU_SENTRY_TOKEN",
+                     "port_client_secret_env: PORT_CLIENT_SECRET", "port_identity: sentry-Acme-EU"):
+            assert line in text, text
+        sandbox.scaffold_component(SentryPortComponent, defs_path="2nd-try")
+        with sandbox.build_all_defs() as built:
+            repo = built.get_repository_def()
+            assert {"acme_eu__sentry_port_sync", "sentry_2nd_try__sentry_port_sync"} <= set(repo.job_names)
+            assert built.resources["acme_eu_sentry"].token == EnvVar("ACME_EU_SENTRY_TOKEN")
+            assert isinstance(built.resources["sentry_2nd_try_sentry"], DemoSentryResource)
