@@ -26,7 +26,7 @@ from typing import Optional
 
 import dagster as dg
 
-from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, resync_cron
+from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, ConfigError, resync_cron
 from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.demo import DemoPortResource, DemoSentryResource
@@ -55,7 +55,9 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     port_identity: Optional[str] = None
     # Without Port credentials: the local catalog file (default: under DAGSTER_HOME, one per instance).
     local_catalog: Optional[str] = None
+    # How often the resync runs: every `resync_minutes` (as SENTRY_PORT_RESYNC_MINUTES), or a cron expression.
     resync_minutes: int = 60
+    resync_cron: Optional[str] = None
     webhooks: bool = True
     # This instance's webhook inbox (a file or a postgresql:// URL); unset: SENTRY_WEBHOOK_INBOX.
     webhook_inbox: Optional[str] = None
@@ -82,9 +84,18 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
             client_secret=dg.EnvVar(self.port_client_secret_env) if self.port_client_secret_env else None,
             local_catalog=self.local_catalog, integration_identifier=identity)
         mapping_file = str((Path(context.path) / self.mapping_file).resolve()) if self.mapping_file else None
+        cron = self.resync_cron or self._cron_of_minutes(context)
         mapping = MappingResource(path=mapping_file, integration_identifier=self.port_integration_identifier,
                                   port=port)
         return build_sentry_port_defs(sentry=sentry, mapping=mapping, port=port, key_prefix=self.key_prefix,
-                                      resync_cron=resync_cron(self.resync_minutes), webhooks=self.webhooks,
+                                      resync_cron=cron, webhooks=self.webhooks,
                                       webhook_inbox=self.webhook_inbox,
                                       webhook_installation=self.webhook_installation)
+
+    def _cron_of_minutes(self, context: dg.ComponentLoadContext) -> str:
+        try:
+            return resync_cron(self.resync_minutes)
+        except ConfigError as exc:
+            raise dg.DagsterInvalidDefinitionError(
+                f"{context.path}: resync_minutes: {exc}".replace("SENTRY_PORT_RESYNC_MINUTES=", "")
+                + "; or set resync_cron to a cron expression") from None

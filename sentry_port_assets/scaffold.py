@@ -34,7 +34,7 @@ attributes:
   port_client_id_env: PORT_CLIENT_ID
   port_client_secret_env: PORT_CLIENT_SECRET
   port_identity: sentry-{organization}   # who this instance writes as in Port: it deletes only what it wrote
-  resync_minutes: 60
+  resync_minutes: 60                             # or a cron expression: resync_cron: "0 6 * * 1-5"
   webhooks: true
   # mapping_file: mapping.yaml                   # Ocean's mapping YAML, relative to this folder; or Port's own:
   # port_integration_identifier: my-sentry-integration

@@ -185,3 +185,20 @@ def test_the_scaffolder_writes_a_defs_yaml_that_builds() -> None:
             assert {"acme_eu__sentry_port_sync", "sentry_2nd_try__sentry_port_sync"} <= set(repo.job_names)
             assert built.resources["acme_eu_sentry"].token == EnvVar("ACME_EU_SENTRY_TOKEN")
             assert isinstance(built.resources["sentry_2nd_try_sentry"], DemoSentryResource)
+
+
+def test_a_component_takes_a_resync_cron_and_names_a_bad_interval() -> None:
+    with create_defs_folder_sandbox() as sandbox:
+        sandbox.scaffold_component(SentryPortComponent, defs_path="weekdays", defs_yaml_contents={
+            "type": "sentry_port_assets.SentryPortComponent",
+            "attributes": {"key_prefix": "weekdays", "resync_cron": "0 6 * * 1-5"}})
+        with sandbox.build_all_defs() as built:
+            assert [s.cron_schedule for s in built.get_repository_def().schedule_defs] == ["0 6 * * 1-5"]
+    with create_defs_folder_sandbox() as sandbox:
+        sandbox.scaffold_component(SentryPortComponent, defs_path="odd", defs_yaml_contents={
+            "type": "sentry_port_assets.SentryPortComponent", "attributes": {"key_prefix": "odd", "resync_minutes": 7}})
+        with pytest.raises(Exception) as refused:
+            with sandbox.build_all_defs():
+                pass
+    text = str(refused.value) + str(refused.value.__cause__ or "")
+    assert "resync_minutes: 7 cannot be expressed as a cron schedule" in text and "resync_cron" in text, text
