@@ -6,19 +6,10 @@ the load with one line naming the variables to fix, before any step runs or any 
 
 from __future__ import annotations
 
-import warnings
-
-from dagster import BetaWarning
-
 from sentry_port_assets.config import ConfigError, read_settings
 from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.preflight import dagster_home_problem
 from sentry_port_assets.resources import build_resources
-
-# Dagster 1.13 copies every sensor that targets a job with `owners=[]` instead of None, which trips its own beta
-# warning for a parameter we never set; it would print on every command. Only that message is silenced.
-warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`",
-                        category=BetaWarning)
 
 settings = read_settings()
 _storage_problem = dagster_home_problem()

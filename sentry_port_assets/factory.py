@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, FilesystemIOManager, in_process_executor
+import warnings
+
+from dagster import BetaWarning, Definitions, FilesystemIOManager, in_process_executor
 
 from sentry_port_assets.assets.catalog import build_port_catalog
 from sentry_port_assets.assets.checks import OPTIONAL_ENTITIES, build_entity_checks, optional_entities
@@ -20,6 +22,12 @@ from sentry_port_assets.sensors.publish import build_publish_sensor
 from sentry_port_assets.sensors.webhooks import build_webhook_sensor
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.webhooks.job import build_webhook_job
+
+# Dagster 1.13 copies every sensor that targets a job with `owners=[]` instead of None, which trips its own beta
+# warning for a parameter we never set; it would print on every command, for every instance (the standalone code
+# location and each component alike). Only that message is silenced.
+warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`",
+                        category=BetaWarning)
 
 # Shared by every instance (one object, so merged Definitions agree on it): values are stored per asset key.
 IO_MANAGER = FilesystemIOManager()
