@@ -25,7 +25,9 @@ from sqlalchemy.engine import make_url
 from sentry_port_assets.config import ConfigError, webhook_secrets
 from sentry_port_assets.emulators.sentry_data import build_org
 from sentry_port_assets.emulators.serve import ServerThread
+from sentry_port_assets.names import Names
 from sentry_port_assets.port.catalog import LocalCatalog
+from sentry_port_assets.sensors.webhooks import build_webhook_sensor
 from sentry_port_assets.webhooks import inbox as inbox_module
 from sentry_port_assets.webhooks.inbox import Inbox
 from sentry_port_assets.webhooks.receiver import WebhookSecretMissing, create_receiver, sign
@@ -279,3 +281,25 @@ def test_each_event_reaches_its_own_organizations_instance(
         assert resolved["globex"] not in issue_ids("globex")
         assert inbox.count_pending() == 0
     catalog.close()
+
+
+def test_an_instance_without_an_installation_refuses_events_of_several(tmp_path: Path) -> None:
+    """Applying another organization's event with its own Sentry, it would find the issue gone and mark the event
+    done: the right instance would never apply it. So the tick fails and says what to set; one installation is fine."""
+    inbox_path = tmp_path / "inbox.sqlite"
+    sensor = build_webhook_sensor(Names("acme"), inbox_location=str(inbox_path))
+    instance = DagsterInstance.ephemeral()
+    with Inbox(inbox_path) as inbox:
+        _append(inbox, "a1", ACME)
+        _append(inbox, "old", None)
+        tick = sensor(build_sensor_context(instance=instance))
+        assert isinstance(tick, SensorResult) and len(tick.run_requests) == 1
+        _append(inbox, "g1", GLOBEX)
+        with pytest.raises(Exception, match="set webhook_installation on each instance") as refused:
+            sensor(build_sensor_context(instance=instance, cursor=tick.cursor))
+        assert ACME in str(refused.value) and GLOBEX in str(refused.value)
+        assert inbox.count_pending() == 3, "nothing applied or marked done"
+        own = build_webhook_sensor(Names("globex"), inbox_location=str(inbox_path), installation=GLOBEX)
+        [request] = own(build_sensor_context(instance=instance)).run_requests
+        assert request.run_config["ops"]["globex__sync_webhook_events"]["config"]["event_ids"] == [
+            e.id for e in inbox.pending_after(0, 10, GLOBEX)]

@@ -10,6 +10,10 @@ and then overwritten by the resync's older read. After each resync's publish (a 
 materialization), every event received since that resync began reading (`resync_started` in its metadata) is
 applied again. Applying an event reads the issue as Sentry holds it now, so applying it twice is harmless.
 
+An instance set up with its Sentry installation's uuid reads only that installation's events, so several
+organizations share one receiver and one inbox; an instance without one applies every event, and refuses (a failed
+tick, nothing applied) when events of several installations are pending.
+
 One event that keeps failing (an issue whose entity Port refuses, say) must not hold back the others: after a
 batch of several events fails, its events are retried one at a time; an event whose own run fails
 `MAX_ATTEMPTS` times is dead-lettered (set aside in the inbox with the error, shown by the sensor's ticks and by
@@ -111,6 +115,24 @@ def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: 
                          "applied again after its publish, so its older read does not have the last word")
 
 
+class MixedInstallations(RuntimeError):
+    """An instance without an installation would apply the events of several Sentry installations as its own."""
+
+
+def _refuse_mixed_installations(inbox: Inbox, names: Names) -> None:
+    """Fails the tick (shown in the UI, nothing marked done) when an instance that applies every event finds events
+    of several installations pending: it would read other organizations' issues from its own Sentry, find them
+    gone, and mark their events done, so their own instance would never apply them."""
+    installations = sorted(i for i in inbox.pending_by_installation() if i is not None)
+    if len(installations) > 1:
+        raise MixedInstallations(
+            f"the webhook inbox {inbox.description} holds pending events of {len(installations)} Sentry installations "
+            f"({', '.join(installations[:5])}), and {names.job('sentry_webhook_sensor')} applies every event: set "
+            "webhook_installation on each instance that shares this inbox (the component's attribute, or "
+            "build_sentry_port_defs(webhook_installation=...)), or give this instance an inbox of its own. "
+            "Nothing was applied.")
+
+
 def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_webhook_sync,
                          inbox_location: str | None = None, installation: str | None = None) -> SensorDefinition:
     """The webhook sensor of one instance (`names`), launching its `job`; `inbox_location`: its inbox (None: the
@@ -140,6 +162,8 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
                               "webhooks")
         state = json.loads(context.cursor) if context.cursor else {"batch": 0, "inflight": {}}
         with Inbox(path) as inbox:
+            if installation is None:
+                _refuse_mixed_installations(inbox, names)
             for batch, flight in list(state["inflight"].items()):
                 ids = flight["ids"]
                 records = context.instance.get_run_records(RunsFilter(tags={BATCH_TAG: tag(batch)}), limit=1)
