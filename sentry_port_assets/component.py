@@ -53,7 +53,8 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     port_client_secret_env: Optional[str] = None
     # Who this instance is in Port (`$datasource`): it deletes only what it wrote. Default: sentry-<organization>.
     port_identity: Optional[str] = None
-    # Without Port credentials: the local catalog file (default: under DAGSTER_HOME, one per instance).
+    # Without Port credentials: the local catalog file (default: PORT_LOCAL_CATALOG, else under DAGSTER_HOME; shared
+    # by every instance, as one Port is, each deleting only what it wrote).
     local_catalog: Optional[str] = None
     # How often the resync runs: every `resync_minutes` (as SENTRY_PORT_RESYNC_MINUTES), or a cron expression.
     resync_minutes: int = 60
