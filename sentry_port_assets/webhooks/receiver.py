@@ -8,7 +8,8 @@
    compared in constant time (never against a re-serialised body: Sentry escapes non-ASCII) → 401 if wrong.
    One receiver may serve several Sentry installations, each with its own secret (`secrets` a mapping, from
    SENTRY_WEBHOOK_INSTALLATIONS): the body's `installation.uuid` (what Sentry's `AppPlatformEvent` puts in every
-   delivery; no header names the installation) picks the secret, read from the body BEFORE it is verified and
+   delivery, getsentry/sentry src/sentry/sentry_apps/api/serializers/app_platform_event.py; no header names the
+   installation) picks the secret, read from the body BEFORE it is verified and
    trusted only once the signature matches → 400 if the body is not JSON, 401 if it names no installation or
    one not configured;
 4. `Sentry-Hook-Timestamp` within SENTRY_WEBHOOK_MAX_SKEW_SECONDS (default 300) of now → 400 otherwise (only the
