@@ -46,10 +46,13 @@ def _fetch(context: AssetExecutionContext, sentry: SentryResource, label: str,
     return asyncio.run(_fetch_async(context, sentry, label, fetch))
 
 
-def _output(value: T, sha: str, count: int, cost: dict[str, Any], preview: Sequence[Item], columns: Sequence[str],
-            output_name: str = "result", **extra: Any) -> Output[T]:
+def _output(value: T, sha: str, cost: dict[str, Any], columns: Sequence[str], output_name: str = "result",
+            **extra: Any) -> Output[T]:
+    """The asset's value with its metadata: the row count and a preview of its items (grouped values flattened)."""
+    rows = value if isinstance(value, list) else _flat(value)
+    count = len(rows)
     return Output(value, output_name=output_name, metadata={"dagster/row_count": count, "items": count, **cost,
-                                                            **extra, "preview": preview_table(preview, columns),
+                                                            **extra, "preview": preview_table(rows, columns),
                                                             MAPPING_SHA: sha})
 
 
@@ -135,20 +138,17 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
             yield _skipped([], config.sha256, why, output_name=_name(key))
         if MEMBERS in results:
             members, cost = results[MEMBERS]
-            yield _output(members, config.sha256, len(members), cost, members, ["email", "orgRole", "inviteStatus", "user.username"],
+            yield _output(members, config.sha256, cost, ["email", "orgRole", "inviteStatus", "user.username"],
                           output_name=_name(MEMBERS))
         if TEAMS in results:
             teams, cost = results[TEAMS]
-            yield _output(teams, config.sha256, len(teams), cost, teams, ["slug", "name", "memberCount", "__members"],
+            yield _output(teams, config.sha256, cost, ["slug", "name", "memberCount", "__members"],
                           output_name=_name(TEAMS), with_members=plan.team_members, vanished=len(vanished.items))
         if PROJECTS in results:
             found, cost = results[PROJECTS]
-            yield _output(found, config.sha256, len(found), cost, found, ["slug", "platform", "status"], output_name=_name(PROJECTS))
+            yield _output(found, config.sha256, cost, ["slug", "platform", "status"], output_name=_name(PROJECTS))
         if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
             raise failed[0]
-
-
-
 
     @asset(key=names.key("sentry", "project_tags"), group_name=names.group(GROUP), kinds=KINDS,
            required_resource_keys=resources,
@@ -160,10 +160,8 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
         if not keys:
             return _skipped({}, config.sha256, "no mapping resource of kind project-tag")
         rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys))
-        flat = _flat(rows)
-        return _output(rows, config.sha256, len(flat), cost, flat, ["slug", "__tags.key", "__tags.name", "__tags.count"],
+        return _output(rows, config.sha256, cost, ["slug", "__tags.key", "__tags.name", "__tags.count"],
                        tag_keys=", ".join(keys))
-
 
     @asset(key=names.key("sentry", "issues"), group_name=names.group(GROUP), kinds=KINDS,
            required_resource_keys=resources,
@@ -175,10 +173,8 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
         if not filters:
             return _skipped({}, config.sha256, "no mapping resource of kind issue or issue-tag")
         issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
-        flat = _flat(issues)
-        return _output(issues, config.sha256, len(flat), cost, flat, ["id", "shortId", "status", "project.slug"],
+        return _output(issues, config.sha256, cost, ["id", "shortId", "status", "project.slug"],
                        sentry_queries=", ".join(f.key for f in filters))
-
 
     @asset(key=names.key("sentry", "issue_tags"), group_name=names.group(GROUP), kinds=KINDS,
            required_resource_keys=resources,
@@ -214,8 +210,7 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
                    f"incremental: {len(reused)} reused, {fetched} fetched (issues whose {', '.join(tag_cache.CHANGE_FIELDS)} "
                    "moved, or new)")
         context.log.info(f"issue tags: {summary}")
-        flat = _flat(rows)
-        return _output(rows, config.sha256, len(flat), cost, flat, ["id", "status", "__tags"], vanished=len(vanished.items),
+        return _output(rows, config.sha256, cost, ["id", "status", "__tags"], vanished=len(vanished.items),
                        environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no",
                        tag_values_reused=len(reused), tag_values_fetched=fetched, tag_cache=summary)
 
