@@ -51,4 +51,3 @@ def build_jobs(names: Names = DEFAULT) -> Jobs:
 
 _default = build_jobs()
 sentry_refresh, sentry_port_sync, publish_to_port = _default.refresh, _default.sync, _default.publish
-all_jobs = _default.all

@@ -23,7 +23,6 @@ from sentry_port_assets.assets.checks import (
 from sentry_port_assets.assets.entities import DEFAULT_KINDS, ENTITY_ASSET_KEYS, entity_assets, relation_cell
 from sentry_port_assets_tests.conftest import table_text
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, load_default_blueprints
-from sentry_port_assets.mapping.compiled import map_items
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
 from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.selection import IssueFilter
@@ -247,7 +246,7 @@ def test_default_mapping_entities_fit_bundled_blueprints():
     entities = []
     for kind, items in [("user", values["members"]), ("team", values["teams"]), ("project-tag", values["project_tags"]["environment"]),
                         ("issue-tag", values["issue_tags"][UNRESOLVED]["environment"])]:
-        entities += map_items(mapping, kind, items).entities
+        entities += mapping.map_items(kind, items).entities
     types = {"string": str, "boolean": bool, "number": (int, float), "array": list}
     seen = set()
     for e in entities:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentry_port_assets.mapping.compiled import map_items
 from sentry_port_assets.mapping.loader import load_mapping, parse_mapping
 
 SAMPLES = json.loads((Path(__file__).resolve().parent.parent / "sentry_port_assets/sentry/seed_samples.json").read_text())
@@ -227,7 +226,7 @@ def compared(entity: dict) -> dict:
 
 
 def one(mapping, kind: str, items: list, blueprint: str | None = None) -> dict:
-    result = map_items(mapping, kind, items)
+    result = mapping.map_items(kind, items)
     assert result.errors == []
     entities = [e for e in result.entities if blueprint is None or e["blueprint"] == blueprint]
     assert len(entities) == 1, entities
@@ -300,7 +299,7 @@ def test_project_example():
 
 
 def test_default_mapping_has_no_project_resource(default):
-    assert map_items(default, "project", [SAMPLES["Project"]]).entities == []
+    assert default.map_items("project", [SAMPLES["Project"]]).entities == []
 
 
 # --- project environment (project-tag) -----------------------------------------------------------------------
@@ -356,7 +355,7 @@ def test_issue_default_mapping_one_entity_per_environment(default):
     """The default mapping maps `issue-tag` rows (the issue plus its environment values in `__tags`) with
     `itemsToParse: .__tags`: one entity per issue and environment. The seed's Issue payload has no `__tags`;
     given `production` and `staging`, each entity is the seed's result with the environment appended."""
-    result = map_items(default, "issue-tag", [issue_with_environments("production", "staging")])
+    result = default.map_items("issue-tag", [issue_with_environments("production", "staging")])
     assert result.errors == [] and result.misconfigurations == [] and result.dropped == 0
     got = [compared(e) for e in result.entities]
     expected = []
@@ -399,7 +398,7 @@ def test_issue_tag_example_relates_all_environments():
 def test_unassigned_issue_is_a_null_in_the_data_not_a_misconfiguration(default):
     issue = issue_with_environments("production")
     issue["assignedTo"] = None
-    result = map_items(default, "issue-tag", [issue])
+    result = default.map_items("issue-tag", [issue])
     assert len(result.entities) == 1
     assert result.entities[0]["relations"]["assignee"]["rules"][0]["value"] is None
     assert result.misconfigurations == []

@@ -10,7 +10,6 @@ import random
 import pytest
 
 from sentry_port_assets.mapping import engine
-from sentry_port_assets.mapping.compiled import map_items
 from sentry_port_assets.mapping.jqcompile import normalize_expression, observed_keys
 from sentry_port_assets.mapping.loader import load_mapping, parse_mapping
 
@@ -22,7 +21,7 @@ def mapping_of(mappings: dict, *, kind: str = "user", selector: str = "true", po
 
 def both(mapping, items, kind="user"):
     """The engine's result, after checking that Ocean's field-by-field way gives exactly the same."""
-    fast = map_items(mapping, kind, items)
+    fast = mapping.map_items(kind, items)
     naive = engine.MappingResult()
     for c in mapping.resources:
         if c.kind == kind:
@@ -288,7 +287,7 @@ def test_item_failing_the_whole_program_falls_back_field_by_field(monkeypatch, t
     mapping = itp_mapping({"identifier": '"e-\\(.item)"', "blueprint": '"bp"', "properties": {"k": ".keep"}}, itemsToParse="[1]")
     calls = record_naive_items(monkeypatch, tmp_path)
     items = [{"keep": 1}, 5, {"keep": 3}]
-    result = map_items(mapping, "user", items)
+    result = mapping.map_items("user", items)
     assert calls() == [5]
     assert [e["properties"]["k"] for e in result.entities] == [1, None, 3]
 
@@ -409,7 +408,7 @@ def test_several_generator_leaves_give_one_entity_of_first_outputs():
 def test_leaf_without_output_sends_only_that_item_field_by_field(monkeypatch, tmp_path):
     mapping = mapping_of({**BASE, "properties": {"p": ".a[]"}})
     calls = record_naive_items(monkeypatch, tmp_path)
-    result = map_items(mapping, "user", [{"id": "1", "a": [5]}, {"id": "2", "a": []}, {"id": "3", "a": [7]}])
+    result = mapping.map_items("user", [{"id": "1", "a": [5]}, {"id": "2", "a": []}, {"id": "3", "a": [7]}])
     assert [item["id"] for item in calls()] == ["2"]
     assert [e["properties"]["p"] for e in result.entities] == [5, None, 7]
     [m] = result.nulls  # the other rows yield a value: an empty list in the data, not a broken expression

@@ -117,19 +117,6 @@ def unresolved_relations(
     return problems
 
 
-def _relations_result(entities: list[Entity], others: list[list[Entity]]) -> AssetCheckResult:
-    everything = list(entities)
-    for values in others:
-        everything.extend(values or [])
-    problems = unresolved_relations(entities, everything, blueprints_by_id())
-    return AssetCheckResult(
-        passed=not problems,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"unresolved relations": len(problems),
-                  "examples": table(problems[:TABLE_ROWS], ["blueprint", "identifier", "relation", "target", "value"])},
-    )
-
-
 # --- the check ---------------------------------------------------------------------------------------------------------
 @input_manager(required_resource_keys={"io_manager"})
 def optional_entities(context: InputContext) -> Optional[list[Entity]]:
@@ -143,15 +130,15 @@ def optional_entities(context: InputContext) -> Optional[list[Entity]]:
 
 def _specs(keys: dict[str, AssetKey]) -> list[AssetCheckSpec]:
     return [
-    spec
-    for kind, key in keys.items()
-    for spec in (
-        AssetCheckSpec(UNIQUE, asset=key, description="No two entities of a blueprint share an identifier."),
-        AssetCheckSpec(REQUIRED, asset=key, description="Fields the bundled blueprint requires are non-null."),
-        AssetCheckSpec(RELATIONS, asset=key, description="Relations into blueprints we produce point at entities "
-                                                         "we produced.", additional_deps=[
-                           other for k, other in keys.items() if k != kind]),
-    )
+        spec
+        for kind, key in keys.items()
+        for spec in (
+            AssetCheckSpec(UNIQUE, asset=key, description="No two entities of a blueprint share an identifier."),
+            AssetCheckSpec(REQUIRED, asset=key, description="Fields the bundled blueprint requires are non-null."),
+            AssetCheckSpec(RELATIONS, asset=key, description="Relations into blueprints we produce point at entities "
+                                                             "we produced.",
+                           additional_deps=[other for k, other in keys.items() if k != kind]),
+        )
     ]
 
 

@@ -41,12 +41,8 @@ class CompiledMapping:
 
     def map_items(self, kind: str, items: Sequence[Any]) -> MappingResult:
         """Every resource of `kind` applied to the same plain list of items (no tag/query selection: the preview
-        CLI and the webhooks use it)."""
+        CLI uses it)."""
         result = MappingResult()
         for compiled in self.of_kind(kind):
             result.extend(compiled.map(items))
         return result
-
-
-def map_items(mapping: CompiledMapping, kind: str, items: Sequence[Any]) -> MappingResult:
-    return mapping.map_items(kind, items)

@@ -8,7 +8,7 @@ so the two paths cannot disagree on what they own, merge or may delete.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,6 +27,3 @@ class PublishPolicy:
     blueprints: Sequence[Mapping[str, Any]] = field(default=())
     fragments: Sequence[Mapping[str, Any]] = field(default=())
     ensure_blueprints: bool = False
-
-    def owning(self, owned: frozenset[str] | set[str]) -> PublishPolicy:
-        return replace(self, owned=frozenset(owned))
