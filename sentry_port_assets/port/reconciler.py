@@ -288,6 +288,14 @@ def _prepare(entities: Iterable[Mapping[str, Any]], merge: bool, report: Publish
     return grouped
 
 
+async def _begin(target: PortTarget, policy: PublishPolicy) -> PublishReport:
+    """A publish's report, after ensuring the policy's blueprints (PORT_INITIALIZE_RESOURCES): both paths start so."""
+    report = PublishReport(target=target.description)
+    if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
+        report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
+    return report
+
+
 async def reconcile(
     target: PortTarget,
     entities: Sequence[Mapping[str, Any]],
@@ -305,11 +313,8 @@ async def reconcile(
 
     `policy` (port/policy.py) says what is owned, merged, ensured first, and the deletion threshold."""
     started = time.monotonic()
-    report = PublishReport(target=target.description)
+    report = await _begin(target, policy)
     merge, blueprints = policy.merge, policy.blueprints
-    if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
-        report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
-
     desired = _prepare(entities, merge, report)
     written = list(desired)
     owned = set(policy.owned)
@@ -507,10 +512,8 @@ async def apply_changes(
     holds and no stale computation: the caller has worked out exactly what changed. Blueprints are ensured first
     and only the policy's owned blueprints see deletes, as in a resync."""
     started = time.monotonic()
-    report = PublishReport(target=target.description)
+    report = await _begin(target, policy)
     merge = policy.merge
-    if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
-        report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
     desired = _prepare(upserts, merge, report)
     defs = {bp: await target.get_blueprint(bp) for bp in desired}
     for bp in [bp for level in _levels(list(desired), defs) for bp in level]:
