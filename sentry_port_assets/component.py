@@ -26,13 +26,11 @@ from typing import Optional
 
 import dagster as dg
 
-from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, ConfigError, resync_cron
+from sentry_port_assets.config import (DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, ConfigError, Settings,
+                                      default_port_identity, resync_cron)
 from sentry_port_assets.factory import build_sentry_port_defs
-from sentry_port_assets.port.resource import PortResource
-from sentry_port_assets.resources.demo import DemoPortResource, DemoSentryResource
-from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.resources import build_resources
 from sentry_port_assets.scaffold import SentryPortScaffolder
-from sentry_port_assets.sentry.resource import SentryResource
 
 
 @dg.scaffold_with(SentryPortScaffolder)
@@ -76,20 +74,21 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
         if not demo and not self.sentry_organization:
             raise dg.DagsterInvalidDefinitionError(
                 f"{context.path}: sentry_token_env is set but sentry_organization is not: name the organization")
-        sentry = DemoSentryResource() if demo else SentryResource(
-            host=self.sentry_host, organization=self.sentry_organization, token=dg.EnvVar(self.sentry_token_env))
-        identity = self.port_identity or self.port_integration_identifier or f"sentry-{self.sentry_organization or 'demo'}"
-        port = (DemoPortResource if demo else PortResource)(
-            base_url=self.port_base_url,
-            client_id=dg.EnvVar(self.port_client_id_env) if self.port_client_id_env else None,
-            client_secret=dg.EnvVar(self.port_client_secret_env) if self.port_client_secret_env else None,
-            local_catalog=self.local_catalog, integration_identifier=identity)
-        mapping_file = str((Path(context.path) / self.mapping_file).resolve()) if self.mapping_file else None
-        cron = self.resync_cron or self._cron_of_minutes(context)
-        mapping = MappingResource(path=mapping_file, integration_identifier=self.port_integration_identifier,
-                                  port=port)
-        return build_sentry_port_defs(sentry=sentry, mapping=mapping, port=port, key_prefix=self.key_prefix,
-                                      resync_cron=cron, webhooks=self.webhooks,
+        # The same settings the standalone location reads from the environment, so the resources (and the demo's
+        # own ones) are chosen in one place: `resources/__init__.py`.
+        settings = Settings(
+            sentry_host=self.sentry_host, sentry_organization=self.sentry_organization,
+            sentry_token_var=self.sentry_token_env, port_base_url=self.port_base_url,
+            port_client_id_var=self.port_client_id_env, port_client_secret_var=self.port_client_secret_env,
+            mapping_file=str((Path(context.path) / self.mapping_file).resolve()) if self.mapping_file else None,
+            integration_identifier=self.port_integration_identifier, local_catalog=self.local_catalog,
+            resync_cron=self.resync_cron or self._cron_of_minutes(context),
+            port_identity=self.port_identity or default_port_identity(self.port_integration_identifier,
+                                                                      self.sentry_organization))
+        resources = build_resources(settings)
+        return build_sentry_port_defs(sentry=resources["sentry"], mapping=resources["mapping"],
+                                      port=resources["port"], key_prefix=self.key_prefix,
+                                      resync_cron=settings.resync_cron, webhooks=self.webhooks,
                                       webhook_inbox=self.webhook_inbox,
                                       webhook_installation=self.webhook_installation)
 

@@ -79,11 +79,6 @@ def inbox_location() -> str:
     return configured if configured else str(state_dir() / "webhook_inbox.sqlite")
 
 
-def webhook_secret() -> str:
-    """SENTRY_WEBHOOK_SECRET, the receiver's signing secret ("" when unset); read only by the receiver's command."""
-    return os.environ.get(SECRET_ENV, "")
-
-
 INSTALLATIONS_ENV = "SENTRY_WEBHOOK_INSTALLATIONS"
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -97,7 +92,7 @@ def webhook_secrets() -> str | dict[str, str]:
     Raises `ConfigError` naming what to fix: both or neither set, a malformed pair, a uuid given twice, a variable
     that is not set. The secrets' values are never part of a message."""
     pairs = os.environ.get(INSTALLATIONS_ENV, "").replace(",", " ").split()
-    shared = webhook_secret()
+    shared = os.environ.get(SECRET_ENV, "")
     if pairs and shared.strip():
         raise ConfigError(f"{SECRET_ENV} and {INSTALLATIONS_ENV} are both set: set {SECRET_ENV} for one Sentry "
                           f"installation, or {INSTALLATIONS_ENV} (uuid=VARIABLE pairs) for several, not both")
@@ -217,6 +212,11 @@ def resync_cron(minutes: int) -> str:
         "(1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) or a whole number of hours dividing 24 (60, 120, 180, 240, 360, 480, "
         "720, 1440)"
     )
+
+
+def default_port_identity(integration: str | None, organization: str | None) -> str:
+    """Who an instance is in Port ($datasource) unless told: its integration, else one per Sentry organization."""
+    return integration or f"sentry-{organization or 'demo'}"
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,7 @@ def read_settings() -> Settings:
         owned_blueprints=tuple(b.strip() for b in owned.split(",") if b.strip()) if owned else None,
         resync_cron=cron,
         refused_entities=refused,
-        port_identity=integration or f"sentry-{organization or 'demo'}",
+        port_identity=default_port_identity(integration, organization),
     )
 
 
