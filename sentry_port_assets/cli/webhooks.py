@@ -89,7 +89,7 @@ def add_webhooks_parser(subparsers: Any) -> argparse.ArgumentParser:
     serve.add_argument(
         "--inbox",
         default=None,
-        help=f"inbox SQLite file (default ${INBOX_ENV}, else <state dir>/webhook_inbox.sqlite)",
+        help=f"inbox SQLite file or postgresql:// URL (default ${INBOX_ENV}, else <state dir>/webhook_inbox.sqlite)",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level"
@@ -97,8 +97,8 @@ def add_webhooks_parser(subparsers: Any) -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     status = commands.add_parser("status", help="pending and dead-lettered events of the inbox",
                                  description="Pending events, dead-lettered events (with why), last event received.")
-    status.add_argument("--inbox", default=None, help=f"inbox SQLite file (default ${INBOX_ENV}, else <state dir>/"
-                                                      "webhook_inbox.sqlite)")
+    status.add_argument("--inbox", default=None, help=f"inbox SQLite file or postgresql:// URL (default ${INBOX_ENV}, "
+                                                      "else <state dir>/webhook_inbox.sqlite)")
     status.add_argument("--limit", type=int, default=50, help="dead-lettered events to list (default 50)")
     status.set_defaults(func=_status)
     return webhooks

@@ -173,10 +173,11 @@ def _of(installation: str | None) -> list[Any]:
 
 
 def _migrate(conn: Connection) -> None:
-    """Brings an inbox made by an earlier release up to this schema (inside the schema lock)."""
+    """Brings an inbox made by an earlier release up to this schema (inside the schema lock; a new inbox got the
+    column and its index from `create_all`, and both are added in one transaction, so neither exists alone)."""
     if "installation" not in {c["name"] for c in inspect(conn).get_columns("events")}:
         conn.execute(text("ALTER TABLE events ADD COLUMN installation TEXT"))
-    _BY_INSTALLATION.create(conn, checkfirst=True)
+        _BY_INSTALLATION.create(conn)
 
 
 class Inbox:
