@@ -128,3 +128,77 @@ def test_long_fetches_say_how_far_and_how_long(sentry_emulator: Callable[..., Ru
     [tags] = [m for m in result.get_asset_materialization_events() if m.asset_key == TAGS]
     meta = tags.materialization.metadata
     assert meta["planned_requests"].value == meta["done_requests"].value > 0
+
+
+def _store(instance: DagsterInstance, key: str, data: Any) -> None:
+    import base64
+    import json
+    import zlib
+
+    blob = zlib.compress(json.dumps(data).encode())
+    instance.run_storage.set_cursor_values({key: base64.b64encode(blob).decode()})
+
+
+def test_a_full_refresh_dated_in_the_future_is_due(sentry_emulator: Callable[..., RunningSentry]) -> None:
+    """A worker whose clock ran ahead wrote the cache: its date must not postpone the full refresh for ever."""
+    from sentry_port_assets.assets import tag_cache
+
+    sentry = sentry_emulator()
+    kept = DagsterInstance.ephemeral()
+    first, _ = resync(sentry, kept)
+    key = tag_cache.cache_key(sentry.url, sentry.organization)
+    cache, _ = tag_cache.load(kept, key)
+    assert cache is not None
+    cache.full_refresh_at += 365 * 86400
+    tag_cache.save(kept, key, cache)
+    before = tag_requests(sentry)
+    again, meta = resync(sentry, kept)
+    assert "full fetch" in meta["tag_cache"] and "future" in meta["tag_cache"]
+    assert tag_requests(sentry) > before and again == first
+    cache, _ = tag_cache.load(kept, key)
+    assert cache is not None and cache.full_refresh_at <= __import__("time").time()
+
+
+@pytest.mark.parametrize("entries", [
+    {"1\tenvironment": 5},                                  # not a list
+    {"1\tenvironment": []},                                 # no values
+    {"1\tenvironment": ["a", "b", "c", "d", "not a list"]},  # values not a list
+    {"1\tenvironment": ["a", "b", "c", "d", [1, 2]]},       # values not objects
+    ["not", "a", "mapping"],
+    {"no tab": [None, None, None, None, []]},
+])
+def test_a_cache_of_the_wrong_shape_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry],
+                                                       entries: Any) -> None:
+    from sentry_port_assets.assets import tag_cache
+
+    sentry = sentry_emulator()
+    kept = DagsterInstance.ephemeral()
+    first, _ = resync(sentry, kept)
+    key = tag_cache.cache_key(sentry.url, sentry.organization)
+    cache, _ = tag_cache.load(kept, key)
+    assert cache is not None
+    good = dict(cache.entries)
+    # the wrong-shaped entry sits among good ones, under a key the resync asks for when it can be one
+    wanted = next(iter(good))
+    bad = entries if not isinstance(entries, dict) else {**good, **{
+        (wanted if k == "1\tenvironment" else k): v for k, v in entries.items()}}
+    _store(kept, key, {"version": 1, "full_refresh_at": cache.full_refresh_at, "entries": bad})
+    again, meta = resync(sentry, kept)
+    assert "full fetch" in meta["tag_cache"] and "unreadable" in meta["tag_cache"]
+    assert again == first
+
+
+@pytest.mark.parametrize("stamp", ["soon", None, float("nan"), [1]])
+def test_a_cache_with_a_bad_date_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry], stamp: Any) -> None:
+    from sentry_port_assets.assets import tag_cache
+
+    sentry = sentry_emulator()
+    kept = DagsterInstance.ephemeral()
+    first, _ = resync(sentry, kept)
+    key = tag_cache.cache_key(sentry.url, sentry.organization)
+    cache, _ = tag_cache.load(kept, key)
+    assert cache is not None
+    _store(kept, key, {"version": 1, "full_refresh_at": stamp, "entries": cache.entries})
+    again, meta = resync(sentry, kept)
+    assert "full fetch" in meta["tag_cache"]
+    assert again == first

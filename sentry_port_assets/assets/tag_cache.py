@@ -7,14 +7,16 @@ fetched again, which bounds any drift the fields do not reveal.
 
 The cache lives in the Dagster instance's own key-value store (`run_storage.get_cursor_values`, the table sensor
 cursors live in): SQLite or Postgres alike, no extra service, it survives restarts, and it goes wherever the
-instance goes. One entry per Sentry host and organization, JSON compressed with zlib. A missing, unreadable or
-foreign entry means a full fetch, never an error or a wrong entity.
+instance goes. One entry per Sentry host and organization, JSON compressed with zlib. A missing, unreadable,
+foreign or wrongly shaped entry means a full fetch, never an error or a wrong entity; so does a last full fetch
+dated in the future (written by a worker whose clock ran ahead).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -69,11 +71,33 @@ def load(instance: DagsterInstance, key: str) -> tuple[TagCache | None, str]:
         return None, "no cache yet"
     try:
         data = json.loads(zlib.decompress(base64.b64decode(raw)))
-        if data.get("version") != _VERSION:
-            return None, "the cache is from another version"
-        return TagCache(float(data["full_refresh_at"]), dict(data["entries"])), ""
     except Exception as exc:  # noqa: BLE001
         return None, f"the cache is unreadable ({type(exc).__name__})"
+    if not isinstance(data, dict) or data.get("version") != _VERSION:
+        return None, "the cache is from another version"
+    problem = _shape_problem(data)
+    if problem:
+        return None, f"the cache is unreadable ({problem})"
+    return TagCache(float(data["full_refresh_at"]), data["entries"]), ""
+
+
+def _shape_problem(data: Mapping[str, Any]) -> str | None:
+    """What makes a decoded entry unusable, checked whole here so that nothing later can raise on it (an entry
+    written by another release, or by hand, must mean a full fetch, never a failed run)."""
+    stamp = data.get("full_refresh_at")
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+        return "full_refresh_at is not a time"
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        return "entries is not a mapping"
+    width = len(CHANGE_FIELDS) + 1
+    for key, entry in entries.items():
+        if key.count("\t") != 1 or not isinstance(entry, list) or len(entry) != width:
+            return "an entry is not [*signature, values] under '<issue id>\\t<tag key>'"
+        values = entry[-1]
+        if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+            return "an entry's values are not a list of objects"
+    return None
 
 
 def save(instance: DagsterInstance, key: str, cache: TagCache) -> None:
@@ -88,6 +112,9 @@ def plan(cache: TagCache | None, why_none: str, now: float | None = None) -> tup
     if cache is None:
         return True, why_none
     age = now - cache.full_refresh_at
+    if age < 0:
+        # Written by a worker whose clock ran ahead: waiting for that date could postpone the refresh for ever.
+        return True, f"the last full fetch is dated {-age / 3600:.1f} h in the future (a clock ahead): it is due now"
     if age >= full_refresh_hours() * 3600:
         return True, f"the last full fetch was {age / 3600:.1f} h ago (SENTRY_PORT_FULL_REFRESH_HOURS)"
     return False, f"issues whose {', '.join(CHANGE_FIELDS)} did not move reuse their values"
