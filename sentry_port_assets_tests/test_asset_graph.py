@@ -13,7 +13,7 @@ import httpx
 import pytest
 from dagster import AssetKey
 
-from sentry_port_assets import defs
+from sentry_port_assets.definitions import defs
 
 # The data flow (docs/architecture.md): asset -> its upstream assets.
 EXPECTED_GRAPH: dict[str, set[str]] = {

@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance, Definitions, EnvVar
 from dagster.components.testing import create_defs_folder_sandbox
 
-from sentry_port_assets import defs
+from sentry_port_assets.definitions import defs
 from sentry_port_assets.component import SentryPortComponent
 from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.names import Names

@@ -1,7 +1,7 @@
 """`pip install sentry_port_assets` as a library: the built wheel, installed with its dependencies into a fresh
 virtual environment (not this editable checkout), in a Dagster project created on the fly; `dg scaffold defs`
 (Dagster's own command, from that environment) adds two `SentryPortComponent` instances, `dg check defs` and `dg
-list defs` load them, and `dagster job execute` runs one against the emulators. The default mapping, blueprints
+list defs` load them with the README's variables already exported, and `dagster job execute` runs one against the emulators. The default mapping, blueprints
 and examples must come from the wheel."""
 
 from __future__ import annotations
@@ -113,13 +113,18 @@ def test_the_wheel_in_a_fresh_environment_runs_one_of_two_scaffolded_components(
             # what a user edits: where their Sentry and Port are (here, the emulators)
             defs_yaml.write_text(scaffolded.replace("https://sentry.io", sentry.url)
                                  .replace("https://api.getport.io", url))
+        # The README's order: the variables are exported before `dg check defs`. They configure the components,
+        # not the standalone code location, whose settings (no SENTRY_TOKEN, Port credentials set) would be refused
+        # if dg's scan of `sentry_port_assets` (the package the type names) loaded it.
+        env.update(ACME_SENTRY_TOKEN=sentries["acme"].token, GLOBEX_SENTRY_TOKEN=sentries["globex"].token,
+                   PORT_CLIENT_ID=fx.CLIENT_ID, PORT_CLIENT_SECRET=fx.CLIENT_SECRET)
         run("dg", "check", "defs")
         listed = run("dg", "list", "defs", "--json").stdout
         jobs = {job["name"] for job in json.loads(listed[listed.index("{"):])["jobs"]}
         assert {"acme__sentry_port_sync", "globex__sentry_port_sync", "acme__sentry_webhook_sync"} <= jobs
+        assert not any(s.requests for sentry in sentries.values() for s in sentry.state.endpoints.values()), \
+            "loading the definitions sends no request"
 
-        env.update(ACME_SENTRY_TOKEN=sentries["acme"].token, GLOBEX_SENTRY_TOKEN=sentries["globex"].token,
-                   PORT_CLIENT_ID=fx.CLIENT_ID, PORT_CLIENT_SECRET=fx.CLIENT_SECRET)
         job = run("dagster", "job", "execute", "-m", "dataops.definitions", "-j", "acme__sentry_port_sync")
         (tmp_path / "run.log").write_text(job.stdout + job.stderr)
         held = {bp: {e["identifier"] for e in catalog.entities(bp)} for bp in expected_entities(orgs["acme"])}
