@@ -27,7 +27,7 @@ from typing import Optional
 import dagster as dg
 
 from sentry_port_assets.config import (DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, ConfigError, Settings,
-                                      default_port_identity, resync_cron)
+                                      default_port_identity, identity_problem, resync_cron, url_problem)
 from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.resources import build_resources
 from sentry_port_assets.scaffold import SentryPortScaffolder
@@ -49,7 +49,8 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     port_base_url: str = DEFAULT_PORT_BASE_URL
     port_client_id_env: Optional[str] = None
     port_client_secret_env: Optional[str] = None
-    # Who this instance is in Port (`$datasource`): it deletes only what it wrote. Default: sentry-<organization>.
+    # Who this instance is in Port (`$datasource`): it deletes only what it wrote. Default: sentry-<organization> on
+    # sentry.io, sentry-<organization>.<host> on any other Sentry (config.default_port_identity).
     port_identity: Optional[str] = None
     # Without Port credentials: the local catalog file (default: PORT_LOCAL_CATALOG, else under DAGSTER_HOME; shared
     # by every instance, as one Port is, each deleting only what it wrote).
@@ -74,6 +75,10 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
         if not demo and not self.sentry_organization:
             raise dg.DagsterInvalidDefinitionError(
                 f"{context.path}: sentry_token_env is set but sentry_organization is not: name the organization")
+        for attribute, url in (("sentry_host", self.sentry_host), ("port_base_url", self.port_base_url)):
+            problem = url_problem(attribute, url)
+            if problem:
+                raise dg.DagsterInvalidDefinitionError(f"{context.path}: {problem}")
         # The same settings the standalone location reads from the environment, so the resources (and the demo's
         # own ones) are chosen in one place: `resources/__init__.py`.
         settings = Settings(
@@ -83,14 +88,25 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
             mapping_file=str((Path(context.path) / self.mapping_file).resolve()) if self.mapping_file else None,
             integration_identifier=self.port_integration_identifier, local_catalog=self.local_catalog,
             resync_cron=self.resync_cron or self._cron_of_minutes(context),
-            port_identity=self.port_identity or default_port_identity(self.port_integration_identifier,
-                                                                      self.sentry_organization))
+            port_identity=self._identity(context, demo))
         resources = build_resources(settings)
         return build_sentry_port_defs(sentry=resources["sentry"], mapping=resources["mapping"],
                                       port=resources["port"], key_prefix=self.key_prefix,
                                       resync_cron=settings.resync_cron, webhooks=self.webhooks,
                                       webhook_inbox=self.webhook_inbox,
                                       webhook_installation=self.webhook_installation)
+
+    def _identity(self, context: dg.ComponentLoadContext, demo: bool) -> str:
+        """`port_identity`, else the default of `config.default_port_identity` (per Sentry host and organization);
+        demo instances are told apart by their prefix, so that two of them may share a code location."""
+        if self.port_identity:
+            problem = identity_problem("port_identity", self.port_identity)
+            if problem:
+                raise dg.DagsterInvalidDefinitionError(f"{context.path}: {problem}")
+            return self.port_identity
+        if demo and not self.port_integration_identifier:
+            return f"sentry-demo-{self.key_prefix}" if self.key_prefix else "sentry-demo"
+        return default_port_identity(self.port_integration_identifier, self.sentry_organization, self.sentry_host)
 
     def _cron_of_minutes(self, context: dg.ComponentLoadContext) -> str:
         try:

@@ -163,12 +163,32 @@ DEFAULT_RESYNC_MINUTES = 60
 
 
 def url_problem(name: str, value: str) -> str | None:
-    """Why `value` (the setting `name`) is not an http(s) base URL, or None when it is one."""
+    """Why `value` (the setting `name`) is not an http(s) base URL, or None when it is one.
+
+    A URL with a user name or password (`https://user:password@host`) is refused: httpx would send it as Basic auth
+    in place of the token, and the URL is shown where a password must never be (the resources' config in the UI and
+    run snapshots, asset metadata, logs). The message never repeats what follows `//` when it may hold one."""
     parts = urlsplit(value)
+    if "@" in parts.netloc:
+        return (f"{name} holds a user name or password before its host (scheme://user:password@host), which httpx "
+                "would send as Basic auth in place of the token, and which would be shown in the UI, run metadata "
+                "and logs: give the URL without it. To go "
+                "through a proxy that needs a password, set HTTPS_PROXY (or HTTP_PROXY) to the proxy's URL: httpx "
+                f"reads it (password included) and sends it to the proxy alone, while {name} stays the service's URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return (f"{name}={value!r} is not a URL: give the scheme and host, e.g. "
+        shown = repr(value) if "@" not in value else "… (not repeated: it holds an '@', maybe a password)"
+        return (f"{name}={shown} is not a URL: give the scheme and host, e.g. "
                 f"{'https://sentry.example.com' if name.startswith('SENTRY') else DEFAULT_PORT_BASE_URL}")
     return None
+
+
+def checked_url(name: str, value: str, error: type[Exception]) -> str:
+    """`value` when `url_problem` finds nothing, else `error` naming `name`. For pydantic validators, `error` must not
+    be a ValueError: pydantic would wrap it in a ValidationError that repeats the value, password and all."""
+    problem = url_problem(name, value)
+    if problem:
+        raise error(problem + ".")
+    return value
 
 
 def port_credentials_problem(has_client_id: bool, has_client_secret: bool, demo_source: bool) -> str | None:
@@ -214,9 +234,48 @@ def resync_cron(minutes: int) -> str:
     )
 
 
-def default_port_identity(integration: str | None, organization: str | None) -> str:
-    """Who an instance is in Port ($datasource) unless told: its integration, else one per Sentry organization."""
-    return integration or f"sentry-{organization or 'demo'}"
+def _saas(host: str) -> bool:
+    """sentry.io and its regional and per-organization hosts (us.sentry.io, acme.sentry.io): one service, whose
+    organization slugs are unique across its regions."""
+    return host == "sentry.io" or host.endswith(".sentry.io")
+
+
+def default_port_identity(integration: str | None, organization: str | None,
+                          sentry_host: str = DEFAULT_SENTRY_HOST) -> str:
+    """Who an instance is in Port ($datasource) unless told: its integration, else one per Sentry host and
+    organization. On sentry.io `sentry-<organization>` (the name installs have always written under, so they keep
+    owning their entities); on any other host `sentry-<organization>.<host>[_<port>]`, so that a self-hosted Sentry
+    beside sentry.io, or a staging beside a production Sentry, with the same slug never delete each other's
+    entities. A slug never holds a dot, so the two forms cannot meet."""
+    if integration:
+        return integration
+    if not organization:
+        return "sentry-demo"  # the bundled demo organization, wherever SENTRY_HOST points
+    base = f"sentry-{organization}"
+    parts = urlsplit(sentry_host)
+    host = (parts.hostname or "").lower()
+    if not host or _saas(host):
+        return base
+    try:
+        port = parts.port
+    except ValueError:  # refused by url_problem when the settings are read
+        port = None
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    where = re.sub(r"[^a-z0-9.-]+", "-", host)
+    return f"{base}.{where}" + (f"_{port}" if port and port != default_port else "")
+
+
+IDENTITY_ENV = "PORT_IDENTITY"
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,199}")
+
+
+def identity_problem(label: str, value: str) -> str | None:
+    """Why `value` cannot be an instance's name in Port: it sits between slashes in the `$datasource`
+    (`sentry-port-assets/<version>/<identity>/exporter`, port/datasource.py), which decides what may be deleted."""
+    if _IDENTITY.fullmatch(value):
+        return None
+    return (f"{label}={value[:60]!r} cannot name this instance in Port: use letters, digits, '.', '_', '@' and '-' "
+            "(no '/' or spaces), starting with a letter or digit, at most 200 characters")
 
 
 @dataclass(frozen=True)
@@ -236,7 +295,8 @@ class Settings:
     owned_blueprints: tuple[str, ...] | None = None
     resync_cron: str = "0 * * * *"
     refused_entities: str = "fail"
-    # Who this integration is in Port ($datasource): PORT_INTEGRATION_IDENTIFIER, else one per Sentry organization.
+    # Who this integration is in Port ($datasource): PORT_IDENTITY, else PORT_INTEGRATION_IDENTIFIER, else one per
+    # Sentry host and organization (`default_port_identity`).
     port_identity: str = "sentry-demo"
 
     @property
@@ -337,6 +397,11 @@ def read_settings() -> Settings:
         problems.append(f"PORT_REFUSED_ENTITIES={refused!r} must be 'fail' (entities Port refuses fail the run) or "
                         "'warn' (they fail the publish's asset check instead)")
     problems += filter(None, (number_problem(name, os.environ.get(name)) for name in NUMBER_SETTINGS))
+    identity = env_value(IDENTITY_ENV) or default_port_identity(integration, organization if token else None,
+                                                                  sentry_host)
+    source = IDENTITY_ENV if env_value(IDENTITY_ENV) else (
+        _label("PORT_INTEGRATION_IDENTIFIER") if integration else f"{IDENTITY_ENV} (from SENTRY_ORGANIZATION)")
+    problems += filter(None, [identity_problem(source, identity)])
 
     if problems:
         raise ConfigError("; ".join(problems) + ".")
@@ -355,7 +420,7 @@ def read_settings() -> Settings:
         owned_blueprints=tuple(b.strip() for b in owned.split(",") if b.strip()) if owned else None,
         resync_cron=cron,
         refused_entities=refused,
-        port_identity=default_port_identity(integration, organization),
+        port_identity=identity,
     )
 
 

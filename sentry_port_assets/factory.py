@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import warnings
 
-from dagster import BetaWarning, Definitions, FilesystemIOManager, in_process_executor
+from dagster import BetaWarning, ConfigurableResource, Definitions, FilesystemIOManager, in_process_executor
 
 from sentry_port_assets.assets.catalog import build_port_catalog
 from sentry_port_assets.assets.checks import OPTIONAL_ENTITIES, build_entity_checks, optional_entities
@@ -31,6 +33,24 @@ warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `S
 
 # Shared by every instance (one object, so merged Definitions agree on it): values are stored per asset key.
 IO_MANAGER = FilesystemIOManager()
+
+
+class PortIdentity(ConfigurableResource):
+    """What one instance writes as in Port (`$datasource`), and so what it may delete; shown in the UI's resources.
+
+    Its resource key is derived from the identity (`identity_resource_key`): `Definitions.merge`, which both
+    `dg`'s defs folder and hand-written code locations use, refuses two different resources under one key, so two
+    instances of one code location with the same identity (each of whose resyncs would delete the other's
+    entities) stop the load, naming the identity."""
+
+    identity: str
+    instance: str
+
+
+def identity_resource_key(identity: str) -> str:
+    # Resource keys are identifiers; the digest keeps two identities that differ only in punctuation apart.
+    readable = re.sub(r"[^A-Za-z0-9]+", "_", identity).strip("_")[:60]
+    return f"port_identity__{readable}_{hashlib.sha256(identity.encode()).hexdigest()[:6]}"
 
 
 def build_sentry_port_defs(
@@ -69,6 +89,8 @@ def build_sentry_port_defs(
             # dependencies when it builds a sensor's or schedule's context, where no default io_manager is added.
             "io_manager": IO_MANAGER,
             OPTIONAL_ENTITIES: optional_entities,
+            identity_resource_key(port.integration_identifier): PortIdentity(
+                identity=port.integration_identifier, instance=key_prefix or "(no prefix)"),
         },
         # Each asset already runs its Sentry/Port calls concurrently; a process per step would cost more to start
         # (~2 s each) than the parallelism between steps gains.

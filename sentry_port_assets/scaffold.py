@@ -33,7 +33,9 @@ attributes:
   port_base_url: {port_base_url}    # US region: https://api.us.getport.io
   port_client_id_env: PORT_CLIENT_ID
   port_client_secret_env: PORT_CLIENT_SECRET
-  port_identity: sentry-{organization}   # who this instance writes as in Port: it deletes only what it wrote
+  # port_identity: sentry-{organization}  # who this instance writes as in Port ($datasource): it deletes only what
+  #                                  it wrote. Default: sentry-<organization> on sentry.io, sentry-<organization>.<host>
+  #                                  on any other Sentry host. Pin it when moving an install to a new host.
   resync_minutes: 60                             # or a cron expression: resync_cron: "0 6 * * 1-5"
   webhooks: true
   # mapping_file: mapping.yaml                   # Ocean's mapping YAML, relative to this folder; or Port's own:

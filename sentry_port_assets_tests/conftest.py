@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,18 @@ class RunningSentry:
     @property
     def token(self) -> str:
         return self.state.config.token
+
+
+SETTINGS_PREFIXES = ("SENTRY_", "PORT_", "OCEAN__")
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """`monkeypatch`, with every setting the project reads (ours and Ocean's aliases) unset: the embedded default."""
+    for name in list(os.environ):
+        if name.startswith(SETTINGS_PREFIXES):
+            monkeypatch.delenv(name)
+    return monkeypatch
 
 
 @pytest.fixture

@@ -71,13 +71,10 @@ def test_a_config_error_stops_the_job_before_any_sentry_request_once(
     assert not (tmp_path / "catalog.sqlite").exists()
 
 
-def test_every_problem_is_named_in_the_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("SENTRY_", "PORT_", "OCEAN__")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("OCEAN__INTEGRATION__CONFIG__SENTRY_HOST", "sentry.example.com")
-    monkeypatch.setenv("PORT_CLIENT_ID", "id")
-    monkeypatch.setenv("SENTRY_PORT_RESYNC_MINUTES", "0")
+def test_every_problem_is_named_in_the_one_line(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("OCEAN__INTEGRATION__CONFIG__SENTRY_HOST", "sentry.example.com")
+    settings_env.setenv("PORT_CLIENT_ID", "id")
+    settings_env.setenv("SENTRY_PORT_RESYNC_MINUTES", "0")
     with pytest.raises(ConfigError) as error:
         read_settings()
     message = str(error.value)
@@ -87,17 +84,14 @@ def test_every_problem_is_named_in_the_one_line(monkeypatch: pytest.MonkeyPatch)
     assert "SENTRY_PORT_RESYNC_MINUTES=0" in message
 
 
-def test_the_embedded_default_and_a_real_setup_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("SENTRY_", "PORT_", "OCEAN__")):
-            monkeypatch.delenv(name)
+def test_the_embedded_default_and_a_real_setup_are_valid(settings_env: pytest.MonkeyPatch) -> None:
     assert read_settings().demo
-    monkeypatch.setenv("SENTRY_TOKEN", TOKEN)
-    monkeypatch.setenv("SENTRY_ORGANIZATION", "acme")
-    monkeypatch.setenv("SENTRY_HOST", "https://sentry.example.com/")
-    monkeypatch.setenv("PORT_CLIENT_ID", "id")
-    monkeypatch.setenv("PORT_CLIENT_SECRET", "secret")
-    monkeypatch.setenv("SENTRY_PORT_RESYNC_MINUTES", "15")
+    settings_env.setenv("SENTRY_TOKEN", TOKEN)
+    settings_env.setenv("SENTRY_ORGANIZATION", "acme")
+    settings_env.setenv("SENTRY_HOST", "https://sentry.example.com/")
+    settings_env.setenv("PORT_CLIENT_ID", "id")
+    settings_env.setenv("PORT_CLIENT_SECRET", "secret")
+    settings_env.setenv("SENTRY_PORT_RESYNC_MINUTES", "15")
     settings = read_settings()
     assert not settings.demo and settings.resync_cron == "*/15 * * * *"
     assert settings.sentry_token_var == "SENTRY_TOKEN" and TOKEN not in repr(settings)
@@ -127,14 +121,11 @@ def test_a_mapping_error_fails_one_step_before_any_sentry_request(
     assert sentry.state.total_requests == 0
 
 
-def test_the_mapping_comes_from_one_readable_place(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("SENTRY_", "PORT_", "OCEAN__")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("OCEAN__INTEGRATION__IDENTIFIER", "my-sentry")
+def test_the_mapping_comes_from_one_readable_place(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("OCEAN__INTEGRATION__IDENTIFIER", "my-sentry")
     with pytest.raises(ConfigError, match=r"OCEAN__INTEGRATION__IDENTIFIER \(alias of PORT_INTEGRATION_IDENTIFIER\) "
                                           r"is set .* set PORT_CLIENT_ID and PORT_CLIENT_SECRET"):
         read_settings()
-    monkeypatch.setenv("PORT_MAPPING_FILE", "mine.yaml")
+    settings_env.setenv("PORT_MAPPING_FILE", "mine.yaml")
     with pytest.raises(ConfigError, match=r"both PORT_MAPPING_FILE \(mine.yaml\) and OCEAN__INTEGRATION__IDENTIFIER"):
         read_settings()

@@ -69,7 +69,7 @@ def test_every_endpoint_answers_in_sentrys_published_shape(sentry_emulator: Call
         "/organizations/{org}/teams/": f"/organizations/{data.slug}/teams/",
         "/teams/{org}/{team}/members/": f"/teams/{data.slug}/{team}/members/",
         "/organizations/{org}/projects/": f"/organizations/{data.slug}/projects/",
-        "/organizations/{org}/issues/": f"/organizations/{data.slug}/issues/?query=",
+        "/organizations/{org}/issues/": f"/organizations/{data.slug}/issues/?query=&project=-1",
         "/organizations/{org}/issues/{issue_id}/": f"/organizations/{data.slug}/issues/{issue['id']}/",
         "/projects/{org}/{project}/tags/{key}/values/": f"/projects/{data.slug}/{project}/tags/environment/values/",
         "/organizations/{org}/issues/{issue_id}/tags/{key}/values/":

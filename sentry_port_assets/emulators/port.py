@@ -8,7 +8,7 @@
 - `X-Trace-Id` on every answer;
 - `GET /v1/integration/{identifier}` answers `state.integrations[identifier]` (set it, or
   `state.set_integration_config(identifier, config)`), 404 when unset;
-- fault injection per route: `Fault(route, kind="status"|"slow"|"drop"|"429", times=…, skip=…)`.
+- fault injection per route: `Fault(route, kind="status"|"slow"|"drop"|"429"|"repeat-next", times=…, skip=…)`.
 
 `app = create_port_emulator(path_or_catalog, client_id=…, client_secret=…)`; `app.state.port` is a
 `PortEmulatorState` (stats, catalog, faults, `expire_tokens()`). Serve it with `ServerThread(app)`.
@@ -68,7 +68,9 @@ class Fault:
     """Affects `times` requests to `route` ("*" for any) after letting `skip` through.
 
     kind: "status" answers `status` (default 500); "slow" waits `delay` seconds, then answers normally;
-    "drop" starts the answer and drops the connection; "429" answers 429 with a reset of `delay` seconds."""
+    "drop" starts the answer and drops the connection; "429" answers 429 with a reset of `delay` seconds;
+    "repeat-next" (the paged searches, `search` and `datasource_entities`) answers with `next` = STUCK_CURSOR, which
+    leads back to the first page: a search whose `next` repeats for ever."""
 
     route: str
     kind: str = "status"
@@ -251,6 +253,9 @@ class _Gate:
             if fault.kind == "slow":
                 await asyncio.sleep(fault.delay)
                 break
+            if fault.kind == "repeat-next":
+                scope.setdefault("state", {})["repeat_next"] = True  # read by the paged searches (`_next`)
+                break
             if fault.kind == "drop":
                 await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": b'{"ok": tr', "more_body": True})
@@ -265,6 +270,19 @@ class _Gate:
             )
             return
         await self.app(scope, receive, send_with_headers)
+
+
+# The `next` a "repeat-next" fault answers: as a `from`, it is the first page again.
+STUCK_CURSOR = "emulated-stuck-cursor"
+
+
+def _from(body: Any) -> str | None:
+    cursor = body.get("from") if isinstance(body, dict) else None
+    return None if cursor == STUCK_CURSOR else cursor
+
+
+def _next(request: Request, nxt: str | None) -> str | None:
+    return STUCK_CURSOR if request.scope.get("state", {}).get("repeat_next") else nxt
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -405,12 +423,12 @@ def create_port_emulator(
     async def search(request: Request) -> Response:
         body = await _body(request, state)
         limit = body.get("limit", 1000)
-        entities, nxt = catalog.search(request.path_params["bp"], body.get("query"), limit=limit, from_=body.get("from"),
+        entities, nxt = catalog.search(request.path_params["bp"], body.get("query"), limit=limit, from_=_from(body),
                                        exclude_calculated=_flag(request, "exclude_calculated_properties"))
         include = body.get("include")
         if include:
             entities = [{k: v for k, v in e.items() if k in include or k == "identifier"} for e in entities]
-        return JSONResponse({"ok": True, "entities": entities, "next": nxt})
+        return JSONResponse({"ok": True, "entities": entities, "next": _next(request, nxt)})
 
     async def datasource_entities(request: Request) -> Response:
         body = await _body(request, state)
@@ -419,9 +437,10 @@ def create_port_emulator(
             raise _ApiError(422, "invalid_request", "datasource_prefix and datasource_suffix are required strings")
         try:
             found, nxt = catalog.datasource_entities(prefix, suffix, body.get("before"), int(body.get("limit") or 1000),
-                                                     body.get("from"))
+                                                     _from(body))
         except ValueError:
             raise _ApiError(422, "invalid_request", "before must be an RFC 3339 timestamp, from a `next` this endpoint returned") from None
+        nxt = _next(request, nxt)
         return JSONResponse({"ok": True, "entities": found, **({"next": nxt} if nxt else {})})
 
     async def search_all(request: Request) -> Response:

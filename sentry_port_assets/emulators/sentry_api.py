@@ -26,7 +26,12 @@ from sentry_port_assets.emulators.sentry_data import SentryDataset
 
 # "query-timeout": a Snuba query timeout as Sentry releases before 24.x answered it (400, "Query timeout…"); current
 # releases answer 504 (see "500"'s handling) and Snuba rate limits with a 429 that carries no rate-limit headers.
-FaultKind = Literal["500", "slow", "drop", "malformed", "401", "403", "query-timeout", "snuba-429"]
+# Paging that never ends, as a buggy server or a proxy that drops the `cursor` parameter makes it: "repeat-cursor"'s
+# `Link` says the next page has results, at the cursor this page was asked with (page one: "0:0:0", page one again);
+# "endless"'s says it has results past the end (empty pages, the cursor moving on).
+FaultKind = Literal["500", "slow", "drop", "malformed", "401", "403", "query-timeout", "snuba-429", "repeat-cursor",
+                    "endless"]
+LINK_FAULTS = frozenset({"repeat-cursor", "endless"})
 MAX_PAGE = 100
 
 
@@ -65,6 +70,22 @@ ENDPOINT_SCOPES = {
 }
 # An organization auth token (Settings → Auth Tokens, `sntrys_…`) carries this and nothing else.
 ORG_AUTH_TOKEN_SCOPES = frozenset({"org:ci"})
+
+# Which projects an organization issue list covers, as getsentry/sentry decides it: `OrganizationEndpoint.get_projects`
+# (src/sentry/api/bases/organization.py). No `project` parameter: the projects of the token user's teams
+# (`has_project_membership`); `project=-1` (ALL_ACCESS_PROJECTS, src/sentry/constants.py): every project the token
+# can access (`has_project_access`); explicit ids: those, each checked with `has_project_access`, any refused being a
+# 403. Access (src/sentry/auth/access.py, OrganizationMemberAccess): a member with global access (the organization's
+# open membership, `allow_joinleave`, or a global role) reaches every project, anyone else only their teams' projects;
+# an internal integration's proxy user is a member of every project (OrganizationGlobalMembership). Then
+# OrganizationGroupIndexEndpoint.get (src/sentry/issues/endpoints/organization_group_index.py): no project covered is
+# `200 []`, more than one without `organizations:global-views` was this 400 in the releases that checked the feature,
+# and `group=` ids are looked up only in the covered projects (`Group.objects.filter(id__in=group_ids, project_id__in=project_ids)`).
+ALL_ACCESS_PROJECTS = -1
+ISSUE_LIST_MULTI_PROJECT = "You do not have the multi project stream feature enabled"
+# The organization roles whose `is_global` is set (SENTRY_ROLES, src/sentry/conf/server.py): owner and manager; an
+# admin or member sees only the projects of their teams (Sentry's docs: "Organization Management", roles).
+GLOBAL_ROLES = frozenset({"owner", "manager"})
 
 
 @dataclass(frozen=True)
@@ -120,6 +141,14 @@ class EmulatorConfig:
     # Awaited with (endpoint template, path parameters) before each request is answered: tests hold a request
     # (one issue's tag values, say) until another run has done its part, to interleave runs deterministically.
     hold: Callable[[str, dict[str, str]], Awaitable[None]] | None = None
+    # The slugs of the teams the token's user is a member of; None: the dataset's rosters say (the demo's token user,
+    # the seed's owner, is on none). An internal integration's token (`caller="org"`) is a member of every team.
+    token_teams: frozenset[str] | None = None
+    # The organization has Sentry's `organizations:global-views` feature: an issue list may cover several projects.
+    # Current Sentry no longer checks it (OrganizationGroupIndexEndpoint.get has no such check), so True is today's
+    # behaviour; False models the releases that did (self-hosted ones among them, where the plan decided), in which a
+    # list that would cover more than one project is a 400 (ISSUE_LIST_MULTI_PROJECT).
+    global_views: bool = True
 
 
 @dataclass
@@ -149,6 +178,46 @@ class SentryEmulatorState:
 
     def stats(self, endpoint: str) -> EndpointStats:
         return self.endpoints.setdefault(endpoint, EndpointStats())
+
+    def token_teams(self) -> set[str]:
+        """The teams the token's user is a member of."""
+        if self.config.token_teams is not None:
+            return set(self.config.token_teams)
+        return self.dataset.token_teams()
+
+    def has_global_access(self) -> bool:
+        """OrganizationMemberAccess: open membership or a global role; an internal integration always."""
+        return (self.config.caller == "org" or bool(self.dataset.organization.get("openMembership"))
+                or self.dataset.token_role() in GLOBAL_ROLES)
+
+    def member_projects(self) -> set[str]:
+        """`has_project_membership`: the ids of the projects of the token user's teams; for an internal integration
+        (OrganizationGlobalMembership, "simulated membership") every project of the organization."""
+        if self.config.caller == "org":
+            return {p["id"] for p in self.dataset.org_projects()}
+        teams = self.token_teams()
+        return {p["id"] for t in self.dataset.teams if t["slug"] in teams for p in t["projects"]}
+
+    def can_access(self, project_id: str) -> bool:
+        """`has_project_access`: what an issue's own endpoints (GroupPermission, a ProjectPermission) check too."""
+        return self.has_global_access() or project_id in self.member_projects()
+
+    def issue_list_projects(self, requested: list[str]) -> list[dict[str, Any]] | Response:
+        """The projects an organization issue list covers (see ALL_ACCESS_PROJECTS), or Sentry's error answer."""
+        try:
+            ids = {int(p) for p in requested}
+        except ValueError:
+            return JSONResponse({"detail": "Invalid project parameter. Values must be numbers."}, status_code=400)
+        active = [p for p in self.dataset.org_projects() if p.get("status", "active") == "active"]
+        everything = ids == {ALL_ACCESS_PROJECTS}
+        if everything or ids:
+            covered = [p for p in active if (everything or int(p["id"]) in ids) and self.can_access(p["id"])]
+        else:
+            members = self.member_projects()
+            covered = [p for p in active if p["id"] in members]
+        if ids and not everything and {int(p["id"]) for p in covered} != ids:
+            return JSONResponse({"detail": "You do not have permission to perform this action."}, status_code=403)
+        return covered
 
     def bucket(self, endpoint: str) -> tuple[str, RateLimit | None]:
         """The bucket a request to `endpoint` counts against, and its limits (None: not limited)."""
@@ -234,7 +303,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
     cfg = config or EmulatorConfig()
     state = SentryEmulatorState(dataset, cfg)
 
-    def page(request: Request, items: list[Any], size_param: str = "per_page") -> Response:
+    def page(request: Request, items: list[Any], size_param: str = "per_page", hits: bool = False) -> Response:
         try:
             size = int(request.query_params.get(size_param, MAX_PAGE))
         except ValueError:
@@ -256,10 +325,16 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
             return f'<{url}?{query}>; rel="{rel}"; results="{str(results).lower()}"; cursor="{cursor}"'
 
         prev_cursor = f"0:{max(offset - size, 0)}:1"
-        next_cursor = f"0:{offset + size}:0"
-        header = ", ".join([link(prev_cursor, "previous", offset > 0),
-                            link(next_cursor, "next", offset + size < len(items))])
-        return JSONResponse(chunk, headers={"Link": header})
+        next_cursor, more = f"0:{offset + size}:0", offset + size < len(items)
+        fault = getattr(request.state, "link_fault", None)
+        if fault == "repeat-cursor":
+            next_cursor, more = request.query_params.get("cursor", "0:0:0"), True
+        elif fault == "endless":
+            more = True
+        header = ", ".join([link(prev_cursor, "previous", offset > 0), link(next_cursor, "next", more)])
+        # Sentry counts the matches of a list paged with count_hits (the issue list: OrganizationGroupIndexEndpoint
+        # passes count_hits=True) and says so in X-Hits (api/base.py, add_cursor_headers).
+        return JSONResponse(chunk, headers={"Link": header, **({"X-Hits": str(len(items))} if hits else {})})
 
     def org_or_404(request: Request) -> Response | None:
         if request.path_params.get("org") != dataset.slug:
@@ -282,7 +357,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         return page(request, roster)
 
     async def projects(request: Request) -> Response:
-        return page(request, dataset.user_projects())
+        return page(request, dataset.user_projects(state.token_teams()))
 
     async def org_projects(request: Request) -> Response:
         return org_or_404(request) or page(request, dataset.organization_projects())
@@ -290,21 +365,29 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
     async def org_issues(request: Request) -> Response:
         if (missing := org_or_404(request)) is not None:
             return missing
-        groups = request.query_params.getlist("group")
-        if groups:
-            # Sentry (OrganizationGroupIndexEndpoint): group ids given, the query is ignored and exactly those
-            # issues come back, unpaginated; a non-integer id is a 400.
-            if not all(g.strip().isdigit() for g in groups):
-                return JSONResponse({"detail": "Group ids must be integers"}, status_code=400)
-            wanted_ids = {str(int(g)) for g in groups}
-            return JSONResponse([i for i in dataset.issues if i["id"] in wanted_ids])
-        wanted = set(request.query_params.getlist("project"))
-        query = request.query_params.get("query", "is:unresolved")
-        found = [i for i in dataset.issues
-                 if (not wanted or i["project"]["id"] in wanted) and _issue_matches(i, query)]
+        # Sentry's order (OrganizationGroupIndexEndpoint.get): the environments (an unknown one is a 404), then the
+        # projects covered (none: `200 []`), then the group ids or the search.
         environments = request.query_params.getlist("environment")
         if set(environments) - dataset.environments():
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        if isinstance(covered, Response):
+            return covered
+        if not covered:
+            return JSONResponse([])
+        if len(covered) > 1 and not cfg.global_views:  # releases before the check's removal (see EmulatorConfig)
+            return JSONResponse({"detail": ISSUE_LIST_MULTI_PROJECT}, status_code=400)
+        wanted = {p["id"] for p in covered}
+        groups = request.query_params.getlist("group")
+        if groups:
+            # Sentry (OrganizationGroupIndexEndpoint): group ids given, the query is ignored and exactly those
+            # issues of the covered projects come back, unpaginated; a non-integer id is a 400.
+            if not all(g.strip().isdigit() for g in groups):
+                return JSONResponse({"detail": "Group ids must be integers"}, status_code=400)
+            wanted_ids = {str(int(g)) for g in groups}
+            return JSONResponse([i for i in dataset.issues if i["id"] in wanted_ids and i["project"]["id"] in wanted])
+        query = request.query_params.get("query", "is:unresolved")
+        found = [i for i in dataset.issues if i["project"]["id"] in wanted and _issue_matches(i, query)]
         if environments:
             found = [i for i in (_in_environments(dataset, i, environments) for i in found) if i is not None]
         since = _window_start(request.query_params)
@@ -315,12 +398,14 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         # the top while a client pages; `new` orders by first seen, which events do not change.
         order = "firstSeen" if request.query_params.get("sort") == "new" else "lastSeen"
         found.sort(key=lambda i: (i[order], i["id"]), reverse=True)
-        return page(request, found, size_param="limit")
+        return page(request, found, size_param="limit", hits=True)
 
     async def one_issue(request: Request) -> Response:
         issue = dataset.issue(request.path_params["issue"])
         if org_or_404(request) or issue is None:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)
+        if not state.can_access(issue["project"]["id"]):
+            return JSONResponse({"detail": "You do not have permission to perform this action."}, status_code=403)
         # the details endpoint adds what only one issue's page shows
         return JSONResponse({**issue, "activity": [], "seenBy": [], "participants": [], "userReportCount": 0})
 
@@ -420,6 +505,8 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
         if cfg.hold is not None:
             await cfg.hold(endpoint, dict(request.path_params))
         fault = next((f for f in cfg.faults if f.fires(endpoint)), None)
+        if fault is not None and fault.kind in LINK_FAULTS:
+            request.state.link_fault = fault.kind  # answered normally, with `page`'s Link header changed
         if cfg.latency_seconds:
             await asyncio.sleep(cfg.latency_seconds)
         if fault is not None:

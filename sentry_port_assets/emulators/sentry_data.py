@@ -50,10 +50,20 @@ class SentryDataset:
     def org_projects(self) -> list[Item]:
         return [p for p in self.projects if p["organization"]["slug"] == self.slug]
 
-    def user_projects(self) -> list[Item]:
-        """`GET /projects/`: only the projects of teams the token's user is a member of (in every organization)."""
-        teams = {slug for slug, roster in self.team_members.items()
-                 if any((m.get("user") or {}).get("email") == self.token_user for m in roster)}
+    def token_teams(self) -> set[str]:
+        """The slugs of the teams whose rosters hold the token's user."""
+        return {slug for slug, roster in self.team_members.items()
+                if any((m.get("user") or {}).get("email") == self.token_user for m in roster)}
+
+    def token_role(self) -> str | None:
+        """The token user's organization role (`orgRole`), None when they are not a member."""
+        member = next((m for m in self.members if m.get("email") == self.token_user and m.get("user")), None)
+        return None if member is None else member.get("orgRole") or member.get("role")
+
+    def user_projects(self, teams: set[str] | None = None) -> list[Item]:
+        """`GET /projects/`: only the projects of teams the token's user is a member of (in every organization);
+        `teams`: those teams instead of the rosters'."""
+        teams = self.token_teams() if teams is None else teams
         mine = {p["slug"] for t in self.teams if t["slug"] in teams for p in t["projects"]}
         return [p for p in self.projects if p["organization"]["slug"] != self.slug or p["slug"] in mine]
 

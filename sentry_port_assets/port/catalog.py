@@ -400,6 +400,12 @@ class LocalCatalog:
         with self._lock:
             return list(self._iter_entities(blueprint))
 
+    def writers(self, blueprint: str) -> dict[str, str | None]:
+        """{identifier: `$datasource`} of the entities of `blueprint`: who last wrote each, as Port records it."""
+        with self._lock:
+            return dict(self._db.execute("SELECT identifier, datasource FROM sources WHERE blueprint = ?",
+                                         (blueprint,)).fetchall())
+
     def counts(self) -> dict[str, int]:
         """Entities per blueprint."""
         with self._lock:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from sentry_port_assets.config import checked_url
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
 from sentry_port_assets.port.errors import (
@@ -37,6 +38,7 @@ from sentry_port_assets.port.errors import (
     PortServerError,
     redact,
 )
+from sentry_port_assets.port.paging import SearchCursors
 from sentry_port_assets.port.ratelimit import PortRateGovernor
 from sentry_port_assets.port.results import DeleteResult, EnsureReport, EntityResult
 
@@ -107,8 +109,9 @@ class PortClient:
         user_agent: str = DEFAULT_DATASOURCE.user_agent,
     ) -> None:
         if not client_id or not client_secret:
-
             raise PortConfigError("PORT_CLIENT_ID and PORT_CLIENT_SECRET must both be set to publish to Port")
+        # Before httpx sees it: a password in the URL would be sent as Basic auth.
+        checked_url("PORT_BASE_URL", base_url, PortConfigError)
         self.client_id = client_id
         self.__secret = client_secret
         self.base_url = base_url.rstrip("/")
@@ -337,7 +340,9 @@ class PortClient:
 
     async def _pages(self, path: str, route: str, body: Mapping[str, Any],
                      params: Mapping[str, str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
-        """The pages of a POST search answering `{entities, next}`, continued with `from = next`, one at a time."""
+        """The pages of a POST search answering `{entities, next}`, continued with `from = next`, one at a time, within
+        `SearchCursors`' bounds."""
+        cursors = SearchCursors(f"POST {path}", int(body.get("limit") or MAX_SEARCH_LIMIT), path=path)
         cursor: str | None = None
         while True:
             page = {**body, **({"from": cursor} if cursor else {})}
@@ -345,8 +350,8 @@ class PortClient:
             self._raise_for("POST", path, resp)
             data = resp.json()
             yield data.get("entities") or []
-            cursor = data.get("next")
-            if not cursor:
+            cursor = cursors.follow(data.get("next"))
+            if cursor is None:
                 return
 
     def datasource_pages(self, prefix: str, suffix: str, before: str | None = None,

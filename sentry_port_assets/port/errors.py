@@ -57,3 +57,7 @@ class PortServerError(PortError):
 
 class PortConnectionError(PortError):
     """Timeouts or dropped connections after every retry."""
+
+
+class PortPagingError(PortError):
+    """A paged search whose `next` repeats, or that runs on far past any catalog's size: it would never end."""

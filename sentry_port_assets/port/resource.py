@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Optional
 
 from dagster import ConfigurableResource, InitResourceContext
+from pydantic import field_validator
 
-from sentry_port_assets.config import DEFAULT_PORT_BASE_URL
+from sentry_port_assets.config import DEFAULT_PORT_BASE_URL, checked_url
 from sentry_port_assets.port.client import PortClient
 from sentry_port_assets.port.datasource import Datasource
 from sentry_port_assets.port.errors import PortConfigError
@@ -32,6 +33,12 @@ class PortResource(ConfigurableResource):
     refused_entities: str = "fail"
     # Who this integration is in Port: its writes carry it as `$datasource`, and it deletes only what it wrote.
     integration_identifier: str = "sentry"
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_a_url(cls, base_url: str) -> str:
+        return checked_url("PORT_BASE_URL", base_url, PortConfigError)  # as SentryResource.host
+
     @property
     def demo_source(self) -> bool:
         """True for `resources/demo.py`'s DemoPortResource: the data is the bundled demo's."""

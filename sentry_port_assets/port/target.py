@@ -17,6 +17,7 @@ from sentry_port_assets.port.client import PortClient
 from sentry_port_assets.port.catalog import MAX_SEARCH_LIMIT, CatalogError, LocalCatalog, default_catalog_path
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource
 from sentry_port_assets.port.errors import PortConfigError, PortNotFoundError
+from sentry_port_assets.port.paging import SearchCursors
 from sentry_port_assets.port.results import DeleteResult, EnsureReport, EntityResult
 
 Entity = dict[str, Any]
@@ -130,11 +131,13 @@ class LocalCatalogTarget(PortTarget):
     async def entity_pages(self, blueprint: str, query: Mapping[str, Any] | None = None) -> AsyncIterator[list[Entity]]:
         if self.catalog.get_blueprint(blueprint) is None:
             return
+        cursors = self._cursors(f"the local catalog's search of {blueprint!r}")
         cursor: str | None = None
         while True:
             page, cursor = self.catalog.search(blueprint, query, limit=MAX_SEARCH_LIMIT, from_=cursor,
                                                exclude_calculated=True)
             yield page
+            cursor = cursors.follow(cursor)
             if cursor is None:
                 return
 
@@ -174,13 +177,20 @@ class LocalCatalogTarget(PortTarget):
 
     async def owned(self, before: str | None = None) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
+        cursors = self._cursors("the local catalog's datasource search")
         cursor: str | None = None
         while True:
             page, cursor = self.catalog.datasource_entities(self.datasource.prefix, self.datasource.suffix, before,
                                                             limit=MAX_SEARCH_LIMIT, from_=cursor)
             _by_blueprint(page, out)
+            cursor = cursors.follow(cursor)
             if cursor is None:
                 return out
+
+    def _cursors(self, what: str) -> SearchCursors:
+        # The catalog's cursors only move forward (identifier order), so this never fires unless the catalog breaks.
+        return SearchCursors(f"{what} in {self.catalog.path}", MAX_SEARCH_LIMIT,
+                             remedy="the catalog's paging is broken: report it with this message")
 
     def stats(self) -> dict[str, int | float]:
         return dict(self.requests)

@@ -15,18 +15,25 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from sentry_port_assets.config import checked_url
 from sentry_port_assets.sentry.errors import (
     SentryAuthError,
+    SentryConfigError,
+    SentryMultiProjectError,
     SentryNotFoundError,
     SentryOrganizationNotFound,
     SentryPermissionError,
     SentryRequestError,
     token_kind,
 )
-from sentry_port_assets.sentry.pagination import next_page_url
+from sentry_port_assets.sentry.pagination import PageWalk
 from sentry_port_assets.sentry.ratelimit import RateLimitGovernor, RateLimitHeaders
 
 PAGE_SIZE = 100
+# `project=-1`: every project the token can access (ALL_ACCESS_PROJECTS, getsentry/sentry src/sentry/constants.py).
+# Without a `project` parameter an organization issue list covers only the projects of the token user's teams
+# (OrganizationEndpoint.get_projects, src/sentry/api/bases/organization.py): none at all for a user on no team.
+ALL_ACCESSIBLE_PROJECTS = "-1"
 # A 429 means "wait for the reset", not failure; this only stops a server that never lets us through.
 MAX_RATE_LIMIT_WAITS = 50
 
@@ -102,6 +109,8 @@ class SentryClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
     ) -> None:
+        # Before httpx sees it: a password in the URL would replace the Bearer token with Basic auth.
+        checked_url("SENTRY_HOST", host, SentryConfigError)
         self.organization = organization
         self.token_kind = token_kind(token)
         self.retry = retry
@@ -177,15 +186,21 @@ class SentryClient:
             "/organizations/{org}/issues/{issue}/", f"/organizations/{self.organization}/issues/{issue_id}/"
         )
 
-    async def issues_by_id(self, issue_ids: Iterable[str]) -> dict[str, Item]:
-        """The issues with these ids that still exist, as the issue list shows them: one request per 100 ids
-        (repeated `group=` parameters make Sentry's issue list return exactly those issues, whatever the query)."""
+    async def issues_by_id(self, issue_ids: Iterable[str], project: str = ALL_ACCESSIBLE_PROJECTS) -> dict[str, Item]:
+        """The issues with these ids that the lookup found, as the issue list shows them: one request per 100 ids
+        (repeated `group=` parameters make Sentry's issue list return exactly those issues, whatever the query),
+        over `project` (default: every project the token can access).
+
+        Sentry looks the ids up only in the projects the list covers and says nothing of the others, so an id
+        missing here is gone only where the lookup covered its project (`webhooks/sync.current_issues` decides).
+        Without the organization's `global-views` feature a lookup over several projects is refused:
+        SentryMultiProjectError."""
         ids = sorted(set(issue_ids), key=int)
         found: dict[str, Item] = {}
         for start in range(0, len(ids), ISSUES_PER_GROUP_REQUEST):
             chunk = ids[start:start + ISSUES_PER_GROUP_REQUEST]
             issues = await self._list("/organizations/{org}/issues/", f"/organizations/{self.organization}/issues/",
-                                      {"group": chunk}, page_param=None)
+                                      {"group": chunk, "project": project}, page_param=None)
             found.update((str(i["id"]), i) for i in issues if str(i["id"]) in chunk)
         return found
 
@@ -221,13 +236,14 @@ class SentryClient:
     async def _list(
         self, endpoint: str, path: str, params: dict[str, Any] | None = None, page_param: str | None = "per_page"
     ) -> list[Item]:
-        """Every page of a list endpoint, following `rel="next"` while it has results."""
+        """Every page of a list endpoint, following `rel="next"` while it has results, within `PageWalk`'s bounds."""
         query = dict(params or {})
         if page_param:
             query[page_param] = PAGE_SIZE
         items: list[Item] = []
         url: str | None = path
         first = True
+        walk = PageWalk(endpoint, PAGE_SIZE)
         while url is not None:
             # The next URL already carries every parameter: sending them again loops on page one.
             response, page = await self._send(endpoint, url, query if first else None)
@@ -237,7 +253,7 @@ class SentryClient:
             self.stats.pages += 1
             self.stats.items += len(page)
             first = False
-            url = self._same_origin(next_page_url(response.headers.get("link")))
+            url = self._same_origin(walk.next_url(response.headers))
         return items
 
     async def _org_list(self, endpoint: str, tail: str, params: dict[str, Any] | None = None,
@@ -318,6 +334,8 @@ class SentryClient:
             raise SentryPermissionError(endpoint, self.token_kind)
         if status == 404:
             raise SentryNotFoundError(endpoint, response.request.url.path)
+        if status == 400 and _detail(response).startswith(SentryMultiProjectError.DETAIL):
+            raise SentryMultiProjectError(endpoint)
         raise SentryRequestError(f"GET {endpoint} answered HTTP {status}: {_detail(response)}")
 
 

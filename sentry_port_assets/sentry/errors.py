@@ -84,3 +84,27 @@ class SentryConfigError(SentryError):
 
 class SentryRequestError(SentryError):
     """A request still failed after every retry, or failed in a way retrying cannot fix."""
+
+
+class SentryPagingError(SentryError):
+    """A list whose pages never end: a cursor sent twice, or far more pages than the list can hold."""
+
+    def __init__(self, endpoint: str, why: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(
+            f"GET {endpoint} did not end: {why}. The run fails rather than page for ever (nothing is deleted on a "
+            "list that may be incomplete). A proxy in front of Sentry (SENTRY_HOST) that drops the `cursor` query "
+            "parameter does this; otherwise it is Sentry's answer, retry later."
+        )
+
+
+class SentryMultiProjectError(SentryRequestError):
+    """Sentry refused an organization issue list that would cover several projects: the organization lacks the
+    `organizations:global-views` feature (OrganizationGroupIndexEndpoint.get, getsentry/sentry
+    src/sentry/issues/endpoints/organization_group_index.py). A list of one project at a time works."""
+
+    DETAIL = "You do not have the multi project stream feature enabled"
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"GET {endpoint} answered HTTP 400: {self.DETAIL} (the organization lacks Sentry's "
+                         "global-views feature; ask for one project at a time)")

@@ -10,8 +10,9 @@ import logging
 from typing import Optional
 
 from dagster import ConfigurableResource, InitResourceContext
+from pydantic import field_validator
 
-from sentry_port_assets.config import DEFAULT_SENTRY_HOST, url_problem
+from sentry_port_assets.config import DEFAULT_SENTRY_HOST, checked_url
 from sentry_port_assets.sentry.client import RetryPolicy, SentryClient
 from sentry_port_assets.sentry.errors import SentryConfigError
 from sentry_port_assets.worker_host import tag_worker_host
@@ -31,6 +32,12 @@ class SentryResource(ConfigurableResource):
     backoff_seconds: float = 0.5
     progress_interval_seconds: float = 5.0
 
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_url(cls, host: str) -> str:
+        # Refused when the resource is built, before its config reaches a run snapshot or the UI.
+        return checked_url("SENTRY_HOST", host, SentryConfigError)
+
     @property
     def is_demo(self) -> bool:
         return False
@@ -47,9 +54,6 @@ class SentryResource(ConfigurableResource):
         return RetryPolicy(max_retries=self.max_retries, backoff_seconds=self.backoff_seconds)
 
     def get_client(self) -> SentryClient:
-        problem = url_problem("SENTRY_HOST", self.host)
-        if problem:  # httpx would say "unsupported protocol" on every retry instead
-            raise SentryConfigError(problem + ".")
         if not self.token:
             raise SentryConfigError("SENTRY_TOKEN is not set: an auth token with org:read, member:read, team:read, "
                                     "project:read and event:read")

@@ -23,8 +23,9 @@ from sentry_port_assets.assets.plan import archived_wanted, issue_filter
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.config import ResourceConfig
 from sentry_port_assets.mapping.engine import MappingResult, compile_resource
-from sentry_port_assets.sentry.client import SentryClient
-from sentry_port_assets.sentry.errors import SentryNotFoundError
+from sentry_port_assets.sentry.client import SentryClient, gather_limited
+from sentry_port_assets.sentry.errors import (SentryError, SentryMultiProjectError, SentryNotFoundError,
+                                              SentryPermissionError)
 from sentry_port_assets.sentry.selection import IssueFilter, seen_within
 from sentry_port_assets.webhooks.inbox import InboxEvent
 
@@ -125,7 +126,7 @@ class IssueSync:
         return own, own + [v for v in project if v.get("value") not in seen]
 
     async def sync(self, issue_id: str, from_webhook: Item, changes: Changes, current: Mapping[str, Item]) -> None:
-        """`current`: the batch's issues as Sentry holds them now (`issues_by_id`); one missing there is gone."""
+        """`current`: the batch's issues as Sentry holds them now (`current_issues`); one missing there is gone."""
         issue: Item | None = current.get(issue_id)
         if issue is None:
             changes.issues_gone += 1
@@ -174,12 +175,80 @@ async def sync_comments(client: SentryClient, mapping: CompiledMapping, comments
             changes.comments += 1
 
 
+class IssueLookupError(SentryError):
+    """Issues whose project the token cannot see: whether they still exist is unknown, so nothing is applied (their
+    events stay pending for a retry) rather than their entities deleted as if the issues were gone."""
+
+
+def _project(issue: Item) -> tuple[str | None, str | None]:
+    project = issue.get("project") or {}
+    return (str(project["id"]) if project.get("id") is not None else None), project.get("slug")
+
+
+async def _looked_up(client: SentryClient, issues: Mapping[str, Item]) -> dict[str, Item]:
+    """One issue-list lookup of the ids over every project the token can access (`project=-1`); without the
+    organization's `global-views` feature (a 400 for several projects) one lookup per project the webhooks name."""
+    try:
+        return await client.issues_by_id(issues)
+    except SentryMultiProjectError:
+        pass
+    by_project: dict[str, list[str]] = {}
+    for issue_id, issue in issues.items():
+        project_id, _ = _project(issue)
+        if project_id is not None:
+            by_project.setdefault(project_id, []).append(issue_id)
+    found: dict[str, Item] = {}
+    for project_id, ids in sorted(by_project.items()):
+        try:
+            found.update(await client.issues_by_id(ids, project=project_id))
+        except SentryPermissionError:
+            pass  # a project the token cannot access: its issues are confirmed one by one below
+    return found
+
+
+async def current_issues(client: SentryClient, issues: Mapping[str, Item]) -> dict[str, Item]:
+    """The batch's issues as Sentry holds them now; an id missing from the answer is gone from Sentry.
+
+    Sentry's issue list looks `group=` ids up only in the projects it covers and says nothing of the others
+    (OrganizationGroupIndexEndpoint filters `project_id__in` the covered projects): an id it does not return may be
+    gone, or in a project the lookup did not cover. So each id the lookup missed is confirmed with the issue's own
+    endpoint: 404 (deleted, or pending deletion) is gone; an issue answered under another id was merged into it, and
+    is gone under this one; 403 means the token cannot see the issue's project, and the batch fails (IssueLookupError,
+    naming the projects) without deleting anything, as an absent answer must never read as a deletion."""
+    found = await _looked_up(client, issues)
+    missed = [issue_id for issue_id in issues if issue_id not in found]
+
+    async def confirm(issue_id: str) -> Item | None | bool:
+        try:
+            return await client.get_issue(issue_id)
+        except SentryNotFoundError:
+            return None
+        except SentryPermissionError:
+            return False
+
+    unseen: list[str] = []
+    for issue_id, answer in zip(missed, await gather_limited(confirm(i) for i in missed)):
+        if answer is False:
+            unseen.append(issue_id)
+        elif isinstance(answer, dict) and str(answer.get("id")) == issue_id:
+            found[issue_id] = answer
+    if unseen:
+        projects = sorted({_project(issues[i])[1] or f"the project of issue {i}" for i in unseen})
+        raise IssueLookupError(
+            f"SENTRY_TOKEN cannot see the issues {', '.join(unseen[:10])}{' …' if len(unseen) > 10 else ''} of "
+            f"{', '.join(projects)} (Sentry answered 403 for each): whether they still exist is unknown, so nothing "
+            "is applied and their events stay pending. Give the token access to every project: an internal "
+            "integration's token, or a personal token whose user has the owner or manager role or is on those "
+            "projects' teams (or turn on the organization's open membership).")
+    return found
+
+
 async def changes_for(client: SentryClient, mapping: CompiledMapping, events: Sequence[InboxEvent]) -> Changes:
     batch = coalesce(events)
     changes = Changes()
     issues = IssueSync(client, mapping)
     if issues.resources and batch.issues:
-        current = await client.issues_by_id(batch.issues)  # one request per 100 issues, not one per issue
+        current = await current_issues(client, batch.issues)  # one request per 100 issues, not one per issue
         for issue_id, from_webhook in batch.issues.items():
             await issues.sync(issue_id, from_webhook, changes, current)
     await sync_comments(client, mapping, batch.comments, changes)
