@@ -71,7 +71,7 @@ def build_sentry_port_defs(
     applies (None: every event of the inbox; set it when instances share a receiver)."""
     names = Names(key_prefix)
     jobs = build_jobs(names)
-    webhook_job = build_webhook_job(names)
+    webhook_job = build_webhook_job(names, webhook_inbox, webhook_installation)
     sensors = [build_mapping_sensor(names, jobs.sync), build_publish_sensor(names, jobs.publish)]
     if webhooks:
         sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox, webhook_installation))

@@ -40,7 +40,8 @@ attributes:
   webhooks: true
   # mapping_file: mapping.yaml                   # Ocean's mapping YAML, relative to this folder; or Port's own:
   # port_integration_identifier: my-sentry-integration
-  # webhook_inbox: postgresql://user:password@host/db   # default: SENTRY_WEBHOOK_INBOX
+  # webhook_inbox: "{{{{ env.{inbox_env} }}}}"   # a file or postgresql:// URL, from a variable so no password
+  #                                  is in this file; its sensor and runs read it. Default: SENTRY_WEBHOOK_INBOX
   # webhook_installation: <uuid>                 # one receiver for several organizations: this one's installation
 """
 
@@ -71,7 +72,8 @@ class SentryPortScaffolder(dg.Scaffolder[SentryPortScaffoldParams]):
             prefix = key_prefix_for(organization)
             text = ORGANIZATION.format(
                 type_name=request.type_name, prefix=prefix, organization=organization, sentry_host=DEFAULT_SENTRY_HOST,
-                token_env=f"{prefix.upper()}_SENTRY_TOKEN", port_base_url=DEFAULT_PORT_BASE_URL,
+                token_env=f"{prefix.upper()}_SENTRY_TOKEN", inbox_env=f"{prefix.upper()}_WEBHOOK_INBOX",
+                port_base_url=DEFAULT_PORT_BASE_URL,
                 prefix_note="" if prefix == organization else f"   # from the slug {organization!r}")
         else:
             text = DEMO.format(type_name=request.type_name, prefix=key_prefix_for(request.target_path.name))

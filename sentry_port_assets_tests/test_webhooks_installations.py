@@ -27,9 +27,13 @@ from sentry_port_assets.emulators.sentry_data import build_org
 from sentry_port_assets.emulators.serve import ServerThread
 from sentry_port_assets.names import Names
 from sentry_port_assets.port.catalog import LocalCatalog
+from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.sensors.webhooks import build_webhook_sensor
 from sentry_port_assets.webhooks import inbox as inbox_module
 from sentry_port_assets.webhooks.inbox import Inbox
+from sentry_port_assets.webhooks.job import OP, build_webhook_job
 from sentry_port_assets.webhooks.receiver import WebhookSecretMissing, create_receiver, sign
 from sentry_port_assets_tests import port_fixtures as fx
 from sentry_port_assets_tests.conftest import RunningSentry
@@ -303,3 +307,67 @@ def test_an_instance_without_an_installation_refuses_events_of_several(tmp_path:
         [request] = own(build_sensor_context(instance=instance)).run_requests
         assert request.run_config["ops"]["globex__sync_webhook_events"]["config"]["event_ids"] == [
             e.id for e in inbox.pending_after(0, 10, GLOBEX)]
+
+
+# -- the run reads its instance's inbox ----------------------------------------------------------------------------
+
+
+def test_the_run_reads_the_inbox_its_instance_names_not_the_processs(
+        tmp_path: Path, sentry_emulator: Callable[..., RunningSentry], location: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance's `webhook_inbox` (a component attribute): its sensor reads it, and so must the run it launches,
+    with no database URL (and password) in the run's config. The process's SENTRY_WEBHOOK_INBOX names another inbox
+    here, whose event 1 is another organization's: a run that read it would apply that event and leave its own."""
+    other = tmp_path / "other.sqlite"
+    monkeypatch.setenv("SENTRY_WEBHOOK_INBOX", str(other))
+    data = build_org("acme")
+    sentry = sentry_emulator(data)
+    catalog = LocalCatalog(tmp_path / "port.sqlite")
+    catalog.create_blueprint(PORT_USER)
+    mapping = tmp_path / "acme.yaml"
+    mapping.write_text(PREFIXED.read_text())
+    instance = DagsterInstance.ephemeral()
+    with fx.serve_port(catalog) as (port_url, _), Inbox(location) as inbox, Inbox(other) as elsewhere:
+        defs = org_instance("acme", sentry, port_url, mapping, webhook_inbox=location, webhook_installation=ACME)
+        assert defs.resolve_job_def("acme__sentry_port_sync").execute_in_process(instance=instance).success
+        held = {e["identifier"] for e in catalog.entities("sentryIssue")}
+        issue = next(i for i in data.issues if i["status"] == "unresolved" and f"acme-{i['id']}" in str(held))
+        issue.update(status="resolved", substatus=None)
+        assert inbox.append(request_id="acme-1", resource="issue", action="resolved", issue_id=issue["id"],
+                            body=envelope(ACME, copy.deepcopy(issue)), installation=ACME)
+        _append(elsewhere, "globex-1", GLOBEX)
+
+        sensor = defs.get_repository_def().get_sensor_def("acme__sentry_webhook_sensor")
+        tick = sensor(build_sensor_context(instance=instance))
+        assert isinstance(tick, SensorResult)
+        [request] = tick.run_requests
+        assert location not in json.dumps(request.run_config) and "postgresql" not in json.dumps(request.run_config)
+        assert defs.resolve_job_def("acme__sentry_webhook_sync").execute_in_process(
+            run_config=request.run_config, instance=instance, tags=request.tags).success
+        sensor(build_sensor_context(instance=instance, cursor=tick.cursor))  # marks the batch done
+        assert inbox.count_pending() == 0 and elsewhere.count_pending() == 1, "the other inbox was left alone"
+    held = {e["identifier"] for e in catalog.entities("sentryIssue")}
+    assert not [i for i in held if i.startswith(f"acme-{issue['id']}-")], "the resolved issue left Port"
+    catalog.close()
+
+
+def test_the_run_refuses_events_of_another_installation(tmp_path: Path) -> None:
+    """A run launched by hand with another organization's event ids applies nothing: with this instance's Sentry, that
+    organization's issues would look gone and their events be marked done."""
+    inbox_path = str(tmp_path / "inbox.sqlite")
+    with Inbox(inbox_path) as inbox:
+        _append(inbox, "g1", GLOBEX)
+        [event] = inbox.pending_after(0, 10)
+    job = build_webhook_job(Names("acme"), inbox_path, ACME)
+    result = job.execute_in_process(
+        run_config={"ops": {f"acme__{OP}": {"config": {"event_ids": [event.id]}}}}, raise_on_error=False,
+        resources={"acme_sentry": SentryResource(host="http://127.0.0.1:9", organization="acme", token="t"),
+                   "acme_mapping": MappingResource(),
+                   "acme_port": PortResource(local_catalog=str(tmp_path / "port.sqlite"))})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    why = failure.step_failure_data.user_failure_data.description
+    assert GLOBEX in why and ACME in why and "nothing was applied" in why, why
+    assert not (tmp_path / "port.sqlite").exists(), "Port was not touched"
+    with Inbox(inbox_path) as inbox:
+        assert inbox.count_pending() == 1

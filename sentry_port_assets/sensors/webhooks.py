@@ -43,7 +43,7 @@ from dagster import (
 from sentry_port_assets.assets.catalog import RESYNC_STARTED
 from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.sensors.liveness import check_run
-from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path, describe, inbox_exists, is_url
+from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path, describe, inbox_exists
 from sentry_port_assets.webhooks.job import OP, sentry_webhook_sync
 from sentry_port_assets.webhooks.sync import coalesce
 
@@ -217,13 +217,12 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
         ids = [e.id for e in pending]
         state["inflight"][batch] = {"ids": ids, "at": time.time()}
         issues = coalesce(pending).issues
-        # A file's path goes in the run's config (the run reads the inbox the sensor read); a database URL does not (it
-        # may hold a password, and run config is shown in the UI): the run reads SENTRY_WEBHOOK_INBOX, as the sensor.
-        batch_config: dict = {"event_ids": ids} if is_url(path) else {"event_ids": ids, "inbox_path": path}
+        # No inbox in the run's config (a database URL may hold a password, and run config is shown in the UI): the
+        # run's job was built with this sensor's inbox (build_webhook_job), so it reads the same one.
         return SensorResult(
             run_requests=[RunRequest(
                 run_key=f"webhooks-{tag(batch)}",
-                run_config={"ops": {names.job(OP): {"config": batch_config}}},
+                run_config={"ops": {names.job(OP): {"config": {"event_ids": ids}}}},
                 tags={BATCH_TAG: tag(batch), "sentry_port/issues": ",".join(sorted(issues))[:200]},
             )],
             cursor=json.dumps(state),

@@ -20,6 +20,8 @@ from sentry_port_assets.webhooks.sync import Changes, changes_for
 
 class WebhookBatchConfig(Config):
     event_ids: list[int]
+    # Another inbox than the instance's (a file; for runs launched by hand). The sensor never sets it: the run reads
+    # the inbox its instance was built with, as the sensor does, so no database URL (and password) is in run config.
     inbox_path: Optional[str] = None
 
 
@@ -27,8 +29,10 @@ class WebhookBatchConfig(Config):
 OP = "sync_webhook_events"
 
 
-def build_webhook_job(names: Names = DEFAULT) -> JobDefinition:
-    """The webhook job of one instance (`names`)."""
+def build_webhook_job(names: Names = DEFAULT, inbox_location: str | None = None,
+                      installation: str | None = None) -> JobDefinition:
+    """The webhook job of one instance (`names`): it reads `inbox_location` (None: SENTRY_WEBHOOK_INBOX, else the
+    default file), the same inbox as the instance's sensor, and applies only the events of `installation` when set."""
 
     @op(name=names.job(OP), pool=PORT_WRITES_POOL,
         required_resource_keys={names.resource("sentry"), names.resource("mapping"), names.resource("port")})
@@ -37,12 +41,17 @@ def build_webhook_job(names: Names = DEFAULT) -> JobDefinition:
         sentry: SentryResource = bound.sentry
         mapping: MappingResource = bound.mapping
         port: PortResource = bound.port
-        with Inbox(config.inbox_path or default_inbox_path()) as inbox:
+        with Inbox(config.inbox_path or inbox_location or default_inbox_path()) as inbox:
             events = inbox.get(config.event_ids)
             where = inbox.description
         missing = set(config.event_ids) - {e.id for e in events}
         if missing:
             raise Failure(f"inbox events {sorted(missing)} are not in {where}")
+        foreign = [e for e in events if installation is not None and e.installation != installation]
+        if foreign:  # applied with this instance's Sentry, another organization's issues would look gone
+            raise Failure(f"inbox events {[e.id for e in foreign][:20]} of {where} belong to Sentry installation(s) "
+                          f"{sorted({str(e.installation) for e in foreign})}, not this instance's ({installation}): "
+                          "nothing was applied; their own instance applies them")
         mapping_config = mapping_for_step(context, mapping)
 
         async def run() -> tuple[Changes, PublishReport]:
