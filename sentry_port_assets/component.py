@@ -52,6 +52,9 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     # Who this instance is in Port (`$datasource`): it deletes only what it wrote. Default: sentry-<organization> on
     # sentry.io, sentry-<organization>.<host> on any other Sentry (config.default_port_identity).
     port_identity: Optional[str] = None
+    # The identifier of Port's Ocean Sentry integration this instance replaces (PORT_ADOPT_INTEGRATION): what it wrote
+    # becomes this instance's (README, "Switching from Ocean").
+    adopt_integration: Optional[str] = None
     # Without Port credentials: the local catalog file (default: PORT_LOCAL_CATALOG, else under DAGSTER_HOME; shared
     # by every instance, as one Port is, each deleting only what it wrote).
     local_catalog: Optional[str] = None
@@ -88,7 +91,7 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
             mapping_file=str((Path(context.path) / self.mapping_file).resolve()) if self.mapping_file else None,
             integration_identifier=self.port_integration_identifier, local_catalog=self.local_catalog,
             resync_cron=self.resync_cron or self._cron_of_minutes(context),
-            port_identity=self._identity(context, demo))
+            port_identity=self._identity(context, demo), adopt_integration=self._adopted(context))
         resources = build_resources(settings)
         return build_sentry_port_defs(sentry=resources["sentry"], mapping=resources["mapping"],
                                       port=resources["port"], key_prefix=self.key_prefix,
@@ -107,6 +110,17 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
         if demo and not self.port_integration_identifier:
             return f"sentry-demo-{self.key_prefix}" if self.key_prefix else "sentry-demo"
         return default_port_identity(self.port_integration_identifier, self.sentry_organization, self.sentry_host)
+
+    def _adopted(self, context: dg.ComponentLoadContext) -> str | None:
+        if not self.adopt_integration:
+            return None
+        problem = identity_problem("adopt_integration", self.adopt_integration, "name the Ocean integration to adopt")
+        if not problem and not (self.port_client_id_env and self.port_client_secret_env):
+            problem = ("adopt_integration is set without Port credentials (port_client_id_env, "
+                       "port_client_secret_env): an Ocean integration's entities are in Port, not in the local catalog")
+        if problem:
+            raise dg.DagsterInvalidDefinitionError(f"{context.path}: {problem}")
+        return self.adopt_integration
 
     def _cron_of_minutes(self, context: dg.ComponentLoadContext) -> str:
         try:

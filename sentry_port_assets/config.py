@@ -266,15 +266,16 @@ def default_port_identity(integration: str | None, organization: str | None,
 
 
 IDENTITY_ENV = "PORT_IDENTITY"
+ADOPT_ENV = "PORT_ADOPT_INTEGRATION"
 _IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,199}")
 
 
-def identity_problem(label: str, value: str) -> str | None:
-    """Why `value` cannot be an instance's name in Port: it sits between slashes in the `$datasource`
+def identity_problem(label: str, value: str, what: str = "name this instance in Port") -> str | None:
+    """Why `value` cannot be an integration's name in Port: it sits between slashes in the `$datasource`
     (`sentry-port-assets/<version>/<identity>/exporter`, port/datasource.py), which decides what may be deleted."""
     if _IDENTITY.fullmatch(value):
         return None
-    return (f"{label}={value[:60]!r} cannot name this instance in Port: use letters, digits, '.', '_', '@' and '-' "
+    return (f"{label}={value[:60]!r} cannot {what}: use letters, digits, '.', '_', '@' and '-' "
             "(no '/' or spaces), starting with a letter or digit, at most 200 characters")
 
 
@@ -298,6 +299,9 @@ class Settings:
     # Who this integration is in Port ($datasource): PORT_IDENTITY, else PORT_INTEGRATION_IDENTIFIER, else one per
     # Sentry host and organization (`default_port_identity`).
     port_identity: str = "sentry-demo"
+    # PORT_ADOPT_INTEGRATION: the identifier of Port's Ocean Sentry integration this one replaces; what it wrote is
+    # treated as ours (rewritten under our name, deleted when stale).
+    adopt_integration: str | None = None
 
     @property
     def demo(self) -> bool:
@@ -402,6 +406,12 @@ def read_settings() -> Settings:
     source = IDENTITY_ENV if env_value(IDENTITY_ENV) else (
         _label("PORT_INTEGRATION_IDENTIFIER") if integration else f"{IDENTITY_ENV} (from SENTRY_ORGANIZATION)")
     problems += filter(None, [identity_problem(source, identity)])
+    adopt = env_value(ADOPT_ENV)
+    if adopt:
+        problems += filter(None, [identity_problem(ADOPT_ENV, adopt, "name the Ocean integration to adopt")])
+        if not (client_id and client_secret):
+            problems.append(f"{ADOPT_ENV}={adopt!r} is set without Port credentials: an Ocean integration's entities "
+                            "are in Port, not in the local catalog; set PORT_CLIENT_ID and PORT_CLIENT_SECRET")
 
     if problems:
         raise ConfigError("; ".join(problems) + ".")
@@ -421,6 +431,7 @@ def read_settings() -> Settings:
         resync_cron=cron,
         refused_entities=refused,
         port_identity=identity,
+        adopt_integration=adopt or None,
     )
 
 

@@ -36,6 +36,7 @@ attributes:
   # port_identity: sentry-{organization}  # who this instance writes as in Port ($datasource): it deletes only what
   #                                  it wrote. Default: sentry-<organization> on sentry.io, sentry-<organization>.<host>
   #                                  on any other Sentry host. Pin it when moving an install to a new host.
+  # adopt_integration: my-sentry     # replacing Port's Ocean Sentry integration: what it wrote becomes this one's
   resync_minutes: 60                             # or a cron expression: resync_cron: "0 6 * * 1-5"
   webhooks: true
   # mapping_file: mapping.yaml                   # Ocean's mapping YAML, relative to this folder; or Port's own:

@@ -5,9 +5,6 @@ code location refuses two instances with the same identity."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,16 +14,16 @@ from dagster.components.testing import create_defs_folder_sandbox
 
 from sentry_port_assets.component import SentryPortComponent
 from sentry_port_assets.config import ConfigError, default_port_identity, read_settings
-from sentry_port_assets.emulators.port import create_port_emulator
 from sentry_port_assets.emulators.sentry_data import build_org
-from sentry_port_assets.emulators.serve import ServerThread
 from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets_tests.conftest import RunningSentry
-from sentry_port_assets_tests.test_end_to_end import CLIENT_ID, CLIENT_SECRET, PORT_USER, expected_entities
+from sentry_port_assets_tests import port_fixtures as fx
+from sentry_port_assets_tests.job_runs import execute, job_env
+from sentry_port_assets_tests.test_end_to_end import PORT_USER, expected_entities
 
 ISSUES = "sentryIssue"
 
@@ -94,17 +91,6 @@ def test_two_components_for_one_slug_on_two_hosts_get_two_identities_and_one_ide
     assert "port_identity__sentry_acme_" in str(refused.value) + str(refused.value.__cause__ or "")
 
 
-def _sync(home: Path, sentry: RunningSentry, port_url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "PORT_", "OCEAN__"))}
-    env.update(DAGSTER_HOME=str(home), SENTRY_HOST=sentry.url, SENTRY_ORGANIZATION=sentry.organization,
-               SENTRY_TOKEN=sentry.token, PORT_CLIENT_ID=CLIENT_ID, PORT_CLIENT_SECRET=CLIENT_SECRET,
-               PORT_BASE_URL=port_url)
-    done = subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-m", "sentry_port_assets", "-j",
-                           "sentry_port_sync"], cwd=home, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    return done
-
-
 def test_one_slug_on_two_sentry_hosts_into_one_port_never_deletes_the_others_issues(
         tmp_path: Path, sentry_emulator: Callable[..., RunningSentry]) -> None:
     """Two Sentry servers (two emulators: two host:port) hold organizations with the same slug and different issues,
@@ -119,14 +105,16 @@ def test_one_slug_on_two_sentry_hosts_into_one_port_never_deletes_the_others_iss
     homes = {name: tmp_path / name for name in sentries}
     for home in homes.values():
         home.mkdir()
-    app = create_port_emulator(catalog, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with ServerThread(app) as port:
-        _sync(homes["production"], sentries["production"], port.url)
-        _sync(homes["staging"], sentries["staging"], port.url)
+    with fx.serve_port(catalog) as (port_url, port_state):
+        def sync(name: str) -> None:
+            execute("sentry_port_sync", job_env(homes[name], sentries[name], port_url), homes[name])
+
+        sync("production")
+        sync("staging")
         assert only_staging <= {e["identifier"] for e in catalog.entities(ISSUES)}
-        deleted = app.state.port.stats.entities_deleted
-        _sync(homes["production"], sentries["production"], port.url)
-        assert app.state.port.stats.entities_deleted == deleted, "production's resync deleted staging's entities"
+        deleted = port_state.stats.entities_deleted
+        sync("production")
+        assert port_state.stats.entities_deleted == deleted, "production's resync deleted staging's entities"
         assert only_staging <= {e["identifier"] for e in catalog.entities(ISSUES)}
         # each wrote under its own identity: sentry-acme.<host>_<port> (the emulators are not on sentry.io)
         writers = catalog.writers(ISSUES)

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from dagster import SensorResult, build_sensor_context
 
 from sentry_port_assets.emulators.sentry_api import ISSUE_LIST_MULTI_PROJECT
@@ -24,7 +21,7 @@ from sentry_port_assets.webhooks.inbox import Inbox
 from sentry_port_assets.webhooks.job import OP, sentry_webhook_sync
 from sentry_port_assets_tests import port_fixtures as fx
 from sentry_port_assets_tests.conftest import RunningSentry
-from sentry_port_assets_tests.test_interleaving import environment
+from sentry_port_assets_tests.job_runs import execute, job_env
 from sentry_port_assets_tests.test_webhooks_end_to_end import Loop, make_loop  # noqa: F401 (a fixture)
 
 PERSONAL_TOKEN = "sntryu_lookup_scope_token_never_logged_31"
@@ -86,11 +83,6 @@ def test_an_internal_integration_is_on_every_team(sentry_emulator: Callable[...,
     assert issue_list(sentry, groups).json() == {"detail": ISSUE_LIST_MULTI_PROJECT}
 
 
-def _dagster(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-m", "sentry_port_assets", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_a_webhook_for_a_live_issue_keeps_its_entities_with_a_token_user_on_no_team(
         tmp_path: Path, sentry_emulator: Callable[..., RunningSentry]) -> None:
     """The issue's report: a personal token whose user (an owner) is on no team. The resync lands the entities; an
@@ -104,9 +96,8 @@ def test_a_webhook_for_a_live_issue_keeps_its_entities_with_a_token_user_on_no_t
     catalog = LocalCatalog(tmp_path / "port.sqlite")
     catalog.create_blueprint(fx.PORT_USER)
     with fx.serve_port(catalog) as (port_url, _):
-        env = environment(home, sentry, port_url, inbox_path)
-        resync = _dagster(["-j", "sentry_port_sync"], env, tmp_path)
-        assert resync.returncode == 0, resync.stdout[-3000:] + resync.stderr[-3000:]
+        env = job_env(home, sentry, port_url, SENTRY_WEBHOOK_INBOX=str(inbox_path))
+        execute("sentry_port_sync", env, tmp_path)
         issue = next(i for i in data.issues if i["status"] == "unresolved"
                      and len(data.issue_tag_values[(i["id"], "environment")]) == 3)
         entities = {e["identifier"] for e in catalog.entities("sentryIssue") if e["identifier"].startswith(f"{issue['id']}-")}
@@ -120,10 +111,7 @@ def test_a_webhook_for_a_live_issue_keeps_its_entities_with_a_token_user_on_no_t
         with Inbox(inbox_path) as inbox:
             inbox.append(request_id="assigned-1", resource="issue", action="assigned", issue_id=issue["id"], body=body)
             [event] = inbox.pending_after(0)
-        config = tmp_path / "batch.yaml"
-        config.write_text(yaml.safe_dump({"ops": {OP: {"config": {"event_ids": [event.id]}}}}))
-        run = _dagster(["-j", "sentry_webhook_sync", "-c", str(config)], env, tmp_path)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        run = execute("sentry_webhook_sync", env, tmp_path, {"ops": {OP: {"config": {"event_ids": [event.id]}}}})
 
     kept = {e["identifier"]: e for e in catalog.entities("sentryIssue") if e["identifier"].startswith(f"{issue['id']}-")}
     assert set(kept) == entities, "the live issue's entities were deleted: the lookup covered none of its projects"

@@ -169,6 +169,9 @@ def build_port_catalog(names: Names = DEFAULT) -> AssetsDefinition:
         context.log.info(
             f"published to {meta['target']}: {meta['created']} created, {meta['updated']} updated, "
             f"{meta['unchanged']} unchanged, {meta['deleted']} deleted, {meta['failed']} failed; deletes: {meta['deletes']}")
+        context.log.info(report.threshold_line(policy.deletion_threshold)
+                         + (f"; {report.adopted} entities of the Ocean integration {port.adopt_integration!r} "
+                            "rewritten as this integration's" if port.adopt_integration else ""))
         per_blueprint = [{"blueprint": bp, **counts} for bp, counts in meta["per_blueprint"].items()]
         metadata = {
             "target": meta["target"],
@@ -179,6 +182,11 @@ def build_port_catalog(names: Names = DEFAULT) -> AssetsDefinition:
             "failed": meta["failed"],
             "port_users_created": meta["port_users_created"],
             "stale": meta["stale"],
+            # what the deletion threshold divides: the stale share of what THIS integration wrote (its $datasource)
+            "ours": meta["ours"],
+            "deletion_share": MetadataValue.float(meta["deletion_share"]),
+            "deletion_threshold": MetadataValue.float(policy.deletion_threshold),
+            "adopted": meta["adopted"],
             "upserts_sent": meta["upserts_sent"],
             "deletes": meta["deletes"],
             "seconds": meta["seconds"],

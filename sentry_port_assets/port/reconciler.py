@@ -11,13 +11,19 @@
    began, and that the resync neither produced nor points at. Entities of blueprints written but
    not owned (e.g. `_user`, written with merge) are never deleted. Stale entities are deleted (bulk, <= 100 ids,
    sources before their targets) only when: allow_delete, no blocked_reason from the caller, the resync produced
-   entities, no upsert failed, and the stale share of the held entities in owned blueprints is at most
-   deletion_threshold. Otherwise nothing is deleted and the report says why.
+   entities, no upsert failed, and the stale ones are at most deletion_threshold of the entities THIS integration
+   held in the owned blueprints (never of what other writers hold there too). Otherwise nothing is deleted and the
+   report says why.
+
+"This integration" is the target's `Datasource`: what it wrote, and, when it replaces Port's Ocean Sentry
+integration (PORT_ADOPT_INTEGRATION), what that one wrote, which a publish rewrites under its own name even when
+unchanged. `apply_changes` (webhooks) deletes under the same ownership and threshold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -77,13 +83,28 @@ class PublishReport:
     duplicates: int = 0
     search_relations_emptied: int = 0
     stale_total: int = 0
-    held_owned_total: int = 0
+    # What the deletion threshold divides by: the entities of the owned blueprints that THIS integration
+    # ($datasource) held before the publish, whoever else writes to those blueprints (Ocean divides by its own
+    # entities too: sync_raw.py reads them with `search_entities(user_agent_type)`).
+    ours_total: int = 0
+    identity: str = ""
+    adopted: int = 0  # entities the replaced integration (PORT_ADOPT_INTEGRATION) wrote, rewritten under our name
     not_ours_kept: int = 0
     deletes_performed: bool = False
     delete_skipped_reason: str | None = None
     ensure: EnsureReport | None = None
     seconds: float = 0.0
     target_stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deletion_share(self) -> float:
+        """The share of this integration's entities (in the owned blueprints) that the stale ones are."""
+        return round(self.stale_total / self.ours_total, 4) if self.ours_total else (1.0 if self.stale_total else 0.0)
+
+    def threshold_line(self, threshold: float) -> str:
+        """What share would go, and of what, in words (the run's log says it, whether deletes go ahead or not)."""
+        return (f"{self.stale_total} of the {self.ours_total} entities {self.identity or 'this integration'} wrote in "
+                f"its owned blueprints are stale ({self.deletion_share:.0%}; entityDeletionThreshold {threshold:g})")
 
     def total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.blueprints.values())
@@ -102,7 +123,10 @@ class PublishReport:
             "deleted": self.total("deleted"),
             "failed": self.total("failed"),
             "stale": self.stale_total,
+            "ours": self.ours_total,
+            "deletion_share": self.deletion_share,
             "not_ours_kept": self.not_ours_kept,
+            "adopted": self.adopted,
             "upserts_sent": self.upserts_sent,
             "duplicates_dropped": self.duplicates,
             "search_relations_emptied": self.search_relations_emptied,
@@ -290,7 +314,7 @@ def _prepare(entities: Iterable[Mapping[str, Any]], merge: bool, report: Publish
 
 async def _begin(target: PortTarget, policy: PublishPolicy) -> PublishReport:
     """A publish's report, after ensuring the policy's blueprints (PORT_INITIALIZE_RESOURCES): both paths start so."""
-    report = PublishReport(target=target.description)
+    report = PublishReport(target=target.description, identity=target.datasource.identifier)
     if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
         report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
     return report
@@ -342,6 +366,10 @@ async def reconcile(
     # 1-2. what the target holds, compared page by page: only identifiers are kept (they decide what is stale), except
     # for the blueprints that search relations resolve against, which are read whole first.
     identified = {bp: {k: v for k, v in g.items() if isinstance(v["identifier"], str)} for bp, g in desired.items()}
+    # What the integration this one replaces wrote (PORT_ADOPT_INTEGRATION): rewritten under our name even when
+    # unchanged, so that from this publish on it is ours in Port too.
+    adopting = target.datasource.adopted
+    adopted = await target.written_by(adopting) if adopting else {}
     held_whole: dict[str, dict[str, Entity]] = {}
     held_ids: dict[str, set[str]] = {}
     resolver = _Resolver(held_whole, identified, merge)
@@ -351,9 +379,11 @@ async def reconcile(
         mine = identified.get(bp, {})
         rel_defs = (defs.get(bp) or {}).get("relations") or {}
         schema_props = ((defs.get(bp) or {}).get("schema") or {}).get("properties") if defs.get(bp) else None
+        theirs = adopted.get(bp, set())
         for have in page:
             want = mine.get(have["identifier"])
-            if want is not None and not _differs(want, have, merge, rel_defs, resolver, schema_props):
+            if (want is not None and have["identifier"] not in theirs
+                    and not _differs(want, have, merge, rel_defs, resolver, schema_props)):
                 unchanged.setdefault(bp, set()).add(have["identifier"])
 
     async def read(bp: str, keep_whole: bool) -> None:
@@ -385,6 +415,7 @@ async def reconcile(
     # 3. upsert, relation targets first
     # every produced identifier counts as produced, failed or not: a failed upsert never makes its entity stale
     produced: dict[str, set[str]] = {bp: {e["identifier"] for e in g.values() if isinstance(e["identifier"], str)} for bp, g in desired.items()}
+    rewritten: dict[str, set[str]] = {}  # held entities this publish wrote again: ours from now on, if not before
     uncertain: set[str] = set()
     # Relation targets first, always: Port resolves search relations when it writes, and creating missing related
     # entities cannot help those (nor should it create stubs that the real entities then overwrite).
@@ -398,10 +429,12 @@ async def reconcile(
         for entity, result in zip(batch, results):
             if result.ok:
                 produced[bp].add(result.identifier)
+                report.adopted += result.identifier in adopted.get(bp, ())
                 if result.created:
                     counts.created += 1
                 else:
                     counts.updated += 1
+                    rewritten.setdefault(bp, set()).add(result.identifier)
             else:
                 if not isinstance(entity.get("identifier"), str):
                     uncertain.add(bp)
@@ -440,7 +473,11 @@ async def reconcile(
         if ids:
             stale[bp] = ids
     report.stale_total = sum(len(v) for v in stale.values())
-    report.held_owned_total = sum(len(held_ids.get(bp, ())) for bp in owned)
+    # Ours before this publish: held when it began, and written by this integration (last before the resync began,
+    # or rewritten by this publish). Never what other writers hold in the same blueprints: beside 300 entities of
+    # another organization, a Sentry outage's empty lists would otherwise look like a small share and delete all ours.
+    report.ours_total = sum(len(held_ids.get(bp, set()) & (mine.get(bp, set()) | rewritten.get(bp, set())))
+                            for bp in owned)
     # An entity Port refused is reported (and fails the run) but does not block deletes: the desired set was complete.
     # Anything else that failed (transport, 5xx, 429, auth) may have hidden entities, so nothing is deleted.
     upsert_failures = sum(1 for f in report.failures if f.operation in ("upsert", "validate") and not f.refused)
@@ -457,12 +494,8 @@ async def reconcile(
                   "5xx, rate limits): nothing is deleted until a resync succeeds completely")
     elif uncertain & set(stale):
         reason = f"entities with search identifiers failed in {sorted(uncertain)}: their identifiers are unknown"
-    elif report.stale_total and report.stale_total / max(report.held_owned_total, 1) > policy.deletion_threshold:
-        share = report.stale_total / max(report.held_owned_total, 1)
-        reason = (
-            f"{report.stale_total} of {report.held_owned_total} entities ({share:.0%}) would be deleted, more than "
-            f"entityDeletionThreshold {policy.deletion_threshold}"
-        )
+    elif report.stale_total and report.deletion_share > policy.deletion_threshold:
+        reason = f"{report.threshold_line(policy.deletion_threshold)}: more than the threshold, nothing is deleted"
 
     if stale and reason is None:
         report.deletes_performed = True
@@ -501,6 +534,19 @@ async def _delete_isolating(target: PortTarget, blueprint: str, ids: Sequence[st
     return result
 
 
+async def _over_threshold(target: PortTarget, policy: PublishPolicy, report: PublishReport) -> str | None:
+    """The webhook path's deletion threshold, over the same denominator as a resync's: this integration's entities in
+    the owned blueprints before this batch (those it created are not counted). It reads what the integration wrote
+    only until the count clears the threshold, so a batch of a few deletes costs one page, not the whole catalog."""
+    created = sum(report.blueprints[bp].created for bp in policy.owned if bp in report.blueprints)
+    threshold = policy.deletion_threshold
+    enough = (math.ceil(report.stale_total / threshold) if threshold > 0 else report.stale_total) + created
+    report.ours_total = await target.count_owned(policy.owned, enough) - created
+    if report.deletion_share > threshold:
+        return f"{report.threshold_line(threshold)}: more than the threshold, nothing is deleted"
+    return None
+
+
 async def apply_changes(
     target: PortTarget,
     upserts: Sequence[Mapping[str, Any]],
@@ -531,19 +577,24 @@ async def apply_changes(
                 counts.failed += 1
                 report.failures.append(
                     Failure(result.identifier, bp, "upsert", result.status, result.error, result.message, result.trace_id))
+    # Only what this integration wrote: an entity of the same identifier that people or another integration made
+    # stays, as in a resync.
+    doomed: dict[str, list[str]] = {}
     for bp, ids in deletes.items():
-        if bp not in policy.owned:
+        if bp not in policy.owned or not ids:
             continue
-        # Only what this integration wrote: an entity of the same identifier that people or another integration
-        # made stays, as in a resync.
-        mine = await target.owned_among(bp, ids) if ids else set()
+        mine = await target.owned_among(bp, ids)
         report.not_ours_kept += len(set(ids) - mine)
-        ids = sorted(mine)
-        if not ids:
-            continue
+        if mine:
+            doomed[bp] = sorted(mine)
+            report.blueprints.setdefault(bp, BlueprintCounts()).stale = len(mine)
+    report.stale_total = sum(len(ids) for ids in doomed.values())
+    if report.stale_total:
+        report.delete_skipped_reason = await _over_threshold(target, policy, report)
+    for bp, ids in doomed.items() if report.delete_skipped_reason is None else ():
         result = await _delete_isolating(target, bp, ids)  # never a cascade: see reconcile
         report.deletes_performed = True
-        report.blueprints.setdefault(bp, BlueprintCounts()).deleted += len(result.deleted)
+        report.blueprints[bp].deleted += len(result.deleted)
         for failure in result.failures:
             if failure.status == 404:
                 continue  # already gone

@@ -33,6 +33,9 @@ class PortResource(ConfigurableResource):
     refused_entities: str = "fail"
     # Who this integration is in Port: its writes carry it as `$datasource`, and it deletes only what it wrote.
     integration_identifier: str = "sentry"
+    # The identifier of Port's Ocean Sentry integration this one replaces (PORT_ADOPT_INTEGRATION): what it wrote is
+    # treated as written by this integration, rewritten under its name and deleted when stale.
+    adopt_integration: Optional[str] = None
 
     @field_validator("base_url")
     @classmethod
@@ -44,11 +47,16 @@ class PortResource(ConfigurableResource):
         """True for `resources/demo.py`'s DemoPortResource: the data is the bundled demo's."""
         return False
 
+    @property
+    def datasource(self) -> Datasource:
+        """Who this integration writes as in Port, and whose entities it may rewrite and delete."""
+        return Datasource(self.integration_identifier, self.adopt_integration)
+
     def target(self) -> PortTarget:
         """Build inside the event loop that will use it: the client's connection pool belongs to that loop."""
         return build_target(client_id=self.client_id, client_secret=self.client_secret, base_url=self.base_url,
                             catalog_path=self.local_catalog, demo_source=self.demo_source,
-                            datasource=Datasource(self.integration_identifier))
+                            datasource=self.datasource)
 
     def client(self, *, timeout: float = 30.0, max_retries: int = 5) -> PortClient:
         """A client of Port's API (both credentials needed); build it inside the event loop that uses it."""
@@ -57,4 +65,4 @@ class PortResource(ConfigurableResource):
                                   "Credentials)")
         return PortClient(self.client_id, self.client_secret, self.base_url or DEFAULT_PORT_BASE_URL,
                           timeout=timeout, max_retries=max_retries,
-                          user_agent=Datasource(self.integration_identifier).user_agent)
+                          user_agent=self.datasource.user_agent)

@@ -15,7 +15,7 @@ from sentry_port_assets.config import port_credentials_problem
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
 from sentry_port_assets.port.client import PortClient
 from sentry_port_assets.port.catalog import MAX_SEARCH_LIMIT, CatalogError, LocalCatalog, default_catalog_path
-from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource
+from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource, Writer
 from sentry_port_assets.port.errors import PortConfigError, PortNotFoundError
 from sentry_port_assets.port.paging import SearchCursors
 from sentry_port_assets.port.results import DeleteResult, EnsureReport, EntityResult
@@ -52,15 +52,16 @@ class PortTarget(abc.ABC):
         as Port returns them to a resync: without calculated values, only the fields a mapping writes."""
 
     async def owned_among(self, blueprint: str, ids: Iterable[str]) -> set[str]:
-        """Which of `ids` this target's datasource wrote (one search per 100 identifiers)."""
+        """Which of `ids` this target's datasource (its writers) wrote (one search per 100 identifiers a writer)."""
         wanted = sorted(set(ids))
         found: set[str] = set()
-        for start in range(0, len(wanted), 100):
-            query = {"combinator": "and", "rules": [
-                {"property": "$identifier", "operator": "in", "value": wanted[start:start + 100]},
-                *self.datasource.search_rules()]}
-            async for page in self.entity_pages(blueprint, query):
-                found.update(entity["identifier"] for entity in page)
+        for writer in self.datasource.writers:
+            for start in range(0, len(wanted), 100):
+                query = {"combinator": "and", "rules": [
+                    {"property": "$identifier", "operator": "in", "value": wanted[start:start + 100]},
+                    *writer.search_rules()]}
+                async for page in self.entity_pages(blueprint, query):
+                    found.update(entity["identifier"] for entity in page)
         return found
 
     async def search_entities(self, blueprint: str) -> list[Entity]:
@@ -77,8 +78,40 @@ class PortTarget(abc.ABC):
     async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult: ...
 
     @abc.abstractmethod
+    def written_pages(self, writer: Writer, before: str | None = None) -> AsyncIterator[list[dict[str, str]]]:
+        """`{identifier, blueprint}` of the entities `writer` wrote, last written before `before` (RFC 3339) when
+        given, a page at a time (Port's datasource search)."""
+
+    async def written_by(self, writer: Writer, before: str | None = None) -> dict[str, set[str]]:
+        """{blueprint: identifiers} `writer` wrote, last written before `before`."""
+        out: dict[str, set[str]] = {}
+        async for page in self.written_pages(writer, before):
+            _by_blueprint(page, out)
+        return out
+
     async def owned(self, before: str | None = None) -> dict[str, set[str]]:
-        """{blueprint: identifiers} this target's datasource wrote, last written before `before` (RFC 3339)."""
+        """{blueprint: identifiers} this target's datasource wrote (its own writer and the one it adopts), last
+        written before `before` (RFC 3339)."""
+        out: dict[str, set[str]] = {}
+        for writer in self.datasource.writers:
+            for bp, ids in (await self.written_by(writer, before)).items():
+                out.setdefault(bp, set()).update(ids)
+        return out
+
+    async def count_owned(self, blueprints: Iterable[str], at_least: int) -> int:
+        """How many entities of `blueprints` this target's datasource wrote, counted page by page until `at_least`
+        are found (a webhook batch's deletion threshold needs no more)."""
+        wanted, count = set(blueprints), 0
+        for writer in self.datasource.writers:
+            pages = self.written_pages(writer)
+            try:
+                async for page in pages:
+                    count += sum(1 for entity in page if entity["blueprint"] in wanted)
+                    if count >= at_least:
+                        return count
+            finally:
+                await pages.aclose()  # type: ignore[attr-defined]
+        return count
 
     def stats(self) -> dict[str, int | float]:
         return {}
@@ -175,17 +208,16 @@ class LocalCatalogTarget(PortTarget):
                 self.requests["deleted"] += len(outcome.deleted)
         return result
 
-    async def owned(self, before: str | None = None) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
+    async def written_pages(self, writer: Writer, before: str | None = None) -> AsyncIterator[list[dict[str, str]]]:
         cursors = self._cursors("the local catalog's datasource search")
         cursor: str | None = None
         while True:
-            page, cursor = self.catalog.datasource_entities(self.datasource.prefix, self.datasource.suffix, before,
+            page, cursor = self.catalog.datasource_entities(writer.prefix, writer.suffix, before,
                                                             limit=MAX_SEARCH_LIMIT, from_=cursor)
-            _by_blueprint(page, out)
+            yield page
             cursor = cursors.follow(cursor)
             if cursor is None:
-                return out
+                return
 
     def _cursors(self, what: str) -> SearchCursors:
         # The catalog's cursors only move forward (identifier order), so this never fires unless the catalog breaks.
@@ -236,11 +268,13 @@ class PortApiTarget(PortTarget):
     async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult:
         return await self.client.delete_entities(blueprint, ids, delete_dependents=delete_dependents)
 
-    async def owned(self, before: str | None = None) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        async for page in self.client.datasource_pages(self.datasource.prefix, self.datasource.suffix, before):
-            _by_blueprint(page, out)
-        return out
+    async def written_pages(self, writer: Writer, before: str | None = None) -> AsyncIterator[list[dict[str, str]]]:
+        pages = self.client.datasource_pages(writer.prefix, writer.suffix, before)
+        try:
+            async for page in pages:
+                yield page
+        finally:
+            await pages.aclose()
 
     def stats(self) -> dict[str, int | float]:
         return self.client.stats.as_metadata()

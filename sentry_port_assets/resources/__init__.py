@@ -45,6 +45,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         owned_blueprints=list(s.owned_blueprints) if s.owned_blueprints else None,
         refused_entities=s.refused_entities,
         integration_identifier=s.port_identity,
+        adopt_integration=s.adopt_integration,
     )
     return {
         "sentry": sentry_resource(s),

@@ -70,12 +70,15 @@ def build_webhook_job(names: Names = DEFAULT, inbox_location: str | None = None,
             f"{len(events)} events: {changes.issues_refreshed} issues refreshed, {changes.issues_gone} gone from Sentry, "
             f"{changes.comments} comment events; {meta['created']} created, {meta['updated']} updated, "
             f"{meta['deleted']} deleted, {meta['failed']} failed, {meta['not_ours_kept']} kept (written by someone else)")
+        if report.delete_skipped_reason:
+            context.log.warning(f"deletes skipped: {report.delete_skipped_reason}; the next resync decides again")
         # Shown on port/catalog's timeline in the UI, beside the resyncs' materializations.
         context.log_event(AssetObservation(asset_key=names.key("port", "catalog"), metadata={
             "source": "sentry webhooks", "events": len(events), "issues_refreshed": changes.issues_refreshed,
             "issues_gone": changes.issues_gone, "comment_events": changes.comments, "created": meta["created"],
             "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"],
-            "not_ours_kept": meta["not_ours_kept"], MAPPING_SHA: mapping_config.sha256}))
+            "not_ours_kept": meta["not_ours_kept"], "deletes": meta["deletes"], MAPPING_SHA: mapping_config.sha256,
+            **({"ours": meta["ours"], "deletion_share": meta["deletion_share"]} if report.stale_total else {})}))
         if report.failures:
             first = report.failures[0]
             raise Failure(
