@@ -162,8 +162,23 @@ mutation Launch($params: ExecutionParams!) {
     ... on RunConfigValidationInvalid { errors { message } }
   }
 }"""
+LOCATION = """
+query { workspaceOrError { ... on Workspace { locationEntries { name
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+RELOAD = """
+mutation Reload($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) { __typename } }"""
 RUNS = """
 query { runsOrError(limit: 100) { ... on Runs { results { runId jobName status tags { key value } } } } }"""
+
+
+def location_loaded(topology: Topology) -> bool:
+    """Whether the webserver has loaded the code location. A webserver that asked the code server before it was
+    serving keeps that load error (it does not retry by itself): it is told to reload, as the UI's button does."""
+    [entry] = topology.graphql(LOCATION)["workspaceOrError"]["locationEntries"]
+    loaded = (entry["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
+    if not loaded:
+        topology.graphql(RELOAD, {"name": entry["name"]})
+    return loaded
 
 
 def holdback(data: SentryDataset, count: int) -> list[dict[str, Any]]:
@@ -220,6 +235,7 @@ def test_the_production_topology_end_to_end(topology: Topology, sentry_emulator:
             capture_output=True, timeout=30).returncode == 0)
         topology.wait("the webserver", lambda: httpx.get(f"{topology.url('webserver')}/server_info").is_success)
         topology.wait("the receiver", lambda: httpx.get(f"{topology.url('receiver')}/healthz").is_success)
+        topology.wait("the code location in the webserver", lambda: location_loaded(topology))
 
         # A user launches the sync from the UI (the same GraphQL call the launchpad makes).
         launched = topology.graphql(LAUNCH, {"params": {
