@@ -5,7 +5,9 @@
 Prints, for the first run: requests, wall seconds, the floor (the least time the limit allows for that many
 requests: (ceil(requests / rate) - 1) windows) and the ratio wall / floor (target <= 1.25); for the no-change rerun:
 requests sent and writes (target 0 writes); and for a no-change rerun with `enableMergeEntity: false` over a blueprint
-with a calculation property: writes (target 0). Then, over the local catalog holding `--held` entities (default
+with a calculation property: writes (target 0); for a switch from Ocean (PORT_ADOPT_INTEGRATION) over the same
+entities written by Ocean: entities adopted, requests against the floor, and the next publish's writes (target 0).
+Then, over the local catalog holding `--held` entities (default
 100,000), the memory a no-change resync's read and compare takes (tracemalloc peak above the produced entities
 already in memory) side by side with what holding every read entity at once takes (target: reconcile < 0.5 x that).
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from sentry_port_assets.emulators.port import create_port_emulator
 from sentry_port_assets.emulators.serve import ServerThread
 from sentry_port_assets.port.client import PortClient
+from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource
 from sentry_port_assets.port.policy import PublishPolicy
 from sentry_port_assets.port.reconciler import reconcile
 from sentry_port_assets.port.catalog import LocalCatalog
@@ -84,9 +87,11 @@ def make_entities(total: int) -> list[dict]:
     return out
 
 
-async def publish(url: str, entities: list[dict], concurrency: int, merge: bool = True):
-    client = PortClient(CLIENT_ID, CLIENT_SECRET, url, max_concurrency=concurrency)
-    async with PortApiTarget(client) as target:
+async def publish(url: str, entities: list[dict], concurrency: int, merge: bool = True,
+                  datasource: Datasource = DEFAULT_DATASOURCE, user_agent: str | None = None):
+    client = PortClient(CLIENT_ID, CLIENT_SECRET, url, max_concurrency=concurrency,
+                        user_agent=user_agent or datasource.user_agent)
+    async with PortApiTarget(client, datasource) as target:
         report = await reconcile(
             target, entities, PublishPolicy(owned=frozenset(OWNED), merge=merge, blueprints=BLUEPRINTS,
                                             fragments=[USER_FRAGMENT], ensure_blueprints=True),
@@ -139,12 +144,42 @@ def read_memory(held: int) -> None:
     print(f"  ratio                 {ours / whole:.2f}  (target < 0.5)")
 
 
+OCEAN = "my-sentry"
+
+
+def adoption(entities: list[dict], rate: int, concurrency: int) -> None:
+    """Switching from Ocean: Port holds what Ocean's integration wrote (its User-Agent), and the first publish with
+    PORT_ADOPT_INTEGRATION rewrites all of it under our name; the next one writes nothing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_port_emulator(Path(tmp) / "port.sqlite", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                                   rate_limit=rate, window_seconds=1.0)
+        stats = app.state.port.stats
+        app.state.port.catalog.create_blueprint({"identifier": "_user", "title": "User", "schema": {"properties": {}, "required": []}})
+        adopting = Datasource("sentry-acme", adopt=OCEAN)
+        with ServerThread(app) as server:
+            asyncio.run(publish(server.url, entities, concurrency, user_agent=f"port-ocean/sentry/0.1.190/{OCEAN}/exporter"))
+            before = stats.total_requests - stats.http_429
+            started = time.monotonic()
+            report, _ = asyncio.run(publish(server.url, entities, concurrency, datasource=adopting))
+            wall = time.monotonic() - started
+            requests = stats.total_requests - stats.http_429 - before
+            floor = (math.ceil(requests / rate) - 1) * 1.0
+            before_writes = stats.writes
+            again, _ = asyncio.run(publish(server.url, entities, concurrency, datasource=adopting))
+            print(f"switching from Ocean: {len(entities)} entities Ocean wrote, adopted (PORT_ADOPT_INTEGRATION)")
+            print(f"  adopted       {report.adopted}  (every produced entity Ocean wrote, rewritten unchanged)")
+            print(f"  requests      {requests}  wall {wall:.2f} s  floor {floor:.2f} s  ratio "
+                  + (f"{wall / floor:.3f}" if floor else "n/a"))
+            print(f"  next publish  {again.upserts_sent} upserts sent, {stats.writes - before_writes} writes  (target 0)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=50, help="requests per second the emulator allows")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--held", type=int, default=100_000, help="entities held for the memory figure (0: skip)")
+    parser.add_argument("--no-adopt", dest="adopt", action="store_false", help="skip the switch-from-Ocean figure")
     args = parser.parse_args()
 
     entities = make_entities(args.entities)
@@ -188,6 +223,8 @@ def main() -> None:
             print(f"  upserts sent  {report3.upserts_sent}")
             print(f"  writes        {stats.writes - before_writes}  (target 0)")
             assert meta["failed"] == 0 and meta["created"] == len(entities), meta["failures"][:5]
+    if args.adopt:
+        adoption(entities, args.rate, args.concurrency)
     if args.held:
         read_memory(args.held)
 
