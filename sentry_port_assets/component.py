@@ -21,16 +21,43 @@ the UI or run config. Leave `sentry_token_env` unset for the bundled demo organi
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Any, Optional
 
 import dagster as dg
 
 from sentry_port_assets.config import (DEFAULT_PORT_BASE_URL, DEFAULT_SENTRY_HOST, ConfigError, Settings,
                                       default_port_identity, identity_problem, resync_cron, url_problem)
 from sentry_port_assets.factory import build_sentry_port_defs
+from sentry_port_assets.mapping.engine import MappingConfigError
 from sentry_port_assets.resources import build_resources
 from sentry_port_assets.scaffold import SentryPortScaffolder
+
+
+# `{{ env.NAME }}` or `{{ env("NAME") }}`: Dagster's templating of an environment variable.
+_ENV_TEMPLATE = re.compile(r"""\{\{\s*env(?:\.([A-Za-z_][A-Za-z0-9_]*)|\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\))\s*\}\}""")
+
+
+def _variable_of(context: dg.ResolutionContext, raw: Any) -> Optional[str]:
+    """The NAME in a secret attribute's `{{ env.NAME }}`, read before Dagster renders the template: the secret then
+    becomes an `EnvVar("NAME")` reference, as with the `*_env` attributes, and its value reaches no resource config,
+    run snapshot or UI. Anything else is refused without repeating it (it may be the secret itself)."""
+    if raw is None:
+        return None
+    match = _ENV_TEMPLATE.fullmatch(raw.strip()) if isinstance(raw, str) else None
+    if match is None:
+        raise dg.DagsterInvalidDefinitionError(
+            f"{'.'.join(str(p) for p in context.path)}: a secret attribute takes Dagster's template of an environment "
+            "variable, \"{{ env.NAME }}\", never the secret itself (the value given is not repeated here); or use "
+            "the matching *_env attribute with the variable's name")
+    return match.group(1) or match.group(2)
+
+
+def _secret(description: str) -> Any:
+    return dg.Resolver(_variable_of, model_field_type=Optional[str], inject_before_resolve=False,
+                       description=description)
 
 
 @dg.scaffold_with(SentryPortScaffolder)
@@ -41,14 +68,19 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     key_prefix: str = ""
     sentry_host: str = DEFAULT_SENTRY_HOST
     sentry_organization: Optional[str] = None
-    # The name of the variable holding the Sentry token; unset: the bundled demo organization.
+    # The name of the variable holding the Sentry token, or the token as "{{ env.NAME }}"; neither: the demo.
     sentry_token_env: Optional[str] = None
+    sentry_token: Annotated[Optional[str], _secret('"{{ env.ACME_SENTRY_TOKEN }}": the Sentry token')] = None
     # The mapping: a file (relative to this defs.yaml's folder), else Port's integration config, else the default.
     mapping_file: Optional[str] = None
     port_integration_identifier: Optional[str] = None
     port_base_url: str = DEFAULT_PORT_BASE_URL
     port_client_id_env: Optional[str] = None
     port_client_secret_env: Optional[str] = None
+    port_client_id: Annotated[Optional[str], _secret('"{{ env.PORT_CLIENT_ID }}": Port\'s client id')] = None
+    port_client_secret: Annotated[Optional[str], _secret('"{{ env.PORT_CLIENT_SECRET }}": Port\'s client secret')] = None
+    # Port's web app, for the links in the assets' metadata (default: from port_base_url's region).
+    port_app_url: Optional[str] = None
     # Who this instance is in Port (`$datasource`): it deletes only what it wrote. Default: sentry-<organization> on
     # sentry.io, sentry-<organization>.<host> on any other Sentry (config.default_port_identity).
     port_identity: Optional[str] = None
@@ -67,10 +99,30 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     # The uuid of this organization's Sentry installation (the `installation.uuid` of its webhooks): with one
     # receiver for several organizations, this instance applies only its own events. Unset: every event.
     webhook_installation: Optional[str] = None
+    # Added to every asset of this instance, as Dagster's integrations take them: owners (emails or team:name),
+    # tags, and one group for all of them. Anything else: `post_processing` in this defs.yaml (README).
+    owners: list[str] = []
+    tags: dict[str, str] = {}
+    group_name: Optional[str] = None
+
+    def _variable(self, context: dg.ComponentLoadContext, name: str) -> Optional[str]:
+        """The variable holding secret `name`: its `*_env` attribute, or its `{{ env.X }}` one."""
+        named, templated = getattr(self, f"{name}_env"), getattr(self, name)
+        if named and templated:
+            raise dg.DagsterInvalidDefinitionError(f"{context.path}: set {name}_env or {name}, not both")
+        return named or templated
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        demo = not self.sentry_token_env
-        if demo and (self.port_client_id_env or self.port_client_secret_env):
+        # dg copies every sensor a component returns to add its code references (Definitions.with_definition_
+        # metadata_update), passing `owners=[]` for the None we gave, and Dagster 1.13 then warns that `owners` is a
+        # beta parameter: once per sensor and command. Set here, not at import, so the filter is in force when dg
+        # copies them (dg loads modules inside its own warnings context).
+        warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`",
+                                category=dg.BetaWarning)
+        token, client_id, client_secret = (self._variable(context, n) for n in
+                                           ("sentry_token", "port_client_id", "port_client_secret"))
+        demo = not token
+        if demo and (client_id or client_secret):
             raise dg.DagsterInvalidDefinitionError(
                 f"{context.path}: Port credentials are set but sentry_token_env is not: the bundled demo organization "
                 "would be the source, and demo data must never reach a real Port. Set sentry_token_env and "
@@ -86,18 +138,24 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
         # own ones) are chosen in one place: `resources/__init__.py`.
         settings = Settings(
             sentry_host=self.sentry_host, sentry_organization=self.sentry_organization,
-            sentry_token_var=self.sentry_token_env, port_base_url=self.port_base_url,
-            port_client_id_var=self.port_client_id_env, port_client_secret_var=self.port_client_secret_env,
+            sentry_token_var=token, port_base_url=self.port_base_url,
+            port_client_id_var=client_id, port_client_secret_var=client_secret,
             mapping_file=str((Path(context.path) / self.mapping_file).resolve()) if self.mapping_file else None,
             integration_identifier=self.port_integration_identifier, local_catalog=self.local_catalog,
             resync_cron=self.resync_cron or self._cron_of_minutes(context),
-            port_identity=self._identity(context, demo), adopt_integration=self._adopted(context))
+            port_identity=self._identity(context, demo), adopt_integration=self._adopted(context, client_id,
+                                                                                          client_secret),
+            port_app_url=self.port_app_url)
         resources = build_resources(settings)
-        return build_sentry_port_defs(sentry=resources["sentry"], mapping=resources["mapping"],
-                                      port=resources["port"], key_prefix=self.key_prefix,
-                                      resync_cron=settings.resync_cron, webhooks=self.webhooks,
-                                      webhook_inbox=self.webhook_inbox,
-                                      webhook_installation=self.webhook_installation)
+        try:
+            return build_sentry_port_defs(sentry=resources["sentry"], mapping=resources["mapping"],
+                                          port=resources["port"], key_prefix=self.key_prefix,
+                                          resync_cron=settings.resync_cron, webhooks=self.webhooks,
+                                          webhook_inbox=self.webhook_inbox,
+                                          webhook_installation=self.webhook_installation, owners=self.owners,
+                                          tags=self.tags, group_name=self.group_name)
+        except MappingConfigError as exc:
+            raise dg.DagsterInvalidDefinitionError(f"{context.path}: the mapping does not load: {exc}") from None
 
     def _identity(self, context: dg.ComponentLoadContext, demo: bool) -> str:
         """`port_identity`, else the default of `config.default_port_identity` (per Sentry host and organization);
@@ -111,11 +169,12 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
             return f"sentry-demo-{self.key_prefix}" if self.key_prefix else "sentry-demo"
         return default_port_identity(self.port_integration_identifier, self.sentry_organization, self.sentry_host)
 
-    def _adopted(self, context: dg.ComponentLoadContext) -> str | None:
+    def _adopted(self, context: dg.ComponentLoadContext, client_id: str | None,
+                 client_secret: str | None) -> str | None:
         if not self.adopt_integration:
             return None
         problem = identity_problem("adopt_integration", self.adopt_integration, "name the Ocean integration to adopt")
-        if not problem and not (self.port_client_id_env and self.port_client_secret_env):
+        if not problem and not (client_id and client_secret):
             problem = ("adopt_integration is set without Port credentials (port_client_id_env, "
                        "port_client_secret_env): an Ocean integration's entities are in Port, not in the local catalog")
         if problem:

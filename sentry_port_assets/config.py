@@ -80,6 +80,12 @@ def inbox_location() -> str:
 
 
 INSTALLATIONS_ENV = "SENTRY_WEBHOOK_INSTALLATIONS"
+
+
+def webhooks_configured(inbox: str | None = None) -> bool:
+    """Whether this process is set up for webhooks: an inbox named (the instance's, or SENTRY_WEBHOOK_INBOX) or a
+    receiver's secret set. Without any, the webhook sensor starts stopped: it would only find no inbox, every 10 s."""
+    return bool(inbox) or any(os.environ.get(name, "").strip() for name in (INBOX_ENV, SECRET_ENV, INSTALLATIONS_ENV))
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -302,6 +308,8 @@ class Settings:
     # PORT_ADOPT_INTEGRATION: the identifier of Port's Ocean Sentry integration this one replaces; what it wrote is
     # treated as ours (rewritten under our name, deleted when stale).
     adopt_integration: str | None = None
+    # PORT_APP_URL: Port's web app, for the links in the assets' metadata (default: from PORT_BASE_URL's region).
+    port_app_url: str | None = None
 
     @property
     def demo(self) -> bool:
@@ -369,8 +377,10 @@ def read_settings() -> Settings:
     client_id, client_secret = env_name("PORT_CLIENT_ID"), env_name("PORT_CLIENT_SECRET")
     mapping_file, integration = env_value("PORT_MAPPING_FILE"), env_value("PORT_INTEGRATION_IDENTIFIER")
 
+    app_url = env_value("PORT_APP_URL")
     problems += filter(None, [url_problem(_label("SENTRY_HOST"), sentry_host),
-                              url_problem(_label("PORT_BASE_URL"), port_base_url)])
+                              url_problem(_label("PORT_BASE_URL"), port_base_url),
+                              url_problem("PORT_APP_URL", app_url) if app_url else None])
     if token and not organization:
         problems.append(f"{token} is set but SENTRY_ORGANIZATION is not: name the organization to sync (its slug, "
                         "the `acme` of https://acme.sentry.io)")
@@ -432,6 +442,7 @@ def read_settings() -> Settings:
         refused_entities=refused,
         port_identity=identity,
         adopt_integration=adopt or None,
+        port_app_url=app_url,
     )
 
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-import warnings
+from collections.abc import Mapping, Sequence
 
-from dagster import BetaWarning, ConfigurableResource, Definitions, FilesystemIOManager, in_process_executor
+from dagster import ConfigurableResource, Definitions, FilesystemIOManager, in_process_executor
 
 from sentry_port_assets.assets.catalog import build_port_catalog
-from sentry_port_assets.assets.checks import OPTIONAL_ENTITIES, build_entity_checks, optional_entities
-from sentry_port_assets.assets.entities import build_entity_assets
+from sentry_port_assets.assets.describe import Links, sentry_organization_url
+from sentry_port_assets.assets.presentation import Presentation, Translate
+from sentry_port_assets.assets.checks import build_entity_checks
+from sentry_port_assets.assets.entities import OPTIONAL_ENTITIES, build_entity_assets, optional_entities, used_kinds
 from sentry_port_assets.assets.sentry_raw import build_raw_assets
 from sentry_port_assets.jobs import build_jobs
+from sentry_port_assets.config import webhooks_configured
 from sentry_port_assets.names import Names
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.mapping import MappingResource
@@ -24,12 +27,6 @@ from sentry_port_assets.sensors.publish import build_publish_sensor
 from sentry_port_assets.sensors.webhooks import build_webhook_sensor
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.webhooks.job import build_webhook_job
-
-# Dagster 1.13 copies every sensor that targets a job with `owners=[]` instead of None, which trips its own beta
-# warning for a parameter we never set; it would print on every command, for every instance (the standalone code
-# location and each component alike). Only that message is silenced.
-warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`",
-                        category=BetaWarning)
 
 # Shared by every instance (one object, so merged Definitions agree on it): values are stored per asset key.
 IO_MANAGER = FilesystemIOManager()
@@ -63,20 +60,36 @@ def build_sentry_port_defs(
     webhooks: bool = True,
     webhook_inbox: str | None = None,
     webhook_installation: str | None = None,
+    owners: Sequence[str] = (),
+    tags: Mapping[str, str] | None = None,
+    group_name: str | None = None,
+    translate: Translate | None = None,
 ) -> Definitions:
     """The assets, checks, jobs, schedule and sensors of one instance, with its resources under prefixed keys.
 
     `webhook_inbox`: this instance's inbox (a file or a postgresql:// URL; None: SENTRY_WEBHOOK_INBOX);
     `webhook_installation`: the uuid of this organization's Sentry installation, whose events alone this instance
-    applies (None: every event of the inbox; set it when instances share a receiver)."""
+    applies (None: every event of the inbox; set it when instances share a receiver). `owners`, `tags`: added to
+    every asset; `group_name`: one group for every asset; `translate(spec) -> spec`: any other change to each asset's
+    `AssetSpec` but its key (`assets/presentation.py`).
+
+    The mapping is loaded here (a mapping file that does not load stops the code location's load, naming what to
+    fix): the jobs select the assets of the kinds it maps, and the entity assets describe its columns."""
     names = Names(key_prefix)
-    jobs = build_jobs(names)
+    mapping_at_load = mapping.at_load()
+    links = Links(sentry_organization=None if sentry.is_demo else sentry_organization_url(sentry.host,
+                                                                                          sentry.organization),
+                  port_app=port.app_url_or_default if port.client_id else None)
+    present = Presentation(owners=tuple(owners), tags=dict(tags or {}), group_name=group_name, translate=translate)
+    jobs = build_jobs(names, used_kinds(mapping_at_load))
     webhook_job = build_webhook_job(names, webhook_inbox, webhook_installation)
     sensors = [build_mapping_sensor(names, jobs.sync), build_publish_sensor(names, jobs.publish)]
     if webhooks:
-        sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox, webhook_installation))
+        sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox, webhook_installation,
+                                            running=webhooks_configured(webhook_inbox)))
     return Definitions(
-        assets=[*build_raw_assets(names), *build_entity_assets(names), build_port_catalog(names)],
+        assets=[*build_raw_assets(names, links, present), *build_entity_assets(names, mapping_at_load, links, present),
+                build_port_catalog(names, links, present)],
         asset_checks=[build_entity_checks(names)],
         jobs=[*jobs.all, *([webhook_job] if webhooks else [])],
         schedules=[resync_schedule(resync_cron, names, jobs.refresh)],

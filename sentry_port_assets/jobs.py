@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from dagster import AssetSelection, define_asset_job
 
+from sentry_port_assets.assets.entities import ENTITY_KINDS, kind_asset_keys
 from sentry_port_assets.config import log_level
 from sentry_port_assets.names import DEFAULT, Names
 
@@ -35,11 +36,14 @@ class Jobs:
         return [self.refresh, self.sync, self.publish]
 
 
-def build_jobs(names: Names = DEFAULT) -> Jobs:
+def build_jobs(names: Names = DEFAULT, kinds: Sequence[str] = tuple(ENTITY_KINDS)) -> Jobs:
+    """The jobs of one instance, over the assets of `kinds` (those its mapping maps: an asset of another kind would
+    only materialize empty) and the publish. Selected by key, so groups are free to be renamed."""
     catalog = AssetSelection.assets(names.key("port", "catalog"))
-    everything = AssetSelection.groups(names.group("sentry"), names.group("port"))
+    refreshed = AssetSelection.assets(*kind_asset_keys(names, kinds))
+    everything = refreshed | catalog
     return Jobs(
-        refresh=define_asset_job(names.job("sentry_refresh"), selection=everything - catalog,
+        refresh=define_asset_job(names.job("sentry_refresh"), selection=refreshed,
                                  description="Fetch from Sentry and build Port entities (no publish).", config=LOGGING),
         sync=define_asset_job(names.job("sentry_port_sync"), selection=everything,
                               description="Fetch from Sentry, map, and publish to Port in one run.", config=LOGGING),

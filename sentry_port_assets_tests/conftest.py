@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sentry_port_assets.assets.entities import OPTIONAL_ENTITIES, optional_entities
 from sentry_port_assets.emulators.sentry_api import EmulatorConfig, SentryEmulatorState, create_sentry_emulator
 from sentry_port_assets.emulators.sentry_data import SentryDataset, demo_dataset
 from sentry_port_assets.emulators.serve import ServerThread
@@ -34,6 +35,9 @@ class RunningSentry:
 
 
 SETTINGS_PREFIXES = ("SENTRY_", "PORT_", "OCEAN__")
+# What `port/catalog` and the checks read their entity inputs through (the factory wires it the same way): tests that
+# materialize the assets directly add it to their resources.
+ENTITY_INPUTS = {OPTIONAL_ENTITIES: optional_entities}
 
 
 @pytest.fixture

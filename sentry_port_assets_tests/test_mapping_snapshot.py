@@ -21,7 +21,7 @@ from sentry_port_assets.resources.mapping import MAPPING_SHA_TAG, MappingResourc
 from sentry_port_assets.sensors.publish import publish_on_new_entities
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets_tests import port_fixtures as fx
-from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.conftest import ENTITY_INPUTS, RunningSentry
 
 REFRESH = [*raw_assets, *entity_assets]
 
@@ -29,7 +29,8 @@ REFRESH = [*raw_assets, *entity_assets]
 def resources(sentry: RunningSentry, mapping: Path, catalog: Path) -> dict[str, Any]:
     return {"sentry": SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token,
                                      max_retries=1, backoff_seconds=0.01),
-            "mapping": MappingResource(path=str(mapping)), "port": PortResource(local_catalog=str(catalog))}
+            "mapping": MappingResource(path=str(mapping)), "port": PortResource(local_catalog=str(catalog)),
+            **ENTITY_INPUTS}
 
 
 def edited(text: str, title: str) -> str:

@@ -18,7 +18,7 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-from sentry_port_assets_tests.conftest import table_text
+from sentry_port_assets_tests.conftest import ENTITY_INPUTS, table_text
 from sentry_port_assets.assets.catalog import CATALOG_KEY, port_catalog
 from sentry_port_assets.assets.entities import entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
@@ -38,7 +38,7 @@ REFRESH = [*raw_assets, *entity_assets]
 
 def resources(catalog: Path, **port: Any) -> dict[str, Any]:
     return {"sentry": DemoSentryResource(), "mapping": MappingResource(),
-            "port": PortResource(local_catalog=str(catalog), **port)}
+            "port": PortResource(local_catalog=str(catalog), **port), **ENTITY_INPUTS}
 
 
 def publish_metadata(result: Any) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def test_deletes_need_every_input_from_one_resync(tmp_path: Path) -> None:
 def test_demo_data_never_reaches_a_real_port(tmp_path: Path) -> None:
     """The resources chosen for the demo (no SENTRY_TOKEN) refuse Port credentials, even ones a run's config adds
     from the launchpad (the settings refuse them at load: test_port_cli_and_secrets)."""
-    res = build_resources(Settings(local_catalog=str(tmp_path / "c.sqlite")))
+    res = {**build_resources(Settings(local_catalog=str(tmp_path / "c.sqlite"))), **ENTITY_INPUTS}
     assert isinstance(res["sentry"], DemoSentryResource) and res["port"].demo_source
     launchpad = {"resources": {"port": {"config": {"client_id": "id", "client_secret": "pw-9f3e1d",
                                                    "base_url": "http://127.0.0.1:9"}}}}

@@ -78,7 +78,7 @@ def test_default_mapping_fetches_every_kind_it_needs(sentry_emulator: Callable[.
     assert all(row["__tags"] == dataset.issue_tag_values[(row["id"], "environment")] for row in issue_tags)
 
     meta = metadata(result, "sentry", "issue_tags")
-    assert meta["items"] == len(issue_tags)
+    assert meta["dagster/row_count"] == len(issue_tags) and "items" not in meta
     assert meta["requests"] == len(issue_tags)
     assert {"pages", "http_429", "retries", "seconds", "rate_limit_wait_seconds", "preview"} <= set(meta)
     assert len(projects) == len(dataset.org_projects())
@@ -168,7 +168,7 @@ def test_long_fetches_report_progress(sentry_emulator: Callable[..., RunningSent
 
     asyncio.run(go())
     assert lines, "no progress line"
-    assert "issue tags:" in lines[-1] and "requests" in lines[-1] and "waiting on rate limits" in lines[-1]
+    assert "issue tags:" in lines[-1] and "requests" in lines[-1] and "waiting for rate limits" in lines[-1]
 
 
 def test_environments_by_list_map_to_the_same_entities_without_per_issue_requests(

@@ -18,7 +18,7 @@ from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets_tests import port_fixtures as fx
-from sentry_port_assets_tests.conftest import RunningSentry, table_text
+from sentry_port_assets_tests.conftest import ENTITY_INPUTS, RunningSentry, table_text
 
 ALL = [*raw_assets, *entity_assets, port_catalog]
 
@@ -28,7 +28,7 @@ def resources(sentry: RunningSentry, port_url: str, mode: str) -> dict[str, Any]
                                      max_retries=1, backoff_seconds=0.01),
             "mapping": MappingResource(),
             "port": PortResource(base_url=port_url, client_id=fx.CLIENT_ID, client_secret=fx.CLIENT_SECRET,
-                                 refused_entities=mode)}
+                                 refused_entities=mode), **ENTITY_INPUTS}
 
 
 def test_an_environment_port_refuses_is_isolated_and_reported(

@@ -25,7 +25,7 @@ from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_is
 from sentry_port_assets.sentry.pagination import next_page_url
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.sentry.selection import IssueFilter
-from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.conftest import ENTITY_INPUTS, RunningSentry
 
 ISSUES = "/organizations/{org}/issues/"
 
@@ -82,7 +82,7 @@ def test_an_issue_that_gets_an_event_mid_resync_is_not_deleted(
     resources = {"sentry": SentryResource(host=sentry.url, organization=data.slug, token=sentry.token,
                                           max_retries=1, backoff_seconds=0.01),
                  "mapping": MappingResource(),
-                 "port": PortResource(local_catalog=str(tmp_path / "catalog.sqlite"))}
+                 "port": PortResource(local_catalog=str(tmp_path / "catalog.sqlite")), **ENTITY_INPUTS}
     everything = [*raw_assets, *entity_assets, port_catalog]
     assert materialize(everything, resources=resources).success
     before = {e["identifier"] for e in catalog.entities("sentryIssue")}

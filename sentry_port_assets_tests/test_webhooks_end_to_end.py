@@ -32,7 +32,7 @@ from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.webhooks.inbox import Inbox
 from sentry_port_assets.webhooks.job import sentry_webhook_sync
 from sentry_port_assets.webhooks.receiver import create_receiver, sign
-from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.conftest import ENTITY_INPUTS, RunningSentry
 
 SECRET = "webhook-secret-for-tests"
 CLIENT_ID, CLIENT_SECRET = "wh-client", "wh-secret-5d1c"
@@ -117,6 +117,7 @@ def make_loop(tmp_path: Path, sentry_emulator: Callable[..., RunningSentry],
                                      max_retries=1, backoff_seconds=0.01),
             "mapping": MappingResource(path=mapping_path),
             "port": PortResource(base_url=port.url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
+            **ENTITY_INPUTS,
         }
         return Loop(sentry, catalog, port_app.state.port, receiver.url, inbox, resources, DagsterInstance.ephemeral())
 

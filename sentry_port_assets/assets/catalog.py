@@ -18,9 +18,9 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetIn,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     DagsterInstance,
     EventLogEntry,
     Failure,
@@ -30,7 +30,9 @@ from dagster import (
 )
 
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
-from sentry_port_assets.assets.entities import ENTITY_KINDS, entity_asset_keys, raw_asset_keys
+from sentry_port_assets.assets.describe import DATA_MODEL_PAGE, Links
+from sentry_port_assets.assets.entities import ENTITY_KINDS, by_kind, entity_inputs, kind_asset_keys, used_kinds
+from sentry_port_assets.assets.presentation import PLAIN, Presentation
 from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.assets.metadata import table
 from sentry_port_assets.assets.policy import publish_policy
@@ -40,9 +42,9 @@ from sentry_port_assets.port.resource import PortResource
 
 
 
-def input_keys(names: Names = DEFAULT) -> list[AssetKey]:
-    """Every raw and entity asset that feeds the publish."""
-    return [*raw_asset_keys(names).values(), *entity_asset_keys(names).values()]
+def input_keys(names: Names = DEFAULT, kinds: Sequence[str] = tuple(ENTITY_KINDS)) -> list[AssetKey]:
+    """The raw and entity assets that feed the publish of `kinds` (by default every kind)."""
+    return kind_asset_keys(names, kinds)
 
 
 INPUT_KEYS = input_keys()
@@ -119,42 +121,36 @@ def resync_started(instance: DagsterInstance, latest: Latest) -> str:
     return datetime.fromtimestamp(min(moments), timezone.utc).isoformat()
 
 
-def build_port_catalog(names: Names = DEFAULT) -> AssetsDefinition:
+def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: Presentation = PLAIN) -> AssetsDefinition:
     key = names.key("port", "catalog")
-    entity_keys = entity_asset_keys(names)
-    feeding = input_keys(names)
+    spec = AssetSpec(key=key, group_name=names.group("port"), kinds={"port"},
+                     metadata={"port_data_model": MetadataValue.url(links.port_app + DATA_MODEL_PAGE)}
+                     if links.port_app else {},
+                     description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert "
+                                 "what changed, delete what is stale under the safety rules.")
 
     @asset(
-        key=key,
-        group_name=names.group("port"),
-        kinds={"port"},
+        **present.asset_args(spec),
         pool=PORT_WRITES_POOL,
-        ins={name: AssetIn(key=entity_keys[kind]) for kind, (name, _) in ENTITY_KINDS.items()},
+        # Optional: the entity assets of kinds the mapping does not map are in no job and never materialized.
+        ins=entity_inputs(names),
         required_resource_keys={names.resource("mapping"), names.resource("port")},
-        description="Publishes the entities to Port (or the local catalog): ensure blueprints, upsert what changed, "
-                    "delete what is stale under the safety rules.",
         check_specs=[AssetCheckSpec(
             REFUSED_CHECK, asset=key,
             description="Port accepted every entity. With PORT_REFUSED_ENTITIES=warn, entities Port refuses (an "
                         "identifier it does not allow, a value its schema rejects) fail this check instead of the run.")],
     )
-    def port_catalog(
-        context: AssetExecutionContext,
-        entities_user: list[Entity],
-        entities_team: list[Entity],
-        entities_project: list[Entity],
-        entities_project_tag: list[Entity],
-        entities_issue: list[Entity],
-        entities_issue_tag: list[Entity],
-) -> MaterializeResult:
+    def port_catalog(context: AssetExecutionContext, **inputs: Optional[list[Entity]]) -> MaterializeResult:
         bound = names.resources_of(context)
         port: PortResource = bound.port
         compiled = mapping_for_step(context, bound.mapping)
-        entities = [*entities_user, *entities_team, *entities_project, *entities_project_tag, *entities_issue,
-                    *entities_issue_tag]
+        kinds = used_kinds(compiled)
+        values = by_kind(inputs)
+        # Only the kinds this mapping maps: an older materialization of another kind is not published again.
+        entities = [e for kind in kinds for e in values[kind] or []]
         policy = publish_policy(port, compiled, entities)
         owned = policy.owned
-        latest = latest_materializations(context.instance, feeding)
+        latest = latest_materializations(context.instance, input_keys(names, kinds))
         blocker = deletion_blocker(latest, compiled.sha256)
 
         started = resync_started(context.instance, latest)

@@ -6,9 +6,10 @@
 - `relations_resolve` (WARN): a relation into a blueprint that we produce points at an entity we produced
   (search relations are judged with `port/query.py`, Port's rules; what it cannot judge is left alone).
 
-The check reads every entity asset through `optional_entities`, so materializing one entity asset alone (from the
-UI, on a fresh instance) judges what exists instead of failing; it is subsettable, so a run evaluates only the
-checks of the assets it materializes. The pure functions (`duplicate_identifiers`, `missing_required`,
+The check reads every entity asset through `optional_entities` (`entities.py`), so materializing one entity asset
+alone (from the UI, on a fresh instance) judges what exists instead of failing; an asset never materialized, or of
+a kind the mapping does not map, is not judged (Dagster shows its checks as skipped). It is subsettable, so a run
+evaluates only the checks of the assets it materializes. The pure functions (`duplicate_identifiers`, `missing_required`,
 `unresolved_relations`) are importable for the tests.
 """
 
@@ -24,14 +25,12 @@ from dagster import (
     AssetCheckSpec,
     AssetChecksDefinition,
     AssetKey,
-    AssetIn,
-    DagsterError,
-    InputContext,
-    input_manager,
     multi_asset_check,
 )
 
-from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, ENTITY_KINDS, entity_asset_keys
+from sentry_port_assets.assets.entities import (ENTITY_ASSET_KEYS, ENTITY_KINDS, by_kind, entity_asset_keys,
+                                              entity_inputs, used_kinds)
+from sentry_port_assets.assets.mapping_step import mapping_for_step
 from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.assets.metadata import cell, table
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, relation_target, required_fields
@@ -39,7 +38,6 @@ from sentry_port_assets.port.query import QueryError, matches
 
 TABLE_ROWS = 20
 Entity = dict[str, Any]
-OPTIONAL_ENTITIES = "optional_entities"
 UNIQUE, REQUIRED, RELATIONS = "unique_identifiers", "required_fields", "relations_resolve"
 
 
@@ -118,16 +116,6 @@ def unresolved_relations(
 
 
 # --- the check ---------------------------------------------------------------------------------------------------------
-@input_manager(required_resource_keys={"io_manager"})
-def optional_entities(context: InputContext) -> Optional[list[Entity]]:
-    """An entity asset's latest value, or None when it has never been materialized."""
-    try:
-        return context.resources.io_manager.load_input(context)
-    except (FileNotFoundError, DagsterError):
-        context.log.info(f"{context.asset_key.to_user_string()} not materialized yet: its relations are not judged")
-        return None
-
-
 def _specs(keys: dict[str, AssetKey]) -> list[AssetCheckSpec]:
     return [
         spec
@@ -149,20 +137,20 @@ def _unique(entities: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str,
     dups = duplicate_identifiers(entities)
     rows = [{"blueprint": bp, "identifier": i, "entities": n} for (bp, i), n in list(dups.items())[:TABLE_ROWS]]
     return not dups, AssetCheckSeverity.ERROR, {
-        "duplicated identifiers": len(dups), "examples": table(rows, ["blueprint", "identifier", "entities"])}
+        "duplicated_identifiers": len(dups), "examples": table(rows, ["blueprint", "identifier", "entities"])}
 
 
 def _required(entities: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
     missing = missing_required(entities, blueprints_by_id())
     rows = [{"blueprint": bp, "identifier": i, "field": f} for bp, i, f in missing[:TABLE_ROWS]]
     return not missing, AssetCheckSeverity.ERROR, {
-        "missing required fields": len(missing), "examples": table(rows, ["blueprint", "identifier", "field"])}
+        "missing_required_fields": len(missing), "examples": table(rows, ["blueprint", "identifier", "field"])}
 
 
 def _relations(entities: list[Entity], everything: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
     problems = unresolved_relations(entities, everything, blueprints_by_id())
     return not problems, AssetCheckSeverity.WARN, {
-        "unresolved relations": len(problems),
+        "unresolved_relations": len(problems),
         "examples": table(problems[:TABLE_ROWS], ["blueprint", "identifier", "relation", "target", "value"])}
 
 
@@ -173,34 +161,26 @@ def build_entity_checks(names: Names = DEFAULT) -> AssetChecksDefinition:
         name=names.job("entity_checks"),
         specs=_specs(keys),
         can_subset=True,
-        ins={name: AssetIn(key=keys[kind], input_manager_key=OPTIONAL_ENTITIES)
-             for kind, (name, _) in ENTITY_KINDS.items()},
+        ins=entity_inputs(names),
+        required_resource_keys={names.resource("mapping")},
     )
-    def checks(
-        context: AssetCheckExecutionContext,
-        entities_user: Optional[list[Entity]],
-        entities_team: Optional[list[Entity]],
-        entities_project: Optional[list[Entity]],
-        entities_project_tag: Optional[list[Entity]],
-        entities_issue: Optional[list[Entity]],
-        entities_issue_tag: Optional[list[Entity]],
-    ) -> Iterator[AssetCheckResult]:
-        values = {"entities_user": entities_user, "entities_team": entities_team, "entities_project": entities_project,
-                  "entities_project_tag": entities_project_tag, "entities_issue": entities_issue,
-                  "entities_issue_tag": entities_issue_tag}
-        everything = [e for value in values.values() for e in value or []]
+    def checks(context: AssetCheckExecutionContext, **inputs: Optional[list[Entity]]) -> Iterator[AssetCheckResult]:
+        values = by_kind(inputs)
+        kinds = used_kinds(mapping_for_step(context.op_execution_context, names.resources_of(context).mapping))
+        everything = [e for kind in kinds for e in values[kind] or []]
         selected = context.selected_asset_check_keys
-        for kind, (name, _) in ENTITY_KINDS.items():
+        for kind in ENTITY_KINDS:
             key = keys[kind]
-            entities = values.get(name)
+            entities = values[kind]
+            if entities is None or kind not in kinds:
+                # Nothing to judge (never materialized, or a kind the mapping does not map): the checks are not
+                # evaluated, which Dagster shows as skipped, rather than passed over an empty list.
+                context.log.info(f"checks of {key.to_user_string()} skipped: "
+                                 + ("not materialized yet" if entities is None else f"the mapping maps no {kind}"))
+                continue
             for check, judge in ((UNIQUE, _unique), (REQUIRED, _required),
                                  (RELATIONS, lambda e: _relations(e, everything))):
                 if not any(k.asset_key == key and k.name == check for k in selected):
-                    continue
-                if entities is None:
-                    yield AssetCheckResult(asset_key=key, check_name=check, passed=False,
-                                           severity=AssetCheckSeverity.WARN,
-                                           metadata={"not judged": f"{key.to_user_string()} has not been materialized"})
                     continue
                 passed, severity, metadata = judge(entities)
                 yield AssetCheckResult(asset_key=key, check_name=check, passed=passed, severity=severity,

@@ -11,15 +11,18 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, AssetsDefinition, Output, asset, multi_asset
+from dagster import (AssetExecutionContext, AssetIn, AssetKey, AssetOut, AssetsDefinition, AssetSpec, MetadataValue,
+                     Output, asset, multi_asset)
 
 from sentry_port_assets.assets import tag_cache
+from sentry_port_assets.assets.describe import Links, raw_metadata
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.metadata import preview_table
 from sentry_port_assets.assets.plan import FetchPlan
+from sentry_port_assets.assets.presentation import PLAIN, Presentation
 from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.mapping.compiled import CompiledMapping
-from sentry_port_assets.sentry.client import SentryClient, progress_reporter
+from sentry_port_assets.sentry.client import SentryClient, cost_line, progress_reporter
 from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
 from sentry_port_assets.sentry.resource import SentryResource
 
@@ -36,8 +39,8 @@ async def _fetch_async(context: AssetExecutionContext, sentry: SentryResource, l
         async with progress_reporter(context.log.info, label, client, sentry.progress_interval_seconds):
             value = await fetch(client)
         cost = client.stats.as_metadata(client.governor.wait_seconds)
-    context.log.info(f"{label}: done, {cost}")
-    return value, {**cost, "source": sentry.description}
+    context.log.info(f"{label}: done, {cost_line(cost)}")
+    return value, {**cost, "source": MetadataValue.text(sentry.description)}
 
 
 def _fetch(context: AssetExecutionContext, sentry: SentryResource, label: str,
@@ -50,15 +53,14 @@ def _output(value: T, sha: str, cost: dict[str, Any], columns: Sequence[str], ou
             **extra: Any) -> Output[T]:
     """The asset's value with its metadata: the row count and a preview of its items (grouped values flattened)."""
     rows = value if isinstance(value, list) else _flat(value)
-    count = len(rows)
-    return Output(value, output_name=output_name, metadata={"dagster/row_count": count, "items": count, **cost,
-                                                            **extra, "preview": preview_table(rows, columns),
+    return Output(value, output_name=output_name, metadata={"dagster/row_count": len(rows), **cost, **extra,
+                                                            "preview": preview_table(rows, columns),
                                                             MAPPING_SHA: sha})
 
 
 def _skipped(value: T, sha: str, reason: str, output_name: str = "result") -> Output[T]:
     return Output(value, output_name=output_name,
-                  metadata={"dagster/row_count": 0, "items": 0, "requests": 0, "skipped": reason, MAPPING_SHA: sha})
+                  metadata={"dagster/row_count": 0, "requests": 0, "skipped": reason, MAPPING_SHA: sha})
 
 
 def _flat(groups: dict[str, Any]) -> list[Item]:
@@ -79,24 +81,33 @@ def _step(context: AssetExecutionContext, names: Names) -> tuple[SentryResource,
     return bound.sentry, config, FetchPlan.of(config)
 
 
-def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
-    """The raw Sentry assets of one instance (`names`: its keys, groups and resource keys)."""
+def build_raw_assets(names: Names = DEFAULT, links: Links = Links(),
+                     present: Presentation = PLAIN) -> list[AssetsDefinition]:
+    """The raw Sentry assets of one instance (`names`: its keys, groups and resource keys; `links`: where its Sentry
+    organization is; `present`: its owners, tags, group and translation)."""
     MEMBERS, TEAMS, PROJECTS = names.key("sentry", "members"), names.key("sentry", "teams"), names.key("sentry", "projects")
     resources = {names.resource("sentry"), names.resource("mapping")}
 
+    def base(name: str, description: str) -> AssetSpec:
+        return AssetSpec(key=names.key("sentry", name), group_name=names.group(GROUP), kinds=KINDS,
+                         description=description, metadata=raw_metadata(("sentry", name), links))
+
+    def spec(name: str, description: str) -> AssetSpec:
+        return present.spec(base(name, description))
+
+    def args(name: str, description: str) -> dict[str, Any]:
+        return present.asset_args(base(name, description))
 
     @multi_asset(
         name=names.job("sentry_organization"),
         required_resource_keys=resources,
         outs={
-            _name(MEMBERS): AssetOut(key=MEMBERS, group_name=names.group(GROUP), kinds=KINDS, is_required=False,
-                                        description="Organization members (kind `user`), pending invites included."),
-            _name(TEAMS): AssetOut(key=TEAMS, group_name=names.group(GROUP), kinds=KINDS, is_required=False,
-                                      description="Teams (kind `team`), with `__members` when a team resource sets "
-                                                  "includeMembers: true."),
-            _name(PROJECTS): AssetOut(key=PROJECTS, group_name=names.group(GROUP), kinds=KINDS, is_required=False,
-                                         description="Every active project of the organization "
-                                                     "(`/organizations/{org}/projects/`)."),
+            _name(MEMBERS): AssetOut.from_spec(spec("members", "Organization members (kind `user`), pending invites "
+                                                               "included."), is_required=False),
+            _name(TEAMS): AssetOut.from_spec(spec("teams", "Teams (kind `team`), with `__members` when a team resource "
+                                                           "sets includeMembers: true."), is_required=False),
+            _name(PROJECTS): AssetOut.from_spec(spec("projects", "Every active project of the organization."),
+                                                is_required=False),
         },
         can_subset=True,
     )
@@ -150,10 +161,9 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
         if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
             raise failed[0]
 
-    @asset(key=names.key("sentry", "project_tags"), group_name=names.group(GROUP), kinds=KINDS,
-           required_resource_keys=resources,
-           ins={"projects": AssetIn(key=PROJECTS)},
-           description="Tag values per project (kind `project-tag`): one row per project per value, every key selected.")
+    @asset(**args("project_tags", "Tag values per project (kind `project-tag`): one row per project per value, "
+                                  "every key selected."),
+           required_resource_keys=resources, ins={"projects": AssetIn(key=PROJECTS)})
     def sentry_project_tags(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
         sentry, config, plan = _step(context, names)
         keys = plan.project_tag_keys
@@ -163,10 +173,8 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
         return _output(rows, config.sha256, cost, ["slug", "__tags.key", "__tags.name", "__tags.count"],
                        tag_keys=", ".join(keys))
 
-    @asset(key=names.key("sentry", "issues"), group_name=names.group(GROUP), kinds=KINDS,
-           required_resource_keys=resources,
-           ins={"projects": AssetIn(key=PROJECTS)},
-           description="Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.")
+    @asset(**args("issues", "Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query."),
+           required_resource_keys=resources, ins={"projects": AssetIn(key=PROJECTS)})
     def sentry_issues(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
         sentry, config, plan = _step(context, names)
         filters = plan.issue_filters
@@ -176,10 +184,8 @@ def build_raw_assets(names: Names = DEFAULT) -> list[AssetsDefinition]:
         return _output(issues, config.sha256, cost, ["id", "shortId", "status", "project.slug"],
                        sentry_queries=", ".join(f.key for f in filters))
 
-    @asset(key=names.key("sentry", "issue_tags"), group_name=names.group(GROUP), kinds=KINDS,
-           required_resource_keys=resources,
-           ins={"issues": AssetIn(key=names.key("sentry", "issues"))},
-           description="Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.")
+    @asset(**args("issue_tags", "Each issue with its `__tags` values (kind `issue-tag`), per selected tag key."),
+           required_resource_keys=resources, ins={"issues": AssetIn(key=names.key("sentry", "issues"))})
     def sentry_issue_tags(context: AssetExecutionContext,
                           issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
         sentry, config, plan = _step(context, names)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
-from sentry_port_assets.mapping.engine import CompiledResource, MappingResult, compile_resource
+from sentry_port_assets.mapping.engine import CompiledResource, MappingConfigError, MappingResult, compile_resource
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,18 @@ class CompiledMapping:
 
     @classmethod
     def compile(cls, config: MappingConfig, source: str, sha256: str, warnings: Sequence[str] = ()) -> CompiledMapping:
-        """Compiles every resource; raises MappingConfigError naming the resource, field and expression."""
-        resources = tuple(compile_resource(r, i) for i, r in enumerate(config.resources))
-        return cls(config, resources, source, sha256, list(warnings))
+        """Compiles every resource; raises MappingConfigError naming, for every broken expression of every resource,
+        the resource, field and expression (one per line)."""
+        resources: list[CompiledResource] = []
+        problems: list[str] = []
+        for index, resource in enumerate(config.resources):
+            try:
+                resources.append(compile_resource(resource, index))
+            except MappingConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise MappingConfigError("\n".join(problems), problems)
+        return cls(config, tuple(resources), source, sha256, list(warnings))
 
     def of_kind(self, kind: str) -> list[CompiledResource]:
         return [c for c in self.resources if c.kind == kind]

@@ -67,7 +67,12 @@ _dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(
 
 
 class MappingConfigError(ValueError):
-    """A mapping file that cannot be used; the message names what to fix."""
+    """A mapping file that cannot be used; the message names what to fix. `problems`: each thing to fix, when there
+    are several (every broken expression of a mapping is named at once)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass
@@ -348,19 +353,24 @@ class CompiledResource:
         walk_template(self.template, leaves, "", inline_constants=False)
         checks += [(f"port.entity.mappings.{leaf.path}", leaf.expression) for leaf in leaves]
         self.checks: list[tuple[str, str]] = checks
+        # Every broken expression is named at once: fixing them one load at a time is a slow loop.
+        problems: list[str] = []
         for path, expr in checks:
             if not isinstance(expr, str):
-                raise MappingConfigError(
+                problems.append(
                     f"resources[{index}] (kind {self.kind!r}) {path}: expected a jq expression (a string), got "
                     f"{type(expr).__name__} {expr!r}; quote it, e.g. '{json.dumps(expr)}'"
                 )
+                continue
             try:
                 compile_expression(expr)
             except JqCompileError as exc:
-                raise MappingConfigError(
+                problems.append(
                     f"resources[{index}] (kind {self.kind!r}) {path}: jq expression {expr!r} does not compile: "
                     f"{exc.message}"
-                ) from None
+                )
+        if problems:
+            raise MappingConfigError("\n".join(problems), problems)
         text, self.leaves = build_resource_program(
             self.template, self.selector, self.items_to_parse, self.items_to_parse_name, self.top_level_transform
         )

@@ -172,7 +172,10 @@ def parse_mapping(data: Any, source: str = "<mapping>", sha256: str | None = Non
     try:
         return CompiledMapping.compile(mapping, source, digest, warnings)
     except MappingConfigError as exc:
-        raise MappingConfigError(f"{source}: {exc}") from None
+        if len(exc.problems) == 1:
+            raise MappingConfigError(f"{source}: {exc.problems[0]}") from None
+        listed = "\n".join(f"  {n}. {problem}" for n, problem in enumerate(exc.problems, start=1))
+        raise MappingConfigError(f"{source}: {len(exc.problems)} problems:\n{listed}", exc.problems) from None
 
 
 def load_mapping(path: str | Path | None = None) -> CompiledMapping:

@@ -4,6 +4,7 @@ or a PortClient for reads such as the integration's config."""
 from __future__ import annotations
 
 from typing import Optional
+from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import field_validator
@@ -14,6 +15,19 @@ from sentry_port_assets.port.datasource import Datasource
 from sentry_port_assets.port.errors import PortConfigError
 from sentry_port_assets.port.target import PortTarget, build_target
 from sentry_port_assets.worker_host import tag_worker_host
+
+
+# Port's API host -> its web app: the EU and US regions, under both of Port's domains (docs.port.io).
+_APPS = {"api.getport.io": "https://app.getport.io", "api.us.getport.io": "https://app.us.getport.io",
+         "api.port.io": "https://app.port.io", "api.us.port.io": "https://app.us.port.io"}
+
+
+def port_app_url(base_url: str, explicit: str | None = None) -> str | None:
+    """Port's web app for the API at `base_url` (`explicit`, PORT_APP_URL, when set); None for an API Port does not
+    host (then only PORT_APP_URL says where the app is)."""
+    if explicit:
+        return explicit.rstrip("/")
+    return _APPS.get((urlsplit(base_url).hostname or "").lower())
 
 
 class PortResource(ConfigurableResource):
@@ -36,6 +50,8 @@ class PortResource(ConfigurableResource):
     # The identifier of Port's Ocean Sentry integration this one replaces (PORT_ADOPT_INTEGRATION): what it wrote is
     # treated as written by this integration, rewritten under its name and deleted when stale.
     adopt_integration: Optional[str] = None
+    # Port's web app (PORT_APP_URL), for the links in the assets' metadata; None: derived from base_url.
+    app_url: Optional[str] = None
 
     @field_validator("base_url")
     @classmethod
@@ -46,6 +62,10 @@ class PortResource(ConfigurableResource):
     def demo_source(self) -> bool:
         """True for `resources/demo.py`'s DemoPortResource: the data is the bundled demo's."""
         return False
+
+    @property
+    def app_url_or_default(self) -> str | None:
+        return port_app_url(self.base_url, self.app_url)
 
     @property
     def datasource(self) -> Datasource:

@@ -46,6 +46,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         refused_entities=s.refused_entities,
         integration_identifier=s.port_identity,
         adopt_integration=s.adopt_integration,
+        app_url=s.port_app_url,
     )
     return {
         "sentry": sentry_resource(s),

@@ -104,6 +104,14 @@ class MappingResource(dg.ConfigurableResource):
         PortError when Port cannot answer."""
         return self.mapping_source().snapshot()
 
+    def at_load(self) -> Optional[CompiledMapping]:
+        """The mapping as the code location loads it, compiled (so a broken file stops the load, as every other
+        setting does), or None when it is Port's integration config: the runs read that one, the load does not call
+        Port. Runs still map with their own snapshot (`load`): a file edited later is what they use."""
+        if self.integration_identifier:
+            return None
+        return compile_snapshot(self.snapshot())
+
     def compile(self, snapshot: MappingSnapshot) -> CompiledMapping:
         return compile_snapshot(snapshot)
 

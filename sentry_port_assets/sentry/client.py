@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from sentry_port_assets.config import checked_url
+from sentry_port_assets.progress import duration
 from sentry_port_assets.sentry.errors import (
     SentryAuthError,
     SentryConfigError,
@@ -394,6 +395,21 @@ async def gather_limited(calls: Iterable[Awaitable[Any]]) -> list[Any]:
     return [results[i] for i in range(len(results))]
 
 
+def _count(n: Any, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
+def cost_line(cost: Mapping[str, Any]) -> str:
+    """A fetch's cost as a sentence: "12 requests (12 pages) in 0.8 s, no 429 and no retry"."""
+    waits = cost.get("rate_limit_wait_seconds") or 0
+    troubles = [_count(cost["http_429"], "answer 429", "answers 429") if cost.get("http_429") else "",
+                _count(cost["retries"], "retry", "retries") if cost.get("retries") else "",
+                f"{waits:.1f} s waiting for rate limits" if waits >= 0.1 else ""]
+    said = [t for t in troubles if t]
+    return (f"{_count(cost.get('requests', 0), 'request')} ({_count(cost.get('pages', 0), 'page')}) in "
+            f"{duration(cost.get('seconds', 0))}, " + (", ".join(said) if said else "no 429 and no retry"))
+
+
 def progress_line(stats: FetchStats, client: SentryClient) -> str:
     """"2,300 / 10,000, 51 min left at 150 per 60 s window" for the counted phase."""
     governor = client.governor.for_endpoint(stats.planned_endpoint)
@@ -420,9 +436,9 @@ async def progress_reporter(
                 report(f"{label}: {progress_line(s, client)}")
                 continue
             report(
-                f"{label}: {s.items} items so far, {s.requests} requests, {s.pages} pages, "
-                f"{client.governor.wait_seconds:.1f}s waiting on rate limits, "
-                f"{time.monotonic() - s.started:.0f}s elapsed"
+                f"{label}: {s.items:,} items so far from {_count(s.requests, 'request')}, "
+                f"{duration(client.governor.wait_seconds)} waiting for rate limits, "
+                f"{duration(time.monotonic() - s.started)} elapsed"
             )
 
     task = asyncio.ensure_future(loop())
