@@ -145,7 +145,7 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
             resync_cron=self.resync_cron or self._cron_of_minutes(context),
             port_identity=self._identity(context, demo), adopt_integration=self._adopted(context, client_id,
                                                                                           client_secret),
-            port_app_url=self.port_app_url)
+            port_app_url=self.port_app_url, defs_yaml=str(Path(context.path) / "defs.yaml"))
         resources = build_resources(settings)
         try:
             return build_sentry_port_defs(sentry=resources["sentry"], mapping=resources["mapping"],

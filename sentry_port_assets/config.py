@@ -310,6 +310,8 @@ class Settings:
     adopt_integration: str | None = None
     # PORT_APP_URL: Port's web app, for the links in the assets' metadata (default: from PORT_BASE_URL's region).
     port_app_url: str | None = None
+    # A component instance's defs.yaml (its messages name the file's attributes); None: environment variables.
+    defs_yaml: str | None = None
 
     @property
     def demo(self) -> bool:

@@ -24,9 +24,10 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """`advance(n)` as work gets done; a line goes to `report` when `interval` seconds passed since the last one."""
+    """`advance(n)` as work gets done; a line goes to `report` when `interval` seconds passed since the last one.
+    `total` None: a read whose size is not known in advance (the line says how many so far)."""
 
-    def __init__(self, label: str, total: int, report: Callable[[str], None], *, unit: str = "entities",
+    def __init__(self, label: str, total: int | None, report: Callable[[str], None], *, unit: str = "entities",
                  interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.label, self.total, self.report, self.unit, self.interval = label, total, report, unit, interval
         self.clock = clock
@@ -37,7 +38,7 @@ class Progress:
     def advance(self, count: int = 1) -> None:
         self.done += count
         now = self.clock()
-        if now - self._last >= self.interval and self.done < self.total:
+        if now - self._last >= self.interval and (self.total is None or self.done < self.total):
             self._last = now
             self.report(self.line())
 
@@ -48,6 +49,8 @@ class Progress:
     def line(self) -> str:
         elapsed = max(self.seconds, 1e-9)
         rate = self.done / elapsed
+        if self.total is None:  # a read whose size nobody says
+            return f"{self.label}: {self.done:,} {self.unit} so far, {rate:,.0f} {self.unit}/s"
         share = f" ({self.done / self.total:.0%})" if self.total else ""
         left = (f", about {duration((self.total - self.done) / rate)} left" if rate > 0 and self.total > self.done
                 else "")

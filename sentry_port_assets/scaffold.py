@@ -44,6 +44,7 @@ attributes:
   # webhook_inbox: "{{{{ env.{inbox_env} }}}}"   # a file or postgresql:// URL, from a variable so no password
   #                                  is in this file; its sensor and runs read it. Default: SENTRY_WEBHOOK_INBOX
   # webhook_installation: <uuid>                 # one receiver for several organizations: this one's installation
+  # owners: [team:platform]                      # on every asset of this instance, with tags: and group_name:
 """
 
 

@@ -337,6 +337,7 @@ def test_a_killed_refresh_run_does_not_block_publishing(tmp_path: Path, sentry_e
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     from sentry_port_assets.sensors.publish import publish_on_new_entities
+    from sentry_port_assets.worker_host import HOST_TAG
 
     sentry = sentry_emulator()
     home = tmp_path / "home"
@@ -356,7 +357,7 @@ def test_a_killed_refresh_run_does_not_block_publishing(tmp_path: Path, sentry_e
             deadline = time.monotonic() + 120
             while True:
                 runs = instance.get_runs(RunsFilter(job_name="sentry_refresh", statuses=[DagsterRunStatus.STARTED]))
-                if runs and "sentry_port/host" in runs[0].tags:
+                if runs and HOST_TAG in runs[0].tags:
                     break
                 assert time.monotonic() < deadline, "the second refresh never started"
                 time.sleep(0.2)

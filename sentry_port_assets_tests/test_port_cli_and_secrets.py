@@ -184,4 +184,4 @@ def test_catalog_summary_says_how_many_port_users_a_publish_creates(tmp_path, ca
     report = _publish(LocalCatalogTarget(path), fx.dataset() + [fx.port_user_link(i) for i in range(3)])
     assert report.to_metadata()["port_users_created"] == 3
     assert catalog_main(["catalog", "--path", str(path)]) == 0
-    assert "3 _user entities: published to Port, each one is a Port user" in capsys.readouterr().out
+    assert "3 _user entities: in this local file they are only entities; published to Port, each would be a Port user" in capsys.readouterr().out

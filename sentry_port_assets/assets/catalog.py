@@ -39,6 +39,7 @@ from sentry_port_assets.assets.policy import publish_policy
 from sentry_port_assets.config import PORT_WRITES_POOL
 from sentry_port_assets.port.reconciler import PublishReport, reconcile
 from sentry_port_assets.port.resource import PortResource
+from sentry_port_assets.progress import duration
 
 
 
@@ -158,16 +159,18 @@ def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: 
         async def publish() -> PublishReport:
             async with port.target() as target:
                 return await reconcile(target, entities, policy, allow_delete=True, blocked_reason=blocker,
-                                       written_before=started)
+                                       written_before=started, progress=context.log.info)
 
         report = asyncio.run(publish())
         meta = report.to_metadata()
         context.log.info(
-            f"published to {meta['target']}: {meta['created']} created, {meta['updated']} updated, "
-            f"{meta['unchanged']} unchanged, {meta['deleted']} deleted, {meta['failed']} failed; deletes: {meta['deletes']}")
-        context.log.info(report.threshold_line(policy.deletion_threshold)
-                         + (f"; {report.adopted} entities of the Ocean integration {port.adopt_integration!r} "
-                            "rewritten as this integration's" if port.adopt_integration else ""))
+            f"{'published to' if port.client_id else 'wrote the'} {meta['target']}: {meta['created']} "
+            f"created, {meta['updated']} updated, {meta['unchanged']} unchanged, {meta['deleted']} deleted, "
+            f"{meta['failed']} failed in {duration(report.seconds)}; deletes: {meta['deletes']}")
+        if report.stale_total or port.adopt_integration:
+            context.log.info(report.threshold_line(policy.deletion_threshold)
+                             + (f"; {report.adopted} entities of the Ocean integration {port.adopt_integration!r} "
+                                "rewritten as this integration's" if port.adopt_integration else ""))
         per_blueprint = [{"blueprint": bp, **counts} for bp, counts in meta["per_blueprint"].items()]
         metadata = {
             "target": meta["target"],
@@ -185,7 +188,8 @@ def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: 
             "adopted": meta["adopted"],
             "upserts_sent": meta["upserts_sent"],
             "deletes": meta["deletes"],
-            "seconds": meta["seconds"],
+            "seconds": MetadataValue.float(meta["seconds"]),
+            "phase_seconds": MetadataValue.json(meta["phase_seconds"]),
             "per_blueprint": table(per_blueprint),
             "failures": table(meta["failures"]),
             "failures_total": meta["failures_total"],
@@ -195,9 +199,12 @@ def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: 
             # after this publish (sensors/webhooks.py), so an older read never has the last word in Port.
             RESYNC_STARTED: started,
         }
-        if meta["port_users_created"]:
+        if meta["port_users_created"] and port.client_id:
             context.log.warning(f"{meta['port_users_created']} _user entities were created: in Port each one is a Port user "
                                 "(disabled until invited)")
+        elif meta["port_users_created"]:  # the local catalog holds no users: worth knowing, not a warning
+            context.log.info(f"{meta['port_users_created']} _user entities written to the local catalog; published to "
+                             "Port, each would be a Port user (created disabled until invited)")
         refused = [f for f in report.failures if f.refused]
         check = AssetCheckResult(
             check_name=REFUSED_CHECK, passed=not refused, severity=AssetCheckSeverity.ERROR,

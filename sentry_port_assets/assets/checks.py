@@ -175,8 +175,8 @@ def build_entity_checks(names: Names = DEFAULT) -> AssetChecksDefinition:
             if entities is None or kind not in kinds:
                 # Nothing to judge (never materialized, or a kind the mapping does not map): the checks are not
                 # evaluated, which Dagster shows as skipped, rather than passed over an empty list.
-                context.log.info(f"checks of {key.to_user_string()} skipped: "
-                                 + ("not materialized yet" if entities is None else f"the mapping maps no {kind}"))
+                context.log.debug(f"checks of {key.to_user_string()} skipped: "
+                                  + ("not materialized yet" if entities is None else f"the mapping maps no {kind}"))
                 continue
             for check, judge in ((UNIQUE, _unique), (REQUIRED, _required),
                                  (RELATIONS, lambda e: _relations(e, everything))):

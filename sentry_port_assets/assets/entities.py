@@ -17,6 +17,7 @@ published or deleted. The checks on these assets are in `checks.py`.
 """
 
 import json
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -33,6 +34,7 @@ from sentry_port_assets.assets.presentation import PLAIN, Presentation
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.engine import MappingResult, Misconfiguration
 from sentry_port_assets.names import DEFAULT, Names
+from sentry_port_assets.progress import duration
 
 GROUP = "port"
 PREVIEW_ROWS = 10
@@ -89,7 +91,7 @@ def optional_entities(context: InputContext) -> Optional[list[Entity]]:
     try:
         return context.resources.io_manager.load_input(context)
     except (FileNotFoundError, DagsterError):
-        context.log.info(f"{context.asset_key.to_user_string()} not materialized yet")
+        context.log.debug(f"{context.asset_key.to_user_string()} not materialized yet")
         return None
 
 
@@ -187,7 +189,9 @@ def _entity_asset(names: Names, kind: str, name: str, raw_key: tuple[str, str], 
             why = f"the mapping ({config.source}) has no {kind} resource: nothing of this kind goes to Port"
             context.log.info(f"{key.to_user_string()} is empty: {why}")
             return Output([], metadata={"dagster/row_count": 0, "not_mapped": why, MAPPING_SHA: config.sha256})
-        result = map_kind(config, kind, raw if raw is not None else [])
+        started = time.monotonic()
+        result = map_kind(config, kind, raw if raw is not None else [], context.log.info)
+        seconds = time.monotonic() - started
         if result.errors:
             raise Failure(
                 description=f"mapping of kind {kind!r} failed: "
@@ -199,7 +203,11 @@ def _entity_asset(names: Names, kind: str, name: str, raw_key: tuple[str, str], 
             context.log.warning(f"misconfigured field: {m.describe()}")
         if result.dropped:
             context.log.warning(f"{result.dropped} {kind} entities dropped: empty identifier or blueprint")
-        return Output(result.entities, metadata=entity_metadata(result, config, len(config.of_kind(kind))))
+        if seconds >= 1:
+            context.log.info(f"mapped {result.items:,} {kind} rows into {len(result.entities):,} entities in "
+                             f"{duration(seconds)}")
+        return Output(result.entities, metadata={**entity_metadata(result, config, len(config.of_kind(kind))),
+                                                 "mapping_seconds": MetadataValue.float(round(seconds, 3))})
 
     return _asset
 

@@ -11,12 +11,14 @@ Raw asset values (what the Dagster IO manager stores):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.config import BY_ENVIRONMENT, MappingConfig, ResourceConfig
 from sentry_port_assets.mapping.engine import MappingResult
+from sentry_port_assets.progress import Progress
 from sentry_port_assets.sentry.selection import IssueFilter
 
 Item = dict[str, Any]
@@ -85,9 +87,14 @@ def _archived_filtered(resource: ResourceConfig, items: list[Item]) -> list[Item
     return [i for i in items if archived_wanted(resource, i)]
 
 
-def map_kind(mapping: CompiledMapping, kind: str, raw_value: Any) -> MappingResult:
-    """Every resource of `kind` applied to its own items out of the raw asset value of that kind."""
+def map_kind(mapping: CompiledMapping, kind: str, raw_value: Any,
+             report: Callable[[str], None] | None = None) -> MappingResult:
+    """Every resource of `kind` applied to its own items out of the raw asset value of that kind; `report` gets a
+    progress line every few seconds (rows mapped of all the resources' rows, rate, time left)."""
+    work = [(compiled, items_for_resource(compiled.resource, raw_value)) for compiled in mapping.of_kind(kind)]
+    progress = Progress(f"mapping {kind}", sum(len(items) for _, items in work), report or (lambda line: None),
+                        unit="rows")
     result = MappingResult()
-    for compiled in mapping.of_kind(kind):
-        result.extend(compiled.map(items_for_resource(compiled.resource, raw_value)))
+    for compiled, items in work:
+        result.extend(compiled.map(items, progress=progress.advance))
     return result

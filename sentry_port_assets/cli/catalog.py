@@ -101,8 +101,9 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             print(f"{bp['identifier'].ljust(width)}  {str(bp['entities']).rjust(8)}  {bp['title'] or ''}", file=out)
         users = next((bp["entities"] for bp in data["blueprints"] if bp["identifier"] == "_user"), 0)
         if users:
-            print(f"{users} _user entities: published to Port, each one is a Port user (created disabled until "
-                  "invited; deleting the entity deletes the user)", file=out)
+            print(f"{users} _user entities: in this local file they are only entities; published to Port, each "
+                  "would be a Port user (created disabled until invited; deleting the entity deletes the user)",
+                  file=out)
         return 0
     rows = data["entities"][args.blueprint]
     columns = _columns(args, out)

@@ -423,11 +423,13 @@ class CompiledResource:
             else:  # "P"
                 col.misconfigured("itemsToParse", self.items_to_parse or "", _itp_message(row[1]), item)
 
-    def map(self, items: Sequence[Any], workers: int | None = None, limits: Limits | None = None) -> MappingResult:
+    def map(self, items: Sequence[Any], workers: int | None = None, limits: Limits | None = None,
+            progress: Callable[[int], None] | None = None) -> MappingResult:
         """Map raw items in forked workers bounded in time and memory (`bounded.py`): one, or for large inputs
         `workers` (default: the CPU count, or SENTRY_PORT_MAPPING_WORKERS) each mapping a share. The result is the
         same as mapping serially, in the same order. A program that runs out of its limits fails the resource
-        (`errors`) with the field and expression that did, and nothing else of the resource is mapped."""
+        (`errors`) with the field and expression that did, and nothing else of the resource is mapped.
+        `progress(n)`: called as n more items are mapped."""
         items = items if isinstance(items, list) else list(items)
         workers = _default_workers() if workers is None else workers
         limits = limits or Limits.from_env()
@@ -437,9 +439,12 @@ class CompiledResource:
         bounds = [(a, min(n, a + size)) for a in range(0, n, size)] or [(0, 0)]
         def collect(slot: int, piece: tuple[int, str | MappingResult]) -> MappingResult:
             start, out = piece  # jq's text is turned into entities here while the workers go on
+            end = min(bounds[slot][1], start + self.batch_size)
+            if progress is not None:
+                progress(end - start)
             if isinstance(out, MappingResult):
                 return out
-            return self._collect_text(items[start:min(bounds[slot][1], start + self.batch_size)], out)
+            return self._collect_text(items[start:end], out)
 
         try:
             chunks = run_bounded([partial(self._jq_range, items, a, b) for a, b in bounds], limits, collect)

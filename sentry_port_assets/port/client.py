@@ -410,8 +410,10 @@ class PortClient:
         *,
         merge: bool,
         create_missing_related: bool,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[EntityResult]:
-        """Bulk upsert (`upsert=true`); one result per entity, in order. Batches run concurrently."""
+        """Bulk upsert (`upsert=true`); one result per entity, in order. Batches run concurrently; `on_done(n)` is
+        called as each batch of n entities is answered (progress lines)."""
         results: list[EntityResult | None] = [None] * len(entities)
         batches, too_big = self._batches(entities)
         for index, size in too_big:
@@ -428,6 +430,8 @@ class PortClient:
         async def run(batch: list[tuple[int, bytes]]) -> None:
             for index, result in await self._upsert_batch(blueprint, batch, params, entities):
                 results[index] = result
+            if on_done is not None:
+                on_done(len(batch))
 
         await asyncio.gather(*(run(b) for b in batches))
         return [r for r in results if r is not None]

@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sentry_port_assets.port.catalog import normalize_team
+from sentry_port_assets.progress import Progress
 from sentry_port_assets.port.policy import PublishPolicy
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
 from sentry_port_assets.port.results import DeleteResult, EnsureReport
@@ -94,7 +96,17 @@ class PublishReport:
     delete_skipped_reason: str | None = None
     ensure: EnsureReport | None = None
     seconds: float = 0.0
+    # How long each phase took (ensure_blueprints, read_held, upsert, read_owned, delete), in seconds.
+    phases: dict[str, float] = field(default_factory=dict)
     target_stats: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.monotonic() - started, 3)
 
     @property
     def deletion_share(self) -> float:
@@ -138,6 +150,7 @@ class PublishReport:
             "failures_total": len(self.failures),
             "blueprints_ensured": self.ensure.to_metadata() if self.ensure else None,
             "seconds": round(self.seconds, 3),
+            "phase_seconds": dict(self.phases),
             "target_stats": dict(self.target_stats),
         }
 
@@ -316,8 +329,13 @@ async def _begin(target: PortTarget, policy: PublishPolicy) -> PublishReport:
     """A publish's report, after ensuring the policy's blueprints (PORT_INITIALIZE_RESOURCES): both paths start so."""
     report = PublishReport(target=target.description, identity=target.datasource.identifier)
     if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
-        report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
+        with report.phase("ensure_blueprints"):
+            report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
     return report
+
+
+def _quiet(line: str) -> None:
+    """Where progress lines go when nobody listens."""
 
 
 async def reconcile(
@@ -329,13 +347,15 @@ async def reconcile(
     blocked_reason: str | None = None,
     delete_despite_upsert_failures: bool = False,
     written_before: str | None = None,
+    progress: Callable[[str], None] = _quiet,
 ) -> PublishReport:
     """Publishes `entities` to `target` and deletes what is stale under the safety rules. See the module doc.
 
     Stale: in an owned blueprint, written by the target's datasource before `written_before` (RFC 3339; the start
     of the resync that produced `entities`), and neither produced nor pointed at by this resync.
 
-    `policy` (port/policy.py) says what is owned, merged, ensured first, and the deletion threshold."""
+    `policy` (port/policy.py) says what is owned, merged, ensured first, and the deletion threshold. `progress`
+    gets a line every few seconds in the long phases (reading what the target holds, upserting, deleting)."""
     started = time.monotonic()
     report = await _begin(target, policy)
     merge, blueprints = policy.merge, policy.blueprints
@@ -386,9 +406,12 @@ async def reconcile(
                     and not _differs(want, have, merge, rel_defs, resolver, schema_props)):
                 unchanged.setdefault(bp, set()).add(have["identifier"])
 
+    reading = Progress("publish: reading what the target holds", None, progress)
+
     async def read(bp: str, keep_whole: bool) -> None:
         ids = held_ids.setdefault(bp, set())
         async for page in target.entity_pages(bp):
+            reading.advance(len(page))
             ids.update(have["identifier"] for have in page)
             if keep_whole:
                 held_whole.setdefault(bp, {}).update((have["identifier"], have) for have in page)
@@ -396,11 +419,12 @@ async def reconcile(
                 compare(bp, page)
 
     to_read = sorted(set(written) | owned | search_targets)
-    # search relations resolve against the whole of their target blueprints: those are read (and kept) first
-    await asyncio.gather(*(read(bp, True) for bp in to_read if bp in search_targets))
-    for bp in held_whole:
-        compare(bp, held_whole[bp].values())
-    await asyncio.gather(*(read(bp, False) for bp in to_read if bp not in search_targets))
+    with report.phase("read_held"):
+        # search relations resolve against the whole of their target blueprints: those are read (and kept) first
+        await asyncio.gather(*(read(bp, True) for bp in to_read if bp in search_targets))
+        for bp in held_whole:
+            compare(bp, held_whole[bp].values())
+        await asyncio.gather(*(read(bp, False) for bp in to_read if bp not in search_targets))
     for bp, counts in report.blueprints.items():
         counts.held = len(held_ids.get(bp, ()))
 
@@ -421,10 +445,13 @@ async def reconcile(
     # entities cannot help those (nor should it create stubs that the real entities then overwrite).
     order = _levels(list(to_send), defs)
 
+    sending = Progress("publish: upserting", sum(len(batch) for batch in to_send.values()), progress)
+
     async def upsert(bp: str) -> None:
         batch = to_send[bp]
         report.upserts_sent += len(batch)
-        results = await target.upsert_batch(bp, batch, merge=merge, create_missing=policy.create_missing_related)
+        results = await target.upsert_batch(bp, batch, merge=merge, create_missing=policy.create_missing_related,
+                                            on_done=sending.advance)
         counts = report.blueprints[bp]
         for entity, result in zip(batch, results):
             if result.ok:
@@ -443,8 +470,9 @@ async def reconcile(
                     Failure(result.identifier, bp, "upsert", result.status, result.error, result.message, result.trace_id)
                 )
 
-    for level in order:
-        await asyncio.gather(*(upsert(bp) for bp in level))
+    with report.phase("upsert"):
+        for level in order:
+            await asyncio.gather(*(upsert(bp) for bp in level))
 
     # 4. stale entities of owned blueprints, and the safety rules. An entity that a produced entity points at is
     # not stale: deleting it would only clear the relation (or have it created again as a missing related entity).
@@ -464,7 +492,8 @@ async def reconcile(
                         referenced.setdefault(target_bp, set()).add(ref)
     # Only what this integration wrote ($datasource), last written before this resync began: never what people made
     # in Port's UI, what another integration wrote, nor what a webhook run wrote while this resync was under way.
-    mine = await target.owned(written_before)
+    with report.phase("read_owned"):
+        mine = await target.owned(written_before)
     stale: dict[str, list[str]] = {}
     for bp in owned:
         keep = produced.get(bp, set()) | referenced.get(bp, set())
@@ -500,11 +529,14 @@ async def reconcile(
     if stale and reason is None:
         report.deletes_performed = True
         delete_order = [bp for level in reversed(_levels(list(stale), defs)) for bp in level]
+        deleting = Progress("publish: deleting stale entities", report.stale_total, progress)
         for bp in delete_order:
             # Never let Port cascade: its dependents are entities in ANY blueprint with a relation to the deleted one,
             # `_user` (a Port user) and what people or other integrations made included. Our own dependents are
             # stale in their own right and deleted here, dependents first; anything else keeps its entity.
-            result = await _delete_isolating(target, bp, stale[bp])
+            with report.phase("delete"):
+                result = await _delete_isolating(target, bp, stale[bp])
+            deleting.advance(len(stale[bp]))
             report.blueprints[bp].deleted += len(result.deleted)
             for failure in result.failures:
                 report.failures.append(

@@ -7,7 +7,7 @@ at PORT_LOCAL_CATALOG (or its default path).
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from sentry_port_assets.port.results import DeleteResult, EnsureReport, EntityRe
 
 Entity = dict[str, Any]
 Blueprint = dict[str, Any]
+# The local catalog writes in one call; for progress lines it writes this many at a time.
+LOCAL_BATCH = 1000
 
 
 class PortTarget(abc.ABC):
@@ -70,9 +72,11 @@ class PortTarget(abc.ABC):
 
     @abc.abstractmethod
     async def upsert_batch(
-        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
+        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[EntityResult]:
-        """Upserts any number of entities (split into Port-sized batches); one result per entity, in order."""
+        """Upserts any number of entities (split into Port-sized batches); one result per entity, in order.
+        `on_done(n)`: called as n more entities are answered."""
 
     @abc.abstractmethod
     async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult: ...
@@ -175,8 +179,16 @@ class LocalCatalogTarget(PortTarget):
                 return
 
     async def upsert_batch(
-        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
+        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[EntityResult]:
+        if on_done is not None and len(entities) > LOCAL_BATCH:  # one progress step per LOCAL_BATCH entities
+            results: list[EntityResult] = []
+            for start in range(0, len(entities), LOCAL_BATCH):
+                chunk = entities[start:start + LOCAL_BATCH]
+                results += await self.upsert_batch(blueprint, chunk, merge=merge, create_missing=create_missing)
+                on_done(len(chunk))
+            return results
         try:
             outcomes = self.catalog.upsert_entities(
                 blueprint, entities, merge=merge, create_missing_related=create_missing,
@@ -188,6 +200,8 @@ class LocalCatalogTarget(PortTarget):
                 for e in entities
             ]
         self.requests["upserted"] += sum(o.ok for o in outcomes)
+        if on_done is not None:
+            on_done(len(entities))
         return [
             EntityResult(identifier=o.identifier, ok=o.ok, created=o.created, status=o.status if not o.ok else (201 if o.created else 200), error=o.error, message=o.message)
             for o in outcomes
@@ -261,9 +275,11 @@ class PortApiTarget(PortTarget):
             return
 
     async def upsert_batch(
-        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool
+        self, blueprint: str, entities: Sequence[Mapping[str, Any]], *, merge: bool, create_missing: bool,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[EntityResult]:
-        return await self.client.upsert_entities(blueprint, entities, merge=merge, create_missing_related=create_missing)
+        return await self.client.upsert_entities(blueprint, entities, merge=merge, create_missing_related=create_missing,
+                                                 on_done=on_done)
 
     async def delete(self, blueprint: str, ids: Sequence[str], *, delete_dependents: bool) -> DeleteResult:
         return await self.client.delete_entities(blueprint, ids, delete_dependents=delete_dependents)

@@ -28,7 +28,7 @@ def _ref(variable: str | None) -> EnvVar | None:
 
 def sentry_resource(s: Settings) -> SentryResource:
     if s.demo:
-        return DemoSentryResource()
+        return DemoSentryResource(defs_yaml=s.defs_yaml)
     return SentryResource(host=s.sentry_host, organization=s.sentry_organization, token=_ref(s.sentry_token_var))
 
 

@@ -32,11 +32,22 @@ DEMO_WARNING = (
 )
 
 
+def component_demo_warning(defs_yaml: str) -> str:
+    """The demo warning of a component instance: what to set in its defs.yaml, not in the environment."""
+    return (f"{defs_yaml} sets no Sentry token: reading the bundled DEMO organization {DEMO_ORGANIZATION!r}, not your "
+            "Sentry. To sync a real organization set, in that file, sentry_organization and sentry_token_env (the "
+            "name of the variable holding an auth token with org:read, member:read, team:read, project:read and "
+            "event:read; or sentry_token: \"{{ env.NAME }}\"), plus sentry_host for self-hosted Sentry.")
+
+
 class DemoSentryResource(SentryResource):
     """The bundled demo organization (no token, no network)."""
 
     host: str = DEMO_HOST
     organization: Optional[str] = DEMO_ORGANIZATION
+    # The defs.yaml of the component instance that runs the demo (its warning names that file); None: the
+    # standalone code location, configured by environment variables.
+    defs_yaml: Optional[str] = None
 
     @property
     def is_demo(self) -> bool:
@@ -47,7 +58,7 @@ class DemoSentryResource(SentryResource):
         return "demo organization"
 
     def warn_if_demo(self, log: logging.Logger | logging.LoggerAdapter) -> None:
-        log.warning(DEMO_WARNING)
+        log.warning(component_demo_warning(self.defs_yaml) if self.defs_yaml else DEMO_WARNING)
 
     def get_client(self) -> SentryClient:
         app = create_sentry_emulator(demo_dataset(), EmulatorConfig(token=_DEMO_TOKEN))

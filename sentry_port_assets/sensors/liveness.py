@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from dagster import DagsterEventType, DagsterInstance, DagsterRun
 
 from sentry_port_assets.config import number_setting
-from sentry_port_assets.worker_host import HOST_TAG
+from sentry_port_assets.worker_host import HOST_TAG, LEGACY_HOST_TAG
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ def _pid_alive(pid: int) -> bool:
 
 def check_run(instance: DagsterInstance, run: DagsterRun) -> Liveness:
     """Whether `run` (in progress) is worth waiting for; a dead worker's run is marked failed on the way."""
-    host = ((instance.get_run_by_id(run.run_id) or run).tags or {}).get(HOST_TAG)  # tagged after the run was read
+    tags = (instance.get_run_by_id(run.run_id) or run).tags or {}  # tagged after the run was read
+    host = tags.get(HOST_TAG) or tags.get(LEGACY_HOST_TAG)
     started = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
     worker = started[0].event_log_entry.dagster_event if started else None
     if worker is not None and host == socket.gethostname() and worker.pid is not None and not _pid_alive(worker.pid):

@@ -45,7 +45,6 @@ from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.sensors.liveness import check_run
 from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path, describe, inbox_exists
 from sentry_port_assets.webhooks.job import OP, sentry_webhook_sync
-from sentry_port_assets.webhooks.sync import coalesce
 
 BATCH_TAG = "sentry_port/webhook_batch"
 MAX_EVENTS = 1000
@@ -224,14 +223,13 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
         state["batch"] = int(batch)
         ids = [e.id for e in pending]
         state["inflight"][batch] = {"ids": ids, "at": time.time()}
-        issues = coalesce(pending).issues
         # No inbox in the run's config (a database URL may hold a password, and run config is shown in the UI): the
         # run's job was built with this sensor's inbox (build_webhook_job), so it reads the same one.
         return SensorResult(
             run_requests=[RunRequest(
                 run_key=f"webhooks-{tag(batch)}",
                 run_config={"ops": {names.job(OP): {"config": {"event_ids": ids}}}},
-                tags={BATCH_TAG: tag(batch), "sentry_port/issues": ",".join(sorted(issues))[:200]},
+                tags={BATCH_TAG: tag(batch)},  # the issues go to the run's observation, not into a tag
             )],
             cursor=json.dumps(state),
         )

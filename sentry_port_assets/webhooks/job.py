@@ -3,7 +3,7 @@
 import asyncio
 from typing import Optional
 
-from dagster import AssetObservation, Config, Failure, JobDefinition, OpExecutionContext, job, op
+from dagster import AssetObservation, Config, Failure, JobDefinition, MetadataValue, OpExecutionContext, job, op
 
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.policy import publish_policy
@@ -15,7 +15,7 @@ from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path
-from sentry_port_assets.webhooks.sync import Changes, changes_for
+from sentry_port_assets.webhooks.sync import Changes, changes_for, coalesce
 
 
 class WebhookBatchConfig(Config):
@@ -74,7 +74,9 @@ def build_webhook_job(names: Names = DEFAULT, inbox_location: str | None = None,
             context.log.warning(f"deletes skipped: {report.delete_skipped_reason}; the next resync decides again")
         # Shown on port/catalog's timeline in the UI, beside the resyncs' materializations.
         context.log_event(AssetObservation(asset_key=names.key("port", "catalog"), metadata={
-            "source": "sentry webhooks", "events": len(events), "issues_refreshed": changes.issues_refreshed,
+            "source": "sentry webhooks", "events": len(events),
+            "issues": MetadataValue.text(", ".join(sorted(coalesce(events).issues))[:2000]),
+            "issues_refreshed": changes.issues_refreshed,
             "issues_gone": changes.issues_gone, "comment_events": changes.comments, "created": meta["created"],
             "updated": meta["updated"], "deleted": meta["deleted"], "failed": meta["failed"],
             "not_ours_kept": meta["not_ours_kept"], "deletes": meta["deletes"], MAPPING_SHA: mapping_config.sha256,
