@@ -40,19 +40,20 @@ from sentry_port_assets.scaffold import SentryPortScaffolder
 _ENV_TEMPLATE = re.compile(r"""\{\{\s*env(?:\.([A-Za-z_][A-Za-z0-9_]*)|\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\))\s*\}\}""")
 
 
+# What a secret attribute resolves to when it holds something else than a template: the value itself is dropped at
+# once; `build_defs` refuses the instance (an error raised while resolving would show the defs.yaml line, secret and
+# all, in Dagster's load error).
+_NOT_A_TEMPLATE = "\x00not an env template"
+
+
 def _variable_of(context: dg.ResolutionContext, raw: Any) -> Optional[str]:
     """The NAME in a secret attribute's `{{ env.NAME }}`, read before Dagster renders the template: the secret then
     becomes an `EnvVar("NAME")` reference, as with the `*_env` attributes, and its value reaches no resource config,
-    run snapshot or UI. Anything else is refused without repeating it (it may be the secret itself)."""
+    run snapshot or UI."""
     if raw is None:
         return None
     match = _ENV_TEMPLATE.fullmatch(raw.strip()) if isinstance(raw, str) else None
-    if match is None:
-        raise dg.DagsterInvalidDefinitionError(
-            f"{'.'.join(str(p) for p in context.path)}: a secret attribute takes Dagster's template of an environment "
-            "variable, \"{{ env.NAME }}\", never the secret itself (the value given is not repeated here); or use "
-            "the matching *_env attribute with the variable's name")
-    return match.group(1) or match.group(2)
+    return (match.group(1) or match.group(2)) if match else _NOT_A_TEMPLATE
 
 
 def _secret(description: str) -> Any:
@@ -108,6 +109,11 @@ class SentryPortComponent(dg.Component, dg.Model, dg.Resolvable):
     def _variable(self, context: dg.ComponentLoadContext, name: str) -> Optional[str]:
         """The variable holding secret `name`: its `*_env` attribute, or its `{{ env.X }}` one."""
         named, templated = getattr(self, f"{name}_env"), getattr(self, name)
+        if templated == _NOT_A_TEMPLATE:
+            raise dg.DagsterInvalidDefinitionError(
+                f"{context.path}: {name} takes Dagster's template of an environment variable, \"{{{{ env.NAME }}}}\", "
+                f"never the secret itself (what it holds is not repeated here); or set {name}_env to the variable's "
+                "name. Remove the secret from the file.")
         if named and templated:
             raise dg.DagsterInvalidDefinitionError(f"{context.path}: set {name}_env or {name}, not both")
         return named or templated

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 from dagster import AssetKey, AssetSpec, Definitions, EnvVar
+from dagster.components.testing import create_defs_folder_sandbox
 
+from sentry_port_assets.component import SentryPortComponent
 from sentry_port_assets.factory import build_sentry_port_defs
 from sentry_port_assets.mapping.blueprints import blueprints_by_id
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
@@ -72,9 +74,11 @@ def expected_columns(kind: str) -> dict[str, tuple[str, str]]:
         for name, expression in (mappings.get("relations") or {}).items():
             relation = definition["relations"][name]
             type_ = f"relation to {relation['target']}" + (" (many)" if relation.get("many") else "")
-            if isinstance(expression, dict):
+            if isinstance(expression, dict):  # the bundled mapping's one search relation: one rule
                 type_ += ", by search"
-                expression = json.dumps(expression, separators=(",", ":"))
+                [rule] = expression["rules"]
+                expression = (f"search: {json.loads(rule['property'])} {json.loads(rule['operator'])} "
+                              f"{rule['value']}")
             fields[f"relations.{name}"] = (type_, expression)
         for column, (type_, expression) in fields.items():
             seen = out.setdefault(column, (type_, []))
@@ -158,3 +162,50 @@ def test_one_group_and_a_translation_for_every_asset() -> None:
         assert graph.get(key).description.startswith("[acme] ")
     with pytest.raises(ValueError, match="keys are the jobs' and sensors' contract"):
         instance(translate=lambda spec: spec.replace_attributes(key=AssetKey(["elsewhere"])))
+
+
+# -- the component ------------------------------------------------------------------------------------------------------
+
+SECRET = "sntryu_the_value_itself_never_shown_7d1"
+
+
+def component_defs(attributes: dict[str, Any], **file: Any) -> Any:
+    """The component's Definitions from a defs.yaml with `attributes` (and other top-level keys of the file)."""
+    with create_defs_folder_sandbox() as sandbox:
+        sandbox.scaffold_component(SentryPortComponent, defs_path="acme", defs_yaml_contents={
+            "type": "sentry_port_assets.SentryPortComponent", "attributes": {"key_prefix": "acme", **attributes},
+            **file})
+        with sandbox.build_all_defs() as defs:
+            return defs.resolve_asset_graph(), defs.resources
+
+
+def test_a_component_takes_owners_tags_a_group_and_post_processing(monkeypatch: pytest.MonkeyPatch) -> None:
+    graph, _ = component_defs({"owners": ["team:platform"], "tags": {"domain": "observability"},
+                               "group_name": "sentry_acme"},
+                              post_processing={"assets": [{"target": "kind:jq", "attributes": {"tags": {"tier": "1"}}}]})
+    for key in graph.get_all_asset_keys():
+        asset = graph.get(key)
+        assert asset.owners == ["team:platform"] and asset.tags["domain"] == "observability"
+        assert asset.group_name == "sentry_acme"
+        assert ("tier" in asset.tags) == ("jq" in asset.kinds), key
+
+
+def test_component_secrets_take_dagsters_env_template_as_a_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_SENTRY_TOKEN", SECRET)
+    _, resources = component_defs({"sentry_organization": "acme", "sentry_token": "{{ env.ACME_SENTRY_TOKEN }}",
+                                   "port_client_id": "{{ env('ACME_PORT_ID') }}",
+                                   "port_client_secret": "{{ env.ACME_PORT_SECRET }}"})
+    token = resources["acme_sentry"].token
+    assert isinstance(token, EnvVar) and token.env_var_name == "ACME_SENTRY_TOKEN", "a reference, not the value"
+    assert resources["acme_port"].client_id.env_var_name == "ACME_PORT_ID"
+    assert SECRET not in repr(resources["acme_sentry"])
+
+
+def test_a_literal_secret_in_a_component_is_refused_without_being_repeated() -> None:
+    with pytest.raises(Exception) as refused:
+        component_defs({"sentry_organization": "acme", "sentry_token": SECRET})
+    text = str(refused.value) + str(refused.value.__cause__ or "")
+    assert "sentry_token" in text and "{{ env.NAME }}" in text and SECRET not in text
+    with pytest.raises(Exception) as both:
+        component_defs({"sentry_organization": "acme", "sentry_token": "{{ env.A }}", "sentry_token_env": "B"})
+    assert "set sentry_token_env or sentry_token, not both" in str(both.value) + str(both.value.__cause__ or "")

@@ -197,7 +197,7 @@ def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: 
             MAPPING_SHA: compiled.sha256,
             # What Sentry said when this resync began reading it: webhook events received since are applied again
             # after this publish (sensors/webhooks.py), so an older read never has the last word in Port.
-            RESYNC_STARTED: started,
+            RESYNC_STARTED: MetadataValue.timestamp(datetime.fromisoformat(started)),
         }
         if meta["port_users_created"] and port.client_id:
             context.log.warning(f"{meta['port_users_created']} _user entities were created: in Port each one is a Port user "
@@ -214,7 +214,7 @@ def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: 
             first = report.failures[0]
             raise Failure(
                 description=f"{len(report.failures)} entities failed to publish (first: {first.blueprint}/"
-                            f"{first.identifier}: {first.status} {first.error}: {first.message}); the `failures` table "
+                            f"{first.identifier}: {first.status} {first.error}: {first.message}); the failures table "
                             f"lists them all. Deletes: {meta['deletes']}.",
                 metadata=metadata,
             )

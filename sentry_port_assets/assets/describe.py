@@ -73,7 +73,19 @@ def _constant(expression: Any) -> str | None:
 
 
 def _expression(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """A field's jq expression as the mapping writes it; a search relation as its rules, read as Port reads them
+    ("search: $identifier = .assignedTo.email"), with their constant parts unquoted."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("rules"), list):
+        def part(expression: Any) -> str:
+            constant = _constant(expression)
+            return constant if constant is not None else _expression(expression)
+
+        rules = [f"{part(r.get('property'))} {part(r.get('operator'))} {part(r.get('value'))}"
+                 if isinstance(r, Mapping) and "property" in r else _expression(r) for r in value["rules"]]
+        return "search: " + f" {part(value.get('combinator', 'and'))} ".join(rules)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _port_type(schema: Mapping[str, Any] | None) -> str:

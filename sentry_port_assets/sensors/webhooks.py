@@ -106,7 +106,9 @@ def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: 
     started = materialization.metadata.get(RESYNC_STARTED) if materialization is not None else None
     if started is None:
         return
-    since = datetime.fromisoformat(str(started.value))
+    # A timestamp (epoch seconds); materializations of earlier releases hold the RFC 3339 text.
+    since = (datetime.fromtimestamp(started.value, timezone.utc) if isinstance(started.value, (int, float))
+             else datetime.fromisoformat(str(started.value)))
     ids = [e.id for e in inbox.received_since(since, MAX_EVENTS, installation)]
     if ids:
         state["replay"] = sorted(set(state.get("replay", [])) | set(ids))
