@@ -76,10 +76,6 @@ def entity_asset_keys(names: Names = DEFAULT) -> dict[str, AssetKey]:
     return {kind: names.key(GROUP, name) for kind, (name, _) in ENTITY_KINDS.items()}
 
 
-def raw_asset_keys(names: Names = DEFAULT) -> dict[str, AssetKey]:
-    return {kind: names.key(*raw_key) for kind, (_, raw_key) in ENTITY_KINDS.items()}
-
-
 ENTITY_ASSET_KEYS: dict[str, AssetKey] = entity_asset_keys()
 OPTIONAL_ENTITIES = "optional_entities"
 
