@@ -1,7 +1,7 @@
 """The package's import rules (docs/architecture.md), proven from the import statements themselves: module level,
 inside functions, under `if TYPE_CHECKING`, relative or absolute. None can dodge them.
 
-- `config`, `worker_host` and `progress` import nothing of the project;
+- `config`, `worker_host`, `progress` and `kinds` import nothing of the project;
 - `sentry/`, `mapping/` and `port/` import only themselves and those two: never each other, `assets/` or
   `emulators/`;
 - `emulators/` (the demo's and the tests' stand-ins) may use those packages; only `resources/demo.py` imports it;
@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "sentry_port_assets"
 PACKAGE = "sentry_port_assets"
 
-BASE = {"config", "worker_host", "progress"}
+BASE = {"config", "worker_host", "progress", "kinds"}
 DOMAIN = {"sentry", "mapping", "port"}
 ALLOWED: dict[str, set[str]] = {
     **{name: set() for name in BASE},

@@ -17,26 +17,10 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
 
+from sentry_port_assets.kinds import RAWS
 from sentry_port_assets.mapping.blueprints import blueprints_by_id
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.config import ResourceConfig
-
-SENTRY_API_DOCS = "https://docs.sentry.io/api"
-# raw asset -> (the Sentry endpoint it reads, that endpoint's page in Sentry's API reference)
-RAW_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
-    ("sentry", "members"): ("GET /api/0/organizations/{org}/members/",
-                            f"{SENTRY_API_DOCS}/organizations/list-an-organizations-members/"),
-    ("sentry", "teams"): ("GET /api/0/organizations/{org}/teams/, GET /api/0/teams/{org}/{team}/members/",
-                          f"{SENTRY_API_DOCS}/teams/list-an-organizations-teams/"),
-    ("sentry", "projects"): ("GET /api/0/organizations/{org}/projects/",
-                             f"{SENTRY_API_DOCS}/organizations/list-an-organizations-projects/"),
-    ("sentry", "project_tags"): ("GET /api/0/projects/{org}/{project}/tags/{key}/values/",
-                                 f"{SENTRY_API_DOCS}/projects/list-a-tags-values/"),
-    ("sentry", "issues"): ("GET /api/0/organizations/{org}/issues/",
-                           f"{SENTRY_API_DOCS}/events/list-an-organizations-issues/"),
-    ("sentry", "issue_tags"): ("GET /api/0/organizations/{org}/issues/{issue}/tags/{key}/values/",
-                               f"{SENTRY_API_DOCS}/events/list-a-tags-values-for-an-issue/"),
-}
 
 DATA_MODEL_PAGE = "/settings/data-model"
 
@@ -53,9 +37,10 @@ class Links:
     port_app: str | None = None
 
 
-def raw_metadata(key: tuple[str, str], links: Links) -> dict[str, Any]:
-    endpoint, docs = RAW_SOURCES[key]
-    meta: dict[str, Any] = {"sentry_endpoint": MetadataValue.text(endpoint), "sentry_api_docs": MetadataValue.url(docs)}
+def raw_metadata(name: str, links: Links) -> dict[str, Any]:
+    raw = RAWS[name]
+    meta: dict[str, Any] = {"sentry_endpoint": MetadataValue.text(raw.endpoint),
+                            "sentry_api_docs": MetadataValue.url(raw.docs)}
     if links.sentry_organization:
         meta["sentry_organization"] = MetadataValue.url(links.sentry_organization)
     return meta

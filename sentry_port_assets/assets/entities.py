@@ -31,6 +31,7 @@ from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.metadata import table
 from sentry_port_assets.assets.plan import map_kind
 from sentry_port_assets.assets.presentation import PLAIN, Presentation
+from sentry_port_assets.kinds import KINDS
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.engine import MappingResult, Misconfiguration
 from sentry_port_assets.names import DEFAULT, Names
@@ -40,24 +41,12 @@ GROUP = "port"
 PREVIEW_ROWS = 10
 Entity = dict[str, Any]
 
-# kind -> (entity asset name, raw asset key)
+# kind -> (entity asset name, the raw asset holding its items), and the raw assets it is mapped from, roots first
+# (what `FetchPlan` fetches for that kind): both from the kinds table (kinds.py).
 ENTITY_KINDS: dict[str, tuple[str, tuple[str, str]]] = {
-    "user": ("entities_user", ("sentry", "members")),
-    "team": ("entities_team", ("sentry", "teams")),
-    "project": ("entities_project", ("sentry", "projects")),
-    "project-tag": ("entities_project_tag", ("sentry", "project_tags")),
-    "issue": ("entities_issue", ("sentry", "issues")),
-    "issue-tag": ("entities_issue_tag", ("sentry", "issue_tags")),
-}
-# kind -> the raw assets its entities are mapped from, roots first: what `FetchPlan` fetches for that kind.
+    name: (kind.entity_asset, ("sentry", kind.raws[-1])) for name, kind in KINDS.items() if kind.entity_asset}
 RAW_FEEDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "user": (("sentry", "members"),),
-    "team": (("sentry", "teams"),),
-    "project": (("sentry", "projects"),),
-    "project-tag": (("sentry", "projects"), ("sentry", "project_tags")),
-    "issue": (("sentry", "projects"), ("sentry", "issues")),
-    "issue-tag": (("sentry", "projects"), ("sentry", "issues"), ("sentry", "issue_tags")),
-}
+    name: tuple(("sentry", raw) for raw in KINDS[name].raws) for name in ENTITY_KINDS}
 
 
 def used_kinds(mapping: CompiledMapping | None) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sentry_port_assets.kinds import KINDS
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.config import BY_ENVIRONMENT, MappingConfig, ResourceConfig
 from sentry_port_assets.mapping.engine import MappingResult
@@ -31,16 +32,31 @@ def issue_filter(resource: ResourceConfig) -> IssueFilter:
 
 @dataclass(frozen=True)
 class FetchPlan:
-    members: bool
-    teams: bool
     team_members: bool
-    projects: bool
     project_tag_keys: tuple[str, ...]
     issue_filters: tuple[IssueFilter, ...]
     issue_tag_keys: dict[IssueFilter, tuple[str, ...]]
     # Filters whose `environment` values come from one issue list per project and environment (`tagValues:
     # by-environment` on every issue-tag resource reading that tag with that filter).
     environments_by_list: frozenset[IssueFilter] = frozenset()
+    # The kinds the mapping maps (kinds.py's order).
+    kinds: tuple[str, ...] = ()
+
+    def needed(self, raw: str) -> bool:
+        """Whether a kind the mapping maps reads raw asset `raw`."""
+        return any(raw in KINDS[kind].raws for kind in self.kinds)
+
+    def readers(self, raw: str) -> list[str]:
+        """The kinds that read raw asset `raw` (for the message of a raw asset that fetches nothing)."""
+        return [name for name, kind in KINDS.items() if raw in kind.raws]
+
+    def params(self, raw: str) -> dict[str, Any]:
+        """What raw asset `raw`'s fetch (kinds.Raw.fetch) is called with."""
+        return {
+            "teams": {"include_members": self.team_members},
+            "project_tags": {"keys": self.project_tag_keys},
+            "issues": {"filters": self.issue_filters},
+        }.get(raw, {})
 
     @classmethod
     def of(cls, mapping: CompiledMapping | MappingConfig) -> FetchPlan:
@@ -52,14 +68,12 @@ class FetchPlan:
             if r.selector.tag == "environment":
                 strategies.setdefault(issue_filter(r), set()).add(r.selector.tag_values)
         return cls(
-            members=mapping.uses("user"),
-            teams=mapping.uses("team"),
             team_members=any(r.selector.include_members for r in mapping.resources_of("team")),
-            projects=mapping.uses("project", "project-tag", "issue", "issue-tag"),
             project_tag_keys=tuple(sorted({r.selector.tag for r in mapping.resources_of("project-tag")})),
             issue_filters=tuple(sorted({issue_filter(r) for r in issue_resources})),
             issue_tag_keys={f: tuple(sorted(keys)) for f, keys in sorted(tag_keys.items())},
             environments_by_list=frozenset(f for f, used in strategies.items() if used == {BY_ENVIRONMENT}),
+            kinds=tuple(kind for kind in KINDS if mapping.uses(kind)),
         )
 
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
 from sentry_port_assets.mapping.compiled import CompiledMapping
-from sentry_port_assets.mapping.config import KINDS
+from sentry_port_assets.kinds import SYNCED
 from sentry_port_assets.mapping.jqcompile import constant_value
 from sentry_port_assets.port.policy import PublishPolicy
 from sentry_port_assets.port.resource import PortResource
 
-# The kinds a resync fetches and maps: every kind but `comment`, which only webhooks write.
-RESYNC_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k != "comment")
+# The kinds a resync fetches and maps: every kind with an entity asset (not `comment`, which only webhooks write).
+RESYNC_KINDS: tuple[str, ...] = SYNCED
 
 
 def owned_blueprint_names(port: PortResource) -> set[str]:

@@ -8,6 +8,7 @@ request and says so in its metadata. Shapes of the stored values: see `assets/pl
 
 import asyncio
 import time
+from functools import partial
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -23,7 +24,9 @@ from sentry_port_assets.assets.presentation import PLAIN, Presentation
 from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.sentry.client import SentryClient, cost_line, progress_reporter
-from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags, fetch_issues, fetch_project_tags, fetch_teams
+from sentry_port_assets.kinds import RAWS, Raw
+from sentry_port_assets.sentry import fetch as fetch_module
+from sentry_port_assets.sentry.fetch import Vanished, fetch_issue_tags
 from sentry_port_assets.sentry.resource import SentryResource
 
 T = TypeVar("T")
@@ -81,111 +84,109 @@ def _step(context: AssetExecutionContext, names: Names) -> tuple[SentryResource,
     return bound.sentry, config, FetchPlan.of(config)
 
 
+def _params_text(params: dict[str, Any]) -> str:
+    """What a fetch was asked for, in words ("keys: environment"), for the asset's metadata."""
+    def show(value: Any) -> str:
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return ", ".join(show(v) for v in value) or "none"
+        return getattr(value, "key", str(value))  # an IssueFilter by its key
+    return "; ".join(f"{name.replace('_', ' ')}: {show(value)}" for name, value in params.items())
+
+
+def _skip_reason(plan: FetchPlan, raw: str) -> str:
+    return "no mapping resource of kind " + " or ".join(plan.readers(raw))
+
+
 def build_raw_assets(names: Names = DEFAULT, links: Links = Links(),
                      present: Presentation = PLAIN) -> list[AssetsDefinition]:
     """The raw Sentry assets of one instance (`names`: its keys, groups and resource keys; `links`: where its Sentry
-    organization is; `present`: its owners, tags, group and translation)."""
-    MEMBERS, TEAMS, PROJECTS = names.key("sentry", "members"), names.key("sentry", "teams"), names.key("sentry", "projects")
+    organization is; `present`: its owners, tags, group and translation), one per `kinds.RAWS` entry: the roots in one
+    step, each other one reading its upstream raw asset, and the custom ones (the issue tags' cache) their own way."""
     resources = {names.resource("sentry"), names.resource("mapping")}
 
-    def base(name: str, description: str) -> AssetSpec:
+    def base(name: str) -> AssetSpec:
         return AssetSpec(key=names.key("sentry", name), group_name=names.group(GROUP), kinds=KINDS,
-                         description=description, metadata=raw_metadata(("sentry", name), links))
+                         description=RAWS[name].description, metadata=raw_metadata(name, links))
 
-    def spec(name: str, description: str) -> AssetSpec:
-        return present.spec(base(name, description))
+    def spec(name: str) -> AssetSpec:
+        return present.spec(base(name))
 
-    def args(name: str, description: str) -> dict[str, Any]:
-        return present.asset_args(base(name, description))
+    def args(name: str) -> dict[str, Any]:
+        return present.asset_args(base(name))
+
+    roots = [raw for raw in RAWS.values() if raw.upstream is None]
 
     @multi_asset(
         name=names.job("sentry_organization"),
         required_resource_keys=resources,
-        outs={
-            _name(MEMBERS): AssetOut.from_spec(spec("members", "Organization members (kind `user`), pending invites "
-                                                               "included."), is_required=False),
-            _name(TEAMS): AssetOut.from_spec(spec("teams", "Teams (kind `team`), with `__members` when a team resource "
-                                                           "sets includeMembers: true."), is_required=False),
-            _name(PROJECTS): AssetOut.from_spec(spec("projects", "Every active project of the organization."),
-                                                is_required=False),
-        },
+        outs={_name(names.key("sentry", raw.name)): AssetOut.from_spec(spec(raw.name), is_required=False)
+              for raw in roots},
         can_subset=True,
     )
-    def sentry_organization(context: AssetExecutionContext) -> Iterator[Output[list[Item]]]:
-        """The organization's roots in one step, fetched concurrently: members, teams, projects.
+    def sentry_organization(context: AssetExecutionContext) -> Iterator[Output[Any]]:
+        """The organization's roots in one step, fetched concurrently (members, teams, projects, …).
 
-        One step rather than three: it is the only root of the graph, so a mapping that does not load fails it once,
-        before any Sentry request, and every asset downstream is skipped instead of failing with the same error."""
+        One step rather than one each: it is the only root of the graph, so a mapping that does not load fails it
+        once, before any Sentry request, and every asset downstream is skipped instead of failing with the same
+        error."""
         sentry, config, plan = _step(context, names)
         selected = context.selected_asset_keys
         sentry.warn_if_demo(context.log)
         for warning in config.warnings:  # once per run: this is the graph's root
             context.log.warning(f"mapping: {warning}")
-        fetches: dict[AssetKey, Any] = {}
-        skipped: dict[AssetKey, str] = {}
+        fetches: dict[str, Any] = {}
         vanished = Vanished()
-
-        for key, needed, why, label, fetch in [
-            (MEMBERS, plan.members, "no mapping resource of kind user", "members", lambda c: c.list_members()),
-            (TEAMS, plan.teams, "no mapping resource of kind team", "teams",
-             lambda c: fetch_teams(c, plan.team_members, vanished)),
-            (PROJECTS, plan.projects, "no mapping resource of kind project, project-tag, issue or issue-tag",
-             "projects", lambda c: c.list_projects()),
-        ]:
-            if key not in selected:
+        for raw in roots:
+            if names.key("sentry", raw.name) not in selected:
                 continue
-            if needed:
-                fetches[key] = _fetch_async(context, sentry, label, fetch)
-            else:
-                skipped[key] = why
+            if not plan.needed(raw.name):
+                yield _skipped([], config.sha256, _skip_reason(plan, raw.name),
+                               output_name=_name(names.key("sentry", raw.name)))
+                continue
+            read = getattr(fetch_module, raw.fetch)
+            fetches[raw.name] = _fetch_async(context, sentry, raw.name.replace("_", " "),
+                                             partial(read, params=plan.params(raw.name), upstream=None,
+                                                     vanished=vanished))
 
         async def run_all() -> list[Any]:
             return list(await asyncio.gather(*fetches.values(), return_exceptions=True))
 
         outcomes = dict(zip(fetches, asyncio.run(run_all()) if fetches else []))
-        results = {key: outcome for key, outcome in outcomes.items() if not isinstance(outcome, BaseException)}
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, BaseException):
+                continue
+            value, cost = outcome
+            yield _output(value, config.sha256, cost, RAWS[name].preview, output_name=_name(names.key("sentry", name)),
+                          fetched_with=_params_text(plan.params(name)), vanished=len(vanished.items))
         failed = [outcome for outcome in outcomes.values() if isinstance(outcome, BaseException)]
-        for key, why in skipped.items():
-            yield _skipped([], config.sha256, why, output_name=_name(key))
-        if MEMBERS in results:
-            members, cost = results[MEMBERS]
-            yield _output(members, config.sha256, cost, ["email", "orgRole", "inviteStatus", "user.username"],
-                          output_name=_name(MEMBERS))
-        if TEAMS in results:
-            teams, cost = results[TEAMS]
-            yield _output(teams, config.sha256, cost, ["slug", "name", "memberCount", "__members"],
-                          output_name=_name(TEAMS), with_members=plan.team_members, vanished=len(vanished.items))
-        if PROJECTS in results:
-            found, cost = results[PROJECTS]
-            yield _output(found, config.sha256, cost, ["slug", "platform", "status"], output_name=_name(PROJECTS))
         if failed:  # what was fetched is recorded above; the step still fails, so nothing downstream runs on a gap
             raise failed[0]
 
-    @asset(**args("project_tags", "Tag values per project (kind `project-tag`): one row per project per value, "
-                                  "every key selected."),
-           required_resource_keys=resources, ins={"projects": AssetIn(key=PROJECTS)})
-    def sentry_project_tags(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
-        sentry, config, plan = _step(context, names)
-        keys = plan.project_tag_keys
-        if not keys:
-            return _skipped({}, config.sha256, "no mapping resource of kind project-tag")
-        rows, cost = _fetch(context, sentry, "project tags", lambda c: fetch_project_tags(c, projects, keys))
-        return _output(rows, config.sha256, cost, ["slug", "__tags.key", "__tags.name", "__tags.count"],
-                       tag_keys=", ".join(keys))
+    def dependent(raw: Raw) -> AssetsDefinition:
+        @asset(**args(raw.name), required_resource_keys=resources,
+               ins={"upstream": AssetIn(key=names.key("sentry", raw.upstream or ""))})
+        def _asset(context: AssetExecutionContext, upstream: Any) -> Output[Any]:
+            sentry, config, plan = _step(context, names)
+            if not plan.needed(raw.name):
+                return _skipped({}, config.sha256, _skip_reason(plan, raw.name))
+            vanished = Vanished()
+            value, cost = _fetch(context, sentry, raw.name.replace("_", " "), partial(
+                getattr(fetch_module, raw.fetch), params=plan.params(raw.name), upstream=upstream, vanished=vanished))
+            return _output(value, config.sha256, cost, raw.preview, fetched_with=_params_text(plan.params(raw.name)),
+                           vanished=len(vanished.items))
 
-    @asset(**args("issues", "Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query."),
-           required_resource_keys=resources, ins={"projects": AssetIn(key=PROJECTS)})
-    def sentry_issues(context: AssetExecutionContext, projects: list[Item]) -> Output[dict[str, list[Item]]]:
-        sentry, config, plan = _step(context, names)
-        filters = plan.issue_filters
-        if not filters:
-            return _skipped({}, config.sha256, "no mapping resource of kind issue or issue-tag")
-        issues, cost = _fetch(context, sentry, "issues", lambda c: fetch_issues(c, projects, filters))
-        return _output(issues, config.sha256, cost, ["id", "shortId", "status", "project.slug"],
-                       sentry_queries=", ".join(f.key for f in filters))
+        return _asset
 
-    @asset(**args("issue_tags", "Each issue with its `__tags` values (kind `issue-tag`), per selected tag key."),
-           required_resource_keys=resources, ins={"issues": AssetIn(key=names.key("sentry", "issues"))})
+    customs = {"issue_tags": issue_tags_asset}
+    return [sentry_organization,
+            *(customs[raw.name](names, args(raw.name), resources) if raw.custom else dependent(raw)
+              for raw in RAWS.values() if raw.upstream is not None)]
+
+
+def issue_tags_asset(names: Names, attributes: dict[str, Any], resources: set[str]) -> AssetsDefinition:
+    """`sentry/issue_tags`: the per-issue tag values, reusing the tag cache (`tag_cache.py`) between resyncs."""
+
+    @asset(**attributes, required_resource_keys=resources, ins={"issues": AssetIn(key=names.key("sentry", "issues"))})
     def sentry_issue_tags(context: AssetExecutionContext,
                           issues: dict[str, list[Item]]) -> Output[dict[str, dict[str, list[Item]]]]:
         sentry, config, plan = _step(context, names)
@@ -220,7 +221,7 @@ def build_raw_assets(names: Names = DEFAULT, links: Links = Links(),
                        environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no",
                        tag_values_reused=len(reused), tag_values_fetched=fetched, tag_cache=summary)
 
-    return [sentry_organization, sentry_project_tags, sentry_issues, sentry_issue_tags]
+    return sentry_issue_tags
 
 
 raw_assets = build_raw_assets()

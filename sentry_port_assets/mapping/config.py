@@ -14,49 +14,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-Kind = Literal["user", "team", "project", "project-tag", "issue", "issue-tag", "comment"]
-KINDS: tuple[str, ...] = ("user", "team", "project", "project-tag", "issue", "issue-tag", "comment")
+from sentry_port_assets.kinds import (BY_ENVIRONMENT, DEFAULT_TAG, EVERYWHERE, PER_ISSUE,
+                                      KINDS as KIND_TABLE)
 
-DEFAULT_TAG = "environment"
-# What Sentry (and so Ocean) applies when no query is sent; "" syncs every status.
-DEFAULT_SENTRY_QUERY = "is:unresolved"
-# How `issue-tag` rows get their `__tags`: one tag-values request per issue (exact, Ocean's way), or, for the
-# `environment` tag, one issue list per project and environment (far fewer requests; see assets/plan.py).
-PER_ISSUE, BY_ENVIRONMENT = "per-issue", "by-environment"
-
-# Which selector options each kind uses. Ocean's Sentry selectors also carry `tag` on every kind, and its base
-# selector `exportEnvVariables`: accepted anywhere without effect. An option a kind does not use is a warning.
-OCEAN_EVERYWHERE = frozenset({"query", "tag", "exportEnvVariables"})
-SELECTOR_OPTIONS: dict[str, frozenset[str]] = {
-    "user": frozenset(),
-    "team": frozenset({"includeMembers"}),
-    "project": frozenset(),
-    "project-tag": frozenset({"tag"}),
-    "issue": frozenset({"sentryQuery", "statsPeriod", "includeArchived"}),
-    "issue-tag": frozenset({"tag", "sentryQuery", "statsPeriod", "tagValues", "includeArchived"}),
-    "comment": frozenset(),
-}
+KINDS: tuple[str, ...] = tuple(KIND_TABLE)
+Kind = Literal[KINDS]  # type: ignore[valid-type]  # the names of kinds.py's table
 
 
 class Selector(BaseModel):
+    """What every kind's selector holds (kinds.EVERYWHERE); each kind's own options are added by `selector_model`."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     query: str = "true"
-    include_members: bool = Field(False, alias="includeMembers")
     tag: str = DEFAULT_TAG
-    sentry_query: str = Field(DEFAULT_SENTRY_QUERY, alias="sentryQuery")
-    stats_period: str | None = Field(None, alias="statsPeriod")
-    tag_values: Literal["per-issue", "by-environment"] = Field(PER_ISSUE, alias="tagValues")
-    # Ocean's meaning: false drops ignored ("archived") issues, whatever the Sentry query lists (Ocean applies it to
-    # its webhooks; here the resync and the webhooks apply it alike, so they never disagree). Ocean's default: true.
-    include_archived: bool = Field(True, alias="includeArchived")
     export_env_variables: Any = Field(None, alias="exportEnvVariables")
 
     @model_validator(mode="after")
     def _by_environment_needs_the_environment_tag(self) -> "Selector":
-        if self.tag_values == BY_ENVIRONMENT and self.tag != "environment":
+        if getattr(self, "tag_values", PER_ISSUE) == BY_ENVIRONMENT and self.tag != "environment":
             raise ValueError(f"tagValues: {BY_ENVIRONMENT} works for tag 'environment' only, not {self.tag!r}; "
                              f"use tagValues: {PER_ISSUE} (the default) for other tags")
         return self
@@ -68,6 +46,20 @@ class Selector(BaseModel):
         if isinstance(value, bool):
             return "true" if value else "false"
         return value
+
+
+def _selector_model(kind: str) -> type[Selector]:
+    options = KIND_TABLE[kind].options
+    fields: dict[str, Any] = {o.name: (o.type, Field(o.default, alias=o.alias)) for o in options}
+    name = "".join(part.capitalize() for part in kind.split("-")) + "Selector"
+    return create_model(name, __base__=Selector, **fields)
+
+
+SELECTORS: dict[str, type[Selector]] = {kind: _selector_model(kind) for kind in KINDS}
+# Which selector options each kind uses (an option another kind uses is a warning: it is ignored here).
+SELECTOR_OPTIONS: dict[str, frozenset[str]] = {
+    kind: frozenset(o.alias for o in spec.options) for kind, spec in KIND_TABLE.items()}
+OCEAN_EVERYWHERE = EVERYWHERE
 
 
 class EntityMappings(BaseModel):
@@ -101,8 +93,22 @@ class ResourceConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     kind: Kind
+    # The kind's own model (SELECTORS), with the options kinds.py declares for it.
     selector: Selector = Field(default_factory=Selector)
     port: PortConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _the_kinds_selector(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in SELECTORS and not isinstance(data.get("selector"), Selector):
+            try:
+                selector = SELECTORS[data["kind"]].model_validate(data.get("selector") or {})
+            except ValidationError as exc:  # the errors keep their place in the YAML: resources[i].selector.<key>
+                raise ValidationError.from_exception_data(exc.title, [
+                    {"type": e["type"], "loc": ("selector", *e["loc"]), "input": e["input"], **(
+                        {"ctx": e["ctx"]} if "ctx" in e else {})} for e in exc.errors()]) from None
+            return {**data, "selector": selector}
+        return data
 
 
 

@@ -29,7 +29,6 @@ from sentry_port_assets.mapping.config import (
     MappingConfig,
     PortConfig,
     ResourceConfig,
-    Selector,
 )
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.engine import MappingConfigError
@@ -139,7 +138,7 @@ def mapping_warnings(data: dict[str, Any]) -> list[str]:
         selector, kind = resource.get("selector"), resource.get("kind")
         if isinstance(selector, dict):
             used = SELECTOR_OPTIONS.get(kind, frozenset()) | OCEAN_EVERYWHERE if isinstance(kind, str) else frozenset()
-            known = {f.alias or name for name, f in Selector.model_fields.items()}
+            known = OCEAN_EVERYWHERE.union(*SELECTOR_OPTIONS.values())  # an option of any kind
             for key in selector:
                 if key not in known:
                     found.append(f"{at}.selector.{key}: unknown key, ignored")

@@ -143,3 +143,26 @@ async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]
                             for issue in issues.get(issue_filter.key, [])
                             if fetched[(issue["id"], key)] is not None]
     return result
+
+
+# -- the raw assets' entry points (kinds.py names them): read_<raw>(client, params, upstream, vanished) -> value -------
+
+async def read_members(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
+    return await client.list_members()
+
+
+async def read_teams(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
+    return await fetch_teams(client, params.get("include_members", False), vanished)
+
+
+async def read_projects(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
+    return await client.list_projects()
+
+
+async def read_project_tags(client: SentryClient, params: Mapping[str, Any], upstream: Any,
+                            vanished: Vanished) -> Any:
+    return await fetch_project_tags(client, upstream, params["keys"])
+
+
+async def read_issues(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
+    return await fetch_issues(client, upstream, params["filters"])

@@ -1,0 +1,113 @@
+"""Every Sentry kind this project syncs, declared once: what the mapping's resources of that kind may set in their
+selector, which raw assets hold its items (and the Sentry endpoint, docs, fetch function and preview of each), and
+the entity asset it maps into. Everything else is built from these two tables: the mapping's selector models
+(`mapping/config.py`), what a mapping asks Sentry for (`assets/plan.py`), the raw assets (`assets/sentry_raw.py`),
+their definition metadata (`assets/describe.py`), the entity assets, their checks and the jobs' selections
+(`assets/entities.py`).
+
+A new kind is: its fetch function in `sentry/fetch.py` (`read_<raw>(client, params, upstream, vanished)`), one `Raw` and
+one `Kind` entry here, the parameters its raw asset fetches with in `FetchPlan.params` (assets/plan.py), and its
+endpoint in the Sentry emulator (`emulators/sentry_api.py`). It imports nothing of the project: every layer reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+SENTRY_API_DOCS = "https://docs.sentry.io/api"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A selector option a kind's resources may set, as the YAML spells it (`alias`) and as the model holds it."""
+
+    alias: str
+    name: str
+    type: Any
+    default: Any
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A raw asset (`sentry/<name>`): what it reads from Sentry, with which function, from which upstream raw asset."""
+
+    name: str
+    description: str
+    endpoint: str
+    docs: str
+    preview: tuple[str, ...]
+    # `async def <fetch>(client, params, upstream, vanished)` in sentry/fetch.py (`read_<raw>`): `params` from
+    # FetchPlan.params, `upstream` the value of the `upstream` raw asset (None for a root, read in the
+    # organization's first step).
+    fetch: str
+    upstream: str | None = None
+    # Built by an asset function of its own (sentry_raw.py), for state the plain fetch cannot hold (a cache).
+    custom: bool = False
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    # The raw assets the kind's items come from, roots first; the items themselves are in the last one.
+    raws: tuple[str, ...]
+    # Its entity asset (`port/<entity_asset>`); None: no resync asset (comments arrive by webhook only).
+    entity_asset: str | None
+    options: tuple[Option, ...] = ()
+
+
+DEFAULT_TAG = "environment"
+# What Sentry (and so Ocean) applies when no query is sent; "" syncs every status.
+DEFAULT_SENTRY_QUERY = "is:unresolved"
+# How `issue-tag` rows get their `__tags`: one tag-values request per issue (exact, Ocean's way), or, for the
+# `environment` tag, one issue list per project and environment (far fewer requests; see assets/plan.py).
+PER_ISSUE, BY_ENVIRONMENT = "per-issue", "by-environment"
+
+SENTRY_QUERY = Option("sentryQuery", "sentry_query", str, DEFAULT_SENTRY_QUERY)
+STATS_PERIOD = Option("statsPeriod", "stats_period", Optional[str], None)
+# Ocean's meaning: false drops ignored ("archived") issues, whatever the Sentry query lists (Ocean applies it to its
+# webhooks; here the resync and the webhooks apply it alike, so they never disagree). Ocean's default: true.
+INCLUDE_ARCHIVED = Option("includeArchived", "include_archived", bool, True)
+
+RAWS: dict[str, Raw] = {raw.name: raw for raw in (
+    Raw("members", "Organization members (kind `user`), pending invites included.",
+        "GET /api/0/organizations/{org}/members/", f"{SENTRY_API_DOCS}/organizations/list-an-organizations-members/",
+        ("email", "orgRole", "inviteStatus", "user.username"), "read_members"),
+    Raw("teams", "Teams (kind `team`), with `__members` when a team resource sets includeMembers: true.",
+        "GET /api/0/organizations/{org}/teams/, GET /api/0/teams/{org}/{team}/members/",
+        f"{SENTRY_API_DOCS}/teams/list-an-organizations-teams/", ("slug", "name", "memberCount", "__members"),
+        "read_teams"),
+    Raw("projects", "Every active project of the organization.", "GET /api/0/organizations/{org}/projects/",
+        f"{SENTRY_API_DOCS}/organizations/list-an-organizations-projects/", ("slug", "platform", "status"),
+        "read_projects"),
+    Raw("project_tags", "Tag values per project (kind `project-tag`): one row per project per value, every key "
+                        "selected.",
+        "GET /api/0/projects/{org}/{project}/tags/{key}/values/", f"{SENTRY_API_DOCS}/projects/list-a-tags-values/",
+        ("slug", "__tags.key", "__tags.name", "__tags.count"), "read_project_tags", upstream="projects"),
+    Raw("issues", "Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.",
+        "GET /api/0/organizations/{org}/issues/", f"{SENTRY_API_DOCS}/events/list-an-organizations-issues/",
+        ("id", "shortId", "status", "project.slug"), "read_issues", upstream="projects"),
+    Raw("issue_tags", "Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.",
+        "GET /api/0/organizations/{org}/issues/{issue}/tags/{key}/values/",
+        f"{SENTRY_API_DOCS}/events/list-a-tags-values-for-an-issue/", ("id", "status", "__tags"),
+        "read_issue_tags", upstream="issues", custom=True),
+)}
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    Kind("user", ("members",), "entities_user"),
+    Kind("team", ("teams",), "entities_team",
+         (Option("includeMembers", "include_members", bool, False),)),
+    Kind("project", ("projects",), "entities_project"),
+    Kind("project-tag", ("projects", "project_tags"), "entities_project_tag"),
+    Kind("issue", ("projects", "issues"), "entities_issue", (SENTRY_QUERY, STATS_PERIOD, INCLUDE_ARCHIVED)),
+    Kind("issue-tag", ("projects", "issues", "issue_tags"), "entities_issue_tag",
+         (SENTRY_QUERY, STATS_PERIOD, INCLUDE_ARCHIVED,
+          Option("tagValues", "tag_values", Literal["per-issue", "by-environment"], PER_ISSUE))),
+    Kind("comment", (), None),  # written by webhooks only (webhooks/sync.py)
+)}
+
+# Every selector carries these, as Ocean's Sentry selectors do: the jq `query`, the `tag` (read by the tag kinds,
+# accepted anywhere), and Ocean's `exportEnvVariables` (accepted without effect).
+EVERYWHERE = frozenset({"query", "tag", "exportEnvVariables"})
+# The kinds a resync syncs, each with an entity asset, in their order of declaration.
+SYNCED: tuple[str, ...] = tuple(name for name, kind in KINDS.items() if kind.entity_asset)
