@@ -5,9 +5,10 @@ the entity asset it maps into. Everything else is built from these two tables: t
 their definition metadata (`assets/describe.py`), the entity assets, their checks and the jobs' selections
 (`assets/entities.py`).
 
-A new kind is: its fetch function in `sentry/fetch.py` (`read_<raw>(client, params, upstream, vanished)`), one `Raw` and
-one `Kind` entry here, the parameters its raw asset fetches with in `FetchPlan.params` (assets/plan.py), and its
-endpoint in the Sentry emulator (`emulators/sentry_api.py`). It imports nothing of the project: every layer reads it.
+A new kind is: its fetch function in `sentry/fetch.py` (`read_<raw>(client, params, upstream, vanished)`, plus the
+state it keeps when `keeps_state`), one `Raw` and one `Kind` entry here, the parameters its raw asset fetches with in
+`FetchPlan.params` (assets/plan.py), and its endpoint in the Sentry emulator (`emulators/sentry_api.py`). It imports
+nothing of the project: every layer reads it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Raw:
     upstream: str | None = None
     # Built by an asset function of its own (sentry_raw.py), for state the plain fetch cannot hold (a cache).
     custom: bool = False
+    # Its fetch keeps state between resyncs (assets/fetch_state.py) and takes it as a fifth argument.
+    keeps_state: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ STATS_PERIOD = Option("statsPeriod", "stats_period", Optional[str], None)
 # Ocean's meaning: false drops ignored ("archived") issues, whatever the Sentry query lists (Ocean applies it to its
 # webhooks; here the resync and the webhooks apply it alike, so they never disagree). Ocean's default: true.
 INCLUDE_ARCHIVED = Option("includeArchived", "include_archived", bool, True)
+# Which releases a release or deploy resource reads: Sentry's release search (`release.stage:adopted`,
+# `semver:>=2.0.0`, `release.package:web`, free text on the version; empty: all) and how far back by date added.
+RELEASE_QUERY = Option("sentryQuery", "sentry_query", str, "")
+RELEASE_PERIOD = Option("statsPeriod", "stats_period", Optional[str], "90d")
 
 RAWS: dict[str, Raw] = {raw.name: raw for raw in (
     Raw("members", "Organization members (kind `user`), pending invites included.",
@@ -91,6 +98,16 @@ RAWS: dict[str, Raw] = {raw.name: raw for raw in (
         "GET /api/0/organizations/{org}/issues/{issue}/tags/{key}/values/",
         f"{SENTRY_API_DOCS}/events/list-a-tags-values-for-an-issue/", ("id", "status", "__tags"),
         "read_issue_tags", upstream="issues", custom=True),
+    Raw("releases", "Open releases (kind `release`, and those whose deploys kind `deploy` reads), newest first, one "
+                    "list per distinct release query and period; read incrementally.",
+        "GET /api/0/organizations/{org}/releases/", f"{SENTRY_API_DOCS}/releases/list-an-organizations-releases/",
+        ("version", "dateCreated", "deployCount", "newGroups"), "read_releases", upstream="projects",
+        keeps_state=True),
+    Raw("deploys", "The last deploy per project and environment of each release (kind `deploy`), with `__release` "
+                   "and `__projects`; read only for releases whose deploys moved.",
+        "GET /api/0/organizations/{org}/releases/{version}/deploys/",
+        f"{SENTRY_API_DOCS}/releases/list-a-releases-deploys/", ("id", "__release", "environment", "dateFinished"),
+        "read_deploys", upstream="releases", keeps_state=True),
 )}
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
@@ -103,6 +120,10 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("issue-tag", ("projects", "issues", "issue_tags"), "entities_issue_tag",
          (SENTRY_QUERY, STATS_PERIOD, INCLUDE_ARCHIVED,
           Option("tagValues", "tag_values", Literal["per-issue", "by-environment"], PER_ISSUE))),
+    Kind("release", ("projects", "releases"), "entities_release",
+         (RELEASE_QUERY, RELEASE_PERIOD, Option("health", "health", bool, False))),
+    Kind("deploy", ("projects", "releases", "deploys"), "entities_deploy",
+         (RELEASE_QUERY, RELEASE_PERIOD, Option("environments", "environments", Optional[list[str]], None))),
     Kind("comment", (), None),  # written by webhooks only (webhooks/sync.py)
 )}
 

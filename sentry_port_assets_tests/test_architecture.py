@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "sentry_port_assets"
 PACKAGE = "sentry_port_assets"
 
-BASE = {"config", "worker_host", "progress", "kinds"}
+BASE = {"config", "worker_host", "progress", "kinds", "timestamps"}
 DOMAIN = {"sentry", "mapping", "port"}
 ALLOWED: dict[str, set[str]] = {
     **{name: set() for name in BASE},

@@ -21,13 +21,14 @@ from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.resource import SentryResource
 
-ENTITY_ASSETS = {"user": "entities_user", "team": "entities_team", "project-tag": "entities_project_tag",
-                 "issue-tag": "entities_issue_tag"}
-UNMAPPED = ("entities_project", "entities_issue")  # kinds the bundled mapping has no resource for
+ENTITY_ASSETS = {"user": "entities_user", "team": "entities_team", "project": "entities_project",
+                 "project-tag": "entities_project_tag", "issue-tag": "entities_issue_tag",
+                 "release": "entities_release", "deploy": "entities_deploy"}
+UNMAPPED = ("entities_issue",)  # kinds the bundled mapping has no resource for
 # Every asset's definition metadata keys (the snapshot): change it only with the README's description of them.
 METADATA_KEYS: dict[str, set[str]] = {
     **{f"sentry/{name}": {"sentry_endpoint", "sentry_api_docs", "sentry_organization"}
-       for name in ("members", "teams", "projects", "project_tags", "issues", "issue_tags")},
+       for name in ("members", "teams", "projects", "project_tags", "issues", "issue_tags", "releases", "deploys")},
     **{f"port/{name}": {"dagster/table_name", "dagster/column_schema", "port_data_model", "sentry_organization",
                         "mapping"} for name in ENTITY_ASSETS.values()},
     **{f"port/{name}": {"port_data_model", "sentry_organization", "mapping"} for name in UNMAPPED},

@@ -23,14 +23,19 @@ EXPECTED_GRAPH: dict[str, set[str]] = {
     "sentry/project_tags": {"sentry/projects"},
     "sentry/issues": {"sentry/projects"},
     "sentry/issue_tags": {"sentry/issues"},
+    "sentry/releases": {"sentry/projects"},
+    "sentry/deploys": {"sentry/releases"},
     "port/entities_user": {"sentry/members"},
     "port/entities_team": {"sentry/teams"},
     "port/entities_project": {"sentry/projects"},
     "port/entities_project_tag": {"sentry/project_tags"},
     "port/entities_issue": {"sentry/issues"},
     "port/entities_issue_tag": {"sentry/issue_tags"},
+    "port/entities_release": {"sentry/releases"},
+    "port/entities_deploy": {"sentry/deploys"},
     "port/catalog": {"port/entities_user", "port/entities_team", "port/entities_project",
-                     "port/entities_project_tag", "port/entities_issue", "port/entities_issue_tag"},
+                     "port/entities_project_tag", "port/entities_issue", "port/entities_issue_tag",
+                     "port/entities_release", "port/entities_deploy"},
 }
 EXPECTED_GROUPS = {"sentry/": "sentry", "port/": "port"}
 
@@ -50,8 +55,8 @@ def test_jobs_schedule_and_sensor_are_defined() -> None:
     assert {"sentry_port_sync", "sentry_refresh", "publish_to_port"} <= set(repo.job_names)
     assert repo.get_job("publish_to_port").asset_layer.executable_asset_keys == {AssetKey(["port", "catalog"])}
     refresh = {k.to_user_string() for k in repo.get_job("sentry_refresh").asset_layer.executable_asset_keys}
-    # the bundled mapping maps no `project` and no `issue` resource: their entity assets are in no job
-    assert refresh == set(EXPECTED_GRAPH) - {"port/catalog", "port/entities_project", "port/entities_issue"}
+    # the bundled mapping maps no `issue` resource (the seed's issue-tag one instead): its entity asset is in no job
+    assert refresh == set(EXPECTED_GRAPH) - {"port/catalog", "port/entities_issue"}
     assert repo.get_schedule_def("sentry_resync_schedule").cron_schedule == "0 * * * *"
     assert repo.get_sensor_def("publish_on_new_entities").job_name == "publish_to_port"
 

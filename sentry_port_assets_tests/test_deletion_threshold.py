@@ -56,8 +56,9 @@ def test_a_sentry_outage_beside_another_writers_entities_deletes_nothing(
     catalog = LocalCatalog(tmp_path / "port.sqlite")
     catalog.create_blueprint(fx.PORT_USER)
     mapping = tmp_path / "mapping.yaml"
-    # the demo's issues are most of what the default mapping writes for it: a threshold of 0.5 stops their loss
-    mapping.write_text(DEFAULT_MAPPING_FILE.read_text() + "\nentityDeletionThreshold: 0.5\n")
+    # the demo's issues are most of what Ocean's default mapping writes for it: a threshold of 0.5 stops their loss
+    ocean = DEFAULT_MAPPING_FILE.parent / "examples" / "mapping-ocean-default.yaml"
+    mapping.write_text(ocean.read_text() + "\nentityDeletionThreshold: 0.5\n")
     with fx.serve_port(catalog) as (port_url, port_state):
         env = job_env(home, sentry, port_url, PORT_MAPPING_FILE=str(mapping))
         execute("sentry_port_sync", env, tmp_path)

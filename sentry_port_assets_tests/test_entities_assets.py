@@ -23,11 +23,29 @@ from sentry_port_assets.assets.entities import (ENTITY_ASSET_KEYS, OPTIONAL_ENTI
 from sentry_port_assets_tests.conftest import table_text
 from sentry_port_assets.mapping.blueprints import blueprints_by_id, load_default_blueprints
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
+
+OCEAN_DEFAULT = str(DEFAULT_MAPPING_FILE.parent / "examples" / "mapping-ocean-default.yaml")
 from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.sentry.releases import ReleaseFilter
 from sentry_port_assets.sentry.selection import IssueFilter
 
 SAMPLES = json.loads((Path(__file__).resolve().parent.parent / "sentry_port_assets/sentry/seed_samples.json").read_text())
 UNRESOLVED = IssueFilter("is:unresolved").key
+RELEASES = ReleaseFilter().key
+# A release and its deploy as Sentry lists them (shapes: getsentry/sentry-api-schema, listOrganizationReleases and
+# listOrganizationReleaseDeploys), with the fields the sync adds (`__organizationUrl`, `__release`, `__projects`).
+DEPLOY = {"id": "11", "environment": "production", "dateStarted": "2024-03-05T11:58:00.000000Z",
+          "dateFinished": "2024-03-05T12:00:00.000000Z", "name": None, "url": "https://ci.example.com/11"}
+RELEASE = {
+    "id": 1, "version": "python-fastapi@1.2.0", "shortVersion": "python-fastapi@1.2.0", "status": "open",
+    "versionInfo": {"package": "python-fastapi", "version": {"raw": "1.2.0"}, "description": "1.2.0",
+                    "buildHash": None},
+    "dateCreated": "2024-03-05T10:00:00.000000Z", "dateReleased": None, "newGroups": 2, "commitCount": 5,
+    "deployCount": 1, "lastDeploy": DEPLOY, "authors": [{"name": "Danny", "email": "danny@domain.io"}],
+    "projects": [{"id": 4504931759095808, "slug": "python-fastapi", "name": "python-fastapi", "newGroups": 2,
+                  "platform": "python", "platforms": ["python"], "hasHealthData": True,
+                  "healthData": {"crashFreeSessions": 99.5, "crashFreeUsers": 99.8, "adoption": 40.0}}],
+    "__organizationUrl": "https://test-org.sentry.io"}
 
 
 def env_value(name: str) -> dict[str, Any]:
@@ -45,6 +63,9 @@ def raw_values() -> dict[str, Any]:
         "project_tags": {"environment": [{**project, "__tags": env_value("production")}, {**project, "__tags": env_value("staging")}]},
         "issues": {UNRESOLVED: [issue]},
         "issue_tags": {UNRESOLVED: {"environment": [{**issue, "__tags": [env_value("production"), env_value("staging")]}]}},
+        "releases": {RELEASES: [RELEASE]},
+        "deploys": {RELEASES: [{**DEPLOY, "__release": RELEASE["version"], "__projects": [
+            {"id": "4504931759095808", "slug": "python-fastapi", "name": "python-fastapi"}]}]},
     }
 
 
@@ -87,7 +108,9 @@ def default_run():
 
 def test_keys_groups_and_inputs():
     by_key = {a.key: a for a in entity_assets}
-    assert set(by_key) == {AssetKey(["port", n]) for n in ("entities_user", "entities_team", "entities_project", "entities_project_tag", "entities_issue", "entities_issue_tag")}
+    assert set(by_key) == {AssetKey(["port", n]) for n in (
+        "entities_user", "entities_team", "entities_project", "entities_project_tag", "entities_issue",
+        "entities_issue_tag", "entities_release", "entities_deploy")}
     deps = {k.path[-1]: {d.path[-1] for d in a.dependency_keys} for k, a in by_key.items()}
     assert deps == {
         "entities_user": {"members"},
@@ -96,10 +119,12 @@ def test_keys_groups_and_inputs():
         "entities_project_tag": {"project_tags"},
         "entities_issue": {"issues"},
         "entities_issue_tag": {"issue_tags"},
+        "entities_release": {"releases"},
+        "entities_deploy": {"deploys"},
     }
     assert {a.group_names_by_key[a.key] for a in entity_assets} == {"port"}
     assert all("mapping" in a.required_resource_keys for a in entity_assets)
-    assert len(SPECS) == 18 and len(entity_checks.check_keys) == 18
+    assert len(SPECS) == 24 and len(entity_checks.check_keys) == 24
 
 
 def test_default_mapping_end_to_end(default_run):
@@ -110,15 +135,22 @@ def test_default_mapping_end_to_end(default_run):
         ("sentryUser", "danny@domain.io"), ("sentryUser", "developer@getport.io"),
     ]
     assert [e["identifier"] for e in value("entities_team")] == ["platform-team"]
-    # the default mapping has no project or issue resource: materialized by hand, they say so; the jobs leave them out
-    assert value("entities_project") == [] and value("entities_issue") == []
-    assert "no project resource" in metadata_of(default_run, "entities_project")["not_mapped"].value
-    assert [e["identifier"] for e in value("entities_project_tag")] == ["python-fastapi-production", "python-fastapi-staging"]
+    # the default mapping has no issue resource: materialized by hand, it says so; the jobs leave it out
+    assert value("entities_issue") == []
+    assert "no issue resource" in metadata_of(default_run, "entities_issue")["not_mapped"].value
+    assert [e["identifier"] for e in value("entities_project")] == ["python-fastapi"]
+    # two resources fill each environment (the seed's, and its relation to the project): merged on publish
+    assert sorted(e["identifier"] for e in value("entities_project_tag")) == [
+        "python-fastapi-production", "python-fastapi-production", "python-fastapi-staging", "python-fastapi-staging"]
+    assert [e["identifier"] for e in value("entities_release")] == ["python-fastapi@1.2.0"]
+    [deploy] = value("entities_deploy")
+    assert deploy["relations"] == {"release": "python-fastapi@1.2.0", "project": ["python-fastapi"],
+                                   "projectEnvironment": ["python-fastapi-production"]}
     assert [e["identifier"] for e in value("entities_issue_tag")] == ["4605173695-production", "4605173695-staging"]
     # every check passes on consistent data, relations included (issue -> environment, issue -> user, ...)
     evaluations = checks_by_name(default_run)
-    assert len(evaluations) == 12, "the checks of the two kinds the mapping does not map are skipped, not passed"
-    assert not {k for k in evaluations if k[0] in ("entities_project", "entities_issue")}
+    assert len(evaluations) == 21, "the checks of the kind the mapping does not map are skipped, not passed"
+    assert not {k for k in evaluations if k[0] == "entities_issue"}
     assert {k: e.passed for k, e in evaluations.items() if not e.passed} == {}
 
 
@@ -161,8 +193,10 @@ def test_search_relations_show_the_rule_values_not_json():
 
 
 def test_the_kinds_synced_are_those_the_mapping_maps():
-    assert used_kinds(load_mapping()) == ("user", "team", "project-tag", "issue-tag")
-    assert used_kinds(None) == ("user", "team", "project", "project-tag", "issue", "issue-tag"), "unknown: all"
+    assert used_kinds(load_mapping()) == ("user", "team", "project", "project-tag", "issue-tag", "release", "deploy")
+    assert used_kinds(load_mapping(OCEAN_DEFAULT)) == ("user", "team", "project-tag", "issue-tag")
+    assert used_kinds(None) == ("user", "team", "project", "project-tag", "issue", "issue-tag", "release",
+                                "deploy"), "unknown: all"
 
 
 def test_relations_check_warns_on_dangling_relation():
@@ -183,12 +217,13 @@ def test_relations_check_warns_on_dangling_relation():
 
 def test_duplicate_identifiers_check_fails():
     values = raw_values()
-    values["members"] = [SAMPLES["User"], SAMPLES["User"]]
+    # the same member twice with different roles: one entity set two ways (identical twins would merge harmlessly)
+    values["members"] = [SAMPLES["User"], {**SAMPLES["User"], "orgRole": "member"}]
     result = run(values)
     evaluations = checks_by_name(result)
     check = evaluations[("entities_user", "unique_identifiers")]
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
-    assert check.metadata["duplicated_identifiers"].value == 2  # sentryUser and _user
+    assert check.metadata["duplicated_identifiers"].value == 1  # sentryUser (the _user twins do not conflict)
     assert evaluations[("entities_team", "unique_identifiers")].passed
 
 
@@ -223,6 +258,17 @@ def test_duplicates_logic_per_blueprint():
     assert duplicate_identifiers(entities) == {("x", "a"): 2}
 
 
+def test_with_merge_only_conflicting_duplicates_count():
+    """enableMergeEntity: Port merges entities of one identifier field by field (two resources filling one entity,
+    as the default mapping's environment-to-project resource does); only a field set two ways is a problem."""
+    filled = [{"identifier": "e", "blueprint": "env", "title": "E", "properties": {"a": 1}, "relations": {}},
+              {"identifier": "e", "blueprint": "env", "title": None, "properties": {}, "relations": {"project": "p"}}]
+    assert duplicate_identifiers(filled, merge=True) == {}
+    assert duplicate_identifiers(filled) == {("env", "e"): 2}
+    clash = [*filled, {"identifier": "e", "blueprint": "env", "properties": {"a": 2}, "relations": {}}]
+    assert duplicate_identifiers(clash, merge=True) == {("env", "e"): 3}
+
+
 def test_search_relation_resolution():
     blueprints = blueprints_by_id()
     teams = [{"identifier": "platform-team", "blueprint": "sentryTeam", "properties": {"projects": ["python-fastapi"]}, "relations": {}}]
@@ -245,8 +291,10 @@ def test_default_mapping_entities_fit_bundled_blueprints():
     values = raw_values()
     mapping = load_mapping()
     entities = []
-    for kind, items in [("user", values["members"]), ("team", values["teams"]), ("project-tag", values["project_tags"]["environment"]),
-                        ("issue-tag", values["issue_tags"][UNRESOLVED]["environment"])]:
+    for kind, items in [("user", values["members"]), ("team", values["teams"]), ("project", values["projects"]),
+                        ("project-tag", values["project_tags"]["environment"]),
+                        ("issue-tag", values["issue_tags"][UNRESOLVED]["environment"]),
+                        ("release", values["releases"][RELEASES]), ("deploy", values["deploys"][RELEASES])]:
         entities += mapping.map_items(kind, items).entities
     types = {"string": str, "boolean": bool, "number": (int, float), "array": list}
     seen = set()
@@ -255,7 +303,7 @@ def test_default_mapping_entities_fit_bundled_blueprints():
         seen.add(e["blueprint"])
         for name, value in e["properties"].items():
             declared = bp["schema"]["properties"][name]
-            assert isinstance(value, types[declared["type"]]), (e["blueprint"], name)
+            assert value is None or isinstance(value, types[declared["type"]]), (e["blueprint"], name)
             if "enum" in declared:
                 assert value in declared["enum"]
         for name, value in e["relations"].items():
@@ -265,7 +313,8 @@ def test_default_mapping_entities_fit_bundled_blueprints():
                 assert rel["many"], (e["blueprint"], name)
             elif isinstance(value, str):
                 assert not rel["many"], (e["blueprint"], name)
-    assert seen == {"sentryUser", "_user", "sentryTeam", "sentryProjectEnvironment", "sentryIssue"}
+    assert seen == {"sentryUser", "_user", "sentryTeam", "sentryProject", "sentryProjectEnvironment", "sentryIssue",
+                    "sentryRelease", "sentryDeploy"}
     fragment = blueprints["_user"]
     assert fragment["ownedByPort"] is True and "schema" not in fragment
     assert {b["identifier"] for b in load_default_blueprints()} >= {"sentryProject", "sentryComment"}

@@ -55,12 +55,13 @@ def test_two_instances_merge_into_one_code_location() -> None:
         assert f"{prefix}__port_mapping_sensor" in {s.name for s in repo.sensor_defs}
         catalog = graph.get(Names(prefix).key("port", "catalog"))
         assert {p.to_user_string() for p in catalog.parent_keys} == {
-            f"{prefix}/port/entities_{k}" for k in ("user", "team", "project", "project_tag", "issue", "issue_tag")}
+            f"{prefix}/port/entities_{k}" for k in ("user", "team", "project", "project_tag", "issue", "issue_tag",
+                                                    "release", "deploy")}
         job = repo.get_job(f"{prefix}__sentry_port_sync")
-        unmapped = {f"{prefix}/port/entities_project", f"{prefix}/port/entities_issue"}  # kinds the mapping lacks
+        unmapped = {f"{prefix}/port/entities_issue"}  # the kind the mapping lacks
         assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
             k for k in keys if k.startswith(f"{prefix}/")} - unmapped
-    assert len(keys) == 26
+    assert len(keys) == 34
     assert {"acme_sentry", "globex_sentry", "acme_port", "globex_port"} <= set(merged.resources)
 
 

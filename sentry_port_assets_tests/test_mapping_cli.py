@@ -41,11 +41,13 @@ def test_prints_entities_sorted_by_blueprint_then_identifier(tmp_path, capsys):
         ("_user", "developer@getport.io"),
         ("sentryIssue", "4605173695-production"),
         ("sentryIssue", "4605173695-staging"),
+        # the seed's resource and the bundled default's relation to the project: Port merges the two
+        ("sentryProjectEnvironment", "python-fastapi-production"),
         ("sentryProjectEnvironment", "python-fastapi-production"),
         ("sentryTeam", "platform-team"),
         ("sentryUser", "developer@getport.io"),
     ]
-    assert "6 entities from 5 raw item(s)" in captured.err
+    assert "7 entities from 6 raw item(s)" in captured.err  # the project-tag row is read by two resources
     assert "misconfiguration" not in captured.err
 
 

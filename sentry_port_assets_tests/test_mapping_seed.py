@@ -1,4 +1,5 @@
-"""The seed's sample payloads through the default mapping and through each per-kind example configuration give
+"""The seed's sample payloads through Ocean's default mapping (`defaults/examples/mapping-ocean-default.yaml`, which
+the bundled default extends, every resource unchanged) and through each per-kind example configuration give
 the seed's "Mapping Result" entities (identifier, title, blueprint, properties, relations; Port-side fields such
 as createdAt, and the `icon`/`team` Port fills in from the blueprint, do not apply).
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentry_port_assets.mapping.loader import load_mapping, parse_mapping
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping, parse_mapping
 
 SAMPLES = json.loads((Path(__file__).resolve().parent.parent / "sentry_port_assets/sentry/seed_samples.json").read_text())
 COMPARED = ("identifier", "title", "blueprint", "properties", "relations")
@@ -237,9 +238,25 @@ def example(text: str):
     return parse_mapping(yaml.safe_load(text), "seed example")
 
 
+OCEAN_DEFAULT = DEFAULT_MAPPING_FILE.parent / "examples" / "mapping-ocean-default.yaml"
+
+
 @pytest.fixture(scope="module")
 def default():
-    return load_mapping()
+    """Ocean's default mapping, as Port's documentation gives it."""
+    return load_mapping(str(OCEAN_DEFAULT))
+
+
+def test_the_bundled_default_is_oceans_with_every_resource_unchanged_then_more():
+    ocean = yaml.safe_load(OCEAN_DEFAULT.read_text())
+    bundled = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
+    assert {k: v for k, v in bundled.items() if k != "resources"} == {k: v for k, v in ocean.items() if k != "resources"}
+    assert bundled["resources"][:len(ocean["resources"])] == ocean["resources"]
+    assert [r["kind"] for r in bundled["resources"][len(ocean["resources"]):]] == [
+        "project", "project-tag", "release", "deploy"]
+    # its project resource is the seed's Project example's, so the seed's project result too
+    extended = load_mapping()
+    assert compared(one(extended, "project", [SAMPLES["Project"]])) == SEED_PROJECT
 
 
 def issue_with_environments(*names: str) -> dict:
@@ -294,7 +311,7 @@ def test_team_without_members_gets_empty_relation(default):
 
 # --- project -------------------------------------------------------------------------------------------------
 def test_project_example():
-    """The default mapping has no `project` resource; the seed's Project example gives the seed's result."""
+    """Ocean's default mapping has no `project` resource; the seed's Project example gives the seed's result."""
     assert compared(one(example(PROJECT_EXAMPLE), "project", [SAMPLES["Project"]])) == SEED_PROJECT
 
 

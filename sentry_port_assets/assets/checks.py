@@ -46,9 +46,37 @@ def _key(identifier: Any) -> str:
     return identifier if isinstance(identifier, str) else json.dumps(identifier, sort_keys=True)
 
 
-def duplicate_identifiers(entities: Iterable[Entity]) -> dict[tuple[str, str], int]:
+def duplicate_identifiers(entities: Iterable[Entity], merge: bool = False) -> dict[tuple[str, str], int]:
+    """(blueprint, identifier) -> how many entities share it. With `merge` (the mapping's enableMergeEntity) Port
+    merges such entities field by field, which is how two resources fill one entity (the default mapping's
+    environment relation to its project): only those that set one field to different values count."""
+    entities = list(entities)
     counts = Counter((e.get("blueprint"), _key(e.get("identifier"))) for e in entities)
-    return {k: n for k, n in counts.items() if n > 1}
+    shared = {k: n for k, n in counts.items() if n > 1}
+    if not merge or not shared:
+        return shared
+    seen: dict[tuple[str, str], dict[str, str]] = {}
+    conflicting: set[tuple[str, str]] = set()
+    for e in entities:
+        key = (e.get("blueprint"), _key(e.get("identifier")))
+        if key not in shared:
+            continue
+        fields = seen.setdefault(key, {})
+        for name, value in _fields(e):
+            text = json.dumps(value, sort_keys=True, default=str)
+            if fields.setdefault(name, text) != text:
+                conflicting.add(key)
+    return {k: n for k, n in shared.items() if k in conflicting}
+
+
+def _fields(entity: Entity) -> Iterable[tuple[str, Any]]:
+    for name in ("title", "icon", "team"):
+        if entity.get(name) is not None:
+            yield name, entity[name]
+    for section in ("properties", "relations"):
+        for name, value in (entity.get(section) or {}).items():
+            if value is not None:
+                yield f"{section}.{name}", value
 
 
 def missing_required(entities: Iterable[Entity], blueprints: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -121,7 +149,8 @@ def _specs(keys: dict[str, AssetKey]) -> list[AssetCheckSpec]:
         spec
         for kind, key in keys.items()
         for spec in (
-            AssetCheckSpec(UNIQUE, asset=key, description="No two entities of a blueprint share an identifier."),
+            AssetCheckSpec(UNIQUE, asset=key, description="No two entities of a blueprint share an identifier (with "
+                                                               "enableMergeEntity: none that set one field differently)."),
             AssetCheckSpec(REQUIRED, asset=key, description="Fields the bundled blueprint requires are non-null."),
             AssetCheckSpec(RELATIONS, asset=key, description="Relations into blueprints we produce point at entities "
                                                              "we produced.",
@@ -133,8 +162,8 @@ def _specs(keys: dict[str, AssetKey]) -> list[AssetCheckSpec]:
 SPECS = _specs(ENTITY_ASSET_KEYS)
 
 
-def _unique(entities: list[Entity]) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
-    dups = duplicate_identifiers(entities)
+def _unique(entities: list[Entity], merge: bool) -> tuple[bool, AssetCheckSeverity, dict[str, Any]]:
+    dups = duplicate_identifiers(entities, merge)
     rows = [{"blueprint": bp, "identifier": i, "entities": n} for (bp, i), n in list(dups.items())[:TABLE_ROWS]]
     return not dups, AssetCheckSeverity.ERROR, {
         "duplicated_identifiers": len(dups), "examples": table(rows, ["blueprint", "identifier", "entities"])}
@@ -166,7 +195,9 @@ def build_entity_checks(names: Names = DEFAULT) -> AssetChecksDefinition:
     )
     def checks(context: AssetCheckExecutionContext, **inputs: Optional[list[Entity]]) -> Iterator[AssetCheckResult]:
         values = by_kind(inputs)
-        kinds = used_kinds(mapping_for_step(context.op_execution_context, names.resources_of(context).mapping))
+        mapping = mapping_for_step(context.op_execution_context, names.resources_of(context).mapping)
+        kinds = used_kinds(mapping)
+        merge = mapping.config.enable_merge_entity
         everything = [e for kind in kinds for e in values[kind] or []]
         selected = context.selected_asset_check_keys
         for kind in ENTITY_KINDS:
@@ -178,7 +209,7 @@ def build_entity_checks(names: Names = DEFAULT) -> AssetChecksDefinition:
                 context.log.debug(f"checks of {key.to_user_string()} skipped: "
                                   + ("not materialized yet" if entities is None else f"the mapping maps no {kind}"))
                 continue
-            for check, judge in ((UNIQUE, _unique), (REQUIRED, _required),
+            for check, judge in ((UNIQUE, lambda e: _unique(e, merge)), (REQUIRED, _required),
                                  (RELATIONS, lambda e: _relations(e, everything))):
                 if not any(k.asset_key == key and k.name == check for k in selected):
                     continue

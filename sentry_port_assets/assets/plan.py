@@ -7,6 +7,8 @@ Raw asset values (what the Dagster IO manager stores):
 - `sentry/project_tags`: `{tag_key: [{**project, "__tags": <one value object>}]}`, one row per project per value.
 - `sentry/issues`: `{issue_filter_key: [issue]}`, one list per distinct Sentry query of the issue resources.
 - `sentry/issue_tags`: `{issue_filter_key: {tag_key: [{**issue, "__tags": [value objects]}]}}`, one row per issue.
+- `sentry/releases`: `{release_filter_key: [release]}`, newest first, one list per distinct release query and period.
+- `sentry/deploys`: `{release_filter_key: [{**deploy, "__release": version, "__projects": [{id, slug, name}]}]}`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.mapping.config import BY_ENVIRONMENT, MappingConfig, ResourceConfig
 from sentry_port_assets.mapping.engine import MappingResult
 from sentry_port_assets.progress import Progress
+from sentry_port_assets.sentry.releases import ReleaseFilter
 from sentry_port_assets.sentry.selection import IssueFilter
 
 Item = dict[str, Any]
@@ -28,6 +31,11 @@ Item = dict[str, Any]
 def issue_filter(resource: ResourceConfig) -> IssueFilter:
     """The Sentry side of an issue resource's selector: its search query and stats period."""
     return IssueFilter(resource.selector.sentry_query, resource.selector.stats_period)
+
+
+def release_filter(resource: ResourceConfig) -> ReleaseFilter:
+    """Which releases a release or deploy resource reads: its release query and period."""
+    return ReleaseFilter(resource.selector.sentry_query, resource.selector.stats_period)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,11 @@ class FetchPlan:
     environments_by_list: frozenset[IssueFilter] = frozenset()
     # The kinds the mapping maps (kinds.py's order).
     kinds: tuple[str, ...] = ()
+    # Release lists to read (those of release and deploy resources), which of them with health data, and which
+    # lists' deploys to read.
+    release_filters: tuple[ReleaseFilter, ...] = ()
+    release_health: frozenset[ReleaseFilter] = frozenset()
+    deploy_filters: tuple[ReleaseFilter, ...] = ()
 
     def needed(self, raw: str) -> bool:
         """Whether a kind the mapping maps reads raw asset `raw`."""
@@ -56,6 +69,8 @@ class FetchPlan:
             "teams": {"include_members": self.team_members},
             "project_tags": {"keys": self.project_tag_keys},
             "issues": {"filters": self.issue_filters},
+            "releases": {"filters": self.release_filters, "health": self.release_health},
+            "deploys": {"filters": self.deploy_filters},
         }.get(raw, {})
 
     @classmethod
@@ -74,6 +89,9 @@ class FetchPlan:
             issue_tag_keys={f: tuple(sorted(keys)) for f, keys in sorted(tag_keys.items())},
             environments_by_list=frozenset(f for f, used in strategies.items() if used == {BY_ENVIRONMENT}),
             kinds=tuple(kind for kind in KINDS if mapping.uses(kind)),
+            release_filters=tuple(sorted({release_filter(r) for r in mapping.resources_of("release", "deploy")})),
+            release_health=frozenset(release_filter(r) for r in mapping.resources_of("release") if r.selector.health),
+            deploy_filters=tuple(sorted({release_filter(r) for r in mapping.resources_of("deploy")})),
         )
 
 
@@ -89,6 +107,11 @@ def items_for_resource(resource: ResourceConfig, raw: Any) -> list[Item]:
         return _archived_filtered(resource, raw.get(issue_filter(resource).key, []))
     if kind == "issue-tag":
         return _archived_filtered(resource, raw.get(issue_filter(resource).key, {}).get(resource.selector.tag, []))
+    if kind == "release":
+        return list(raw.get(release_filter(resource).key, []))
+    if kind == "deploy":
+        wanted = resource.selector.environments
+        return [d for d in raw.get(release_filter(resource).key, []) if wanted is None or d.get("environment") in wanted]
     return list(raw)
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from dagster import (AssetExecutionContext, AssetIn, AssetKey, AssetOut, AssetsDefinition, AssetSpec, MetadataValue,
                      Output, asset, multi_asset)
 
-from sentry_port_assets.assets import tag_cache
+from sentry_port_assets.assets import fetch_state, tag_cache
 from sentry_port_assets.assets.describe import Links, raw_metadata
 from sentry_port_assets.assets.mapping_step import MAPPING_SHA, mapping_for_step
 from sentry_port_assets.assets.metadata import preview_table
@@ -88,8 +88,8 @@ def _params_text(params: dict[str, Any]) -> str:
     """What a fetch was asked for, in words ("keys: environment"), for the asset's metadata."""
     def show(value: Any) -> str:
         if isinstance(value, (list, tuple, set, frozenset)):
-            return ", ".join(show(v) for v in value) or "none"
-        return getattr(value, "key", str(value))  # an IssueFilter by its key
+            return ", ".join(show(v) for v in sorted(value, key=str)) or "none"
+        return getattr(value, "key", str(value))  # an IssueFilter or ReleaseFilter by its key
     return "; ".join(f"{name.replace('_', ' ')}: {show(value)}" for name, value in params.items())
 
 
@@ -170,10 +170,23 @@ def build_raw_assets(names: Names = DEFAULT, links: Links = Links(),
             if not plan.needed(raw.name):
                 return _skipped({}, config.sha256, _skip_reason(plan, raw.name))
             vanished = Vanished()
-            value, cost = _fetch(context, sentry, raw.name.replace("_", " "), partial(
-                getattr(fetch_module, raw.fetch), params=plan.params(raw.name), upstream=upstream, vanished=vanished))
+            read = partial(getattr(fetch_module, raw.fetch), params=plan.params(raw.name), upstream=upstream,
+                           vanished=vanished)
+            extra: dict[str, Any] = {}
+            if raw.keeps_state:
+                key = fetch_state.entry_key(f"fetch_state/{raw.name}", sentry.host, sentry.organization or "")
+                state, last_full = fetch_state.begin(context.instance, key)
+                value, cost = _fetch(context, sentry, raw.name.replace("_", " "), partial(read, state=state))
+                fetch_state.finish(context.instance, key, state, last_full)
+                context.log.info(f"{raw.name.replace('_', ' ')}: {state.summary}")
+                extra = {"incremental": MetadataValue.text(state.summary), "full_read": state.full}
+            else:
+                value, cost = _fetch(context, sentry, raw.name.replace("_", " "), read)
+            if vanished.items:
+                context.log.warning(f"{len(vanished.items)} items were deleted in Sentry during the fetch and are "
+                                    f"left out: {', '.join(vanished.items[:5])}")
             return _output(value, config.sha256, cost, raw.preview, fetched_with=_params_text(plan.params(raw.name)),
-                           vanished=len(vanished.items))
+                           vanished=len(vanished.items), **extra)
 
         return _asset
 

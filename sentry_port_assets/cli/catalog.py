@@ -37,8 +37,10 @@ def _read(path: Path, blueprint: str | None) -> dict[str, Any]:
     with LocalCatalog(path, readonly=True) as catalog:
         blueprints = catalog.list_blueprints()
         counts = catalog.counts()
-        names = [blueprint] if blueprint else [bp["identifier"] for bp in blueprints]
-        entities = {name: catalog.entities(name) for name in names}
+        known = {bp["identifier"] for bp in blueprints}
+        names = ([blueprint] if blueprint in known else []) if blueprint else sorted(known)
+        # as Port's search shows them: with their calculation and aggregation properties
+        entities = {name: catalog.computed_entities(name) for name in names}
     return {
         "path": str(path),
         "blueprints": [

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sentry_port_assets.emulators.sentry_data import SentryDataset
+from sentry_port_assets.emulators.sentry_releases import QueryProblem
 
 # "query-timeout": a Snuba query timeout as Sentry releases before 24.x answered it (400, "Query timeout…"); current
 # releases answer 504 (see "500"'s handling) and Snuba rate limits with a 429 that carries no rate-limit headers.
@@ -67,7 +68,13 @@ ENDPOINT_SCOPES = {
     "/projects/{org}/{project}/tags/{key}/values/": "project",
     "/organizations/{org}/issues/{issue}/tags/{key}/values/": "event",
     "/organizations/{org}/issues/{issue}/comments/": "event",
+    "/organizations/{org}/releases/": "release", "/organizations/{org}/releases/{version}/": "release",
+    "/organizations/{org}/releases/{version}/deploys/": "release",
 }
+# Families whose permission class accepts more than `<family>:read|write|admin`: OrganizationReleasePermission's GET
+# (src/sentry/api/bases/organization.py) takes the project scopes, project:releases and org:ci.
+FAMILY_SCOPES = {"release": frozenset({"project:read", "project:write", "project:admin", "project:releases",
+                                       "org:ci"})}
 # An organization auth token (Settings → Auth Tokens, `sntrys_…`) carries this and nothing else.
 ORG_AUTH_TOKEN_SCOPES = frozenset({"org:ci"})
 
@@ -101,13 +108,14 @@ DEFAULT_BUCKET = "default"
 # without limits of its own shares the caller's DEFAULT_BUCKET: Sentry's default is 999 requests per second
 # (SENTRY_RATELIMITER_DEFAULT). Sentry's files: api/endpoints/group_tagkey_values.py,
 # api/endpoints/project_tagkey_values.py, issues/endpoints/group_details.py, core/endpoints/organization_member_index.py,
-# ratelimits/config.py.
+# ratelimits/config.py, releases/endpoints/organization_releases.py (40 per second per IP, user and organization).
 SENTRY_LIMITS: dict[str, dict[str, RateLimit]] = {
     "user": {
         "/organizations/{org}/issues/{issue}/tags/{key}/values/": RateLimit(150, 60, 10),
         "/projects/{org}/{project}/tags/{key}/values/": RateLimit(10, 1, 10),
         "/organizations/{org}/issues/{issue}/": RateLimit(5, 1),
         "/organizations/{org}/members/": RateLimit(40, 1),
+        "/organizations/{org}/releases/": RateLimit(40, 1),
         DEFAULT_BUCKET: RateLimit(999, 1),
     },
     "org": {
@@ -115,6 +123,7 @@ SENTRY_LIMITS: dict[str, dict[str, RateLimit]] = {
         "/projects/{org}/{project}/tags/{key}/values/": RateLimit(20, 1, 5),
         "/organizations/{org}/issues/{issue}/": RateLimit(5, 1),
         "/organizations/{org}/members/": RateLimit(40, 1),
+        "/organizations/{org}/releases/": RateLimit(40, 1),
         DEFAULT_BUCKET: RateLimit(999, 1),
     },
 }
@@ -202,14 +211,17 @@ class SentryEmulatorState:
         """`has_project_access`: what an issue's own endpoints (GroupPermission, a ProjectPermission) check too."""
         return self.has_global_access() or project_id in self.member_projects()
 
-    def issue_list_projects(self, requested: list[str]) -> list[dict[str, Any]] | Response:
-        """The projects an organization issue list covers (see ALL_ACCESS_PROJECTS), or Sentry's error answer."""
+    def issue_list_projects(self, requested: list[str], include_all_accessible: bool = False
+                            ) -> list[dict[str, Any]] | Response:
+        """The projects an organization issue list covers (see ALL_ACCESS_PROJECTS), or Sentry's error answer; the
+        release list covers the same (OrganizationReleasesEndpoint.get_projects: include_all_accessible=False),
+        a release's deploys every accessible project when none is asked for (the base class's default, True)."""
         try:
             ids = {int(p) for p in requested}
         except ValueError:
             return JSONResponse({"detail": "Invalid project parameter. Values must be numbers."}, status_code=400)
         active = [p for p in self.dataset.org_projects() if p.get("status", "active") == "active"]
-        everything = ids == {ALL_ACCESS_PROJECTS}
+        everything = ids == {ALL_ACCESS_PROJECTS} or (not ids and include_all_accessible)
         if everything or ids:
             covered = [p for p in active if (everything or int(p["id"]) in ids) and self.can_access(p["id"])]
         else:
@@ -433,6 +445,68 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         notes = sorted(dataset.issue_comments.get(issue_id, []), key=lambda n: (n["dateCreated"], n["id"]), reverse=True)
         return page(request, notes)
 
+    not_found = {"detail": "The requested resource does not exist"}
+
+    def release_window(params: Any) -> datetime | None | Response:
+        """`get_filter_params(date_filter_optional=True)`: no period, no date filter; `statsPeriod` or `start`."""
+        if not params.get("statsPeriod") and not params.get("start"):
+            return None
+        since = _window_start(params)
+        return JSONResponse({"detail": "Invalid statsPeriod"}, status_code=400) if since is None else since
+
+    async def org_releases(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        params = request.query_params
+        status = params.get("status", "open")
+        if status not in ("open", "archived"):
+            return JSONResponse({"detail": "invalid value for status"}, status_code=400)
+        if (params.get("sort") or "date") != "date":  # Sentry has more orders; this sync asks for none of them
+            return JSONResponse({"detail": "the emulator orders by date only"}, status_code=400)
+        environments = params.getlist("environment")
+        if set(environments) - dataset.environments():
+            return JSONResponse(not_found, status_code=404)
+        covered = state.issue_list_projects(params.getlist("project"))
+        if isinstance(covered, Response):
+            return covered
+        if not covered:  # NoProjects
+            return JSONResponse([])
+        since = release_window(params)
+        if isinstance(since, Response):
+            return since
+        try:
+            found = dataset.releases.listed({p["id"] for p in covered}, status=status, since=since,
+                                            query=params.get("query") or "", environments=environments or None)
+        except QueryProblem as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        projects = {p["id"]: p for p in dataset.org_projects()}
+        health = params.get("health") == "1"
+        return page(request, [dataset.releases.serialized(r, projects, health=health) for r in found])
+
+    def release_or_404(request: Request) -> Any:
+        """OrganizationReleasesBaseEndpoint: the release, if one of its projects is accessible (else a 404)."""
+        release = dataset.releases.releases.get(request.path_params["version"])
+        if org_or_404(request) or release is None or not any(state.can_access(p) for p in release.projects):
+            return JSONResponse(not_found, status_code=404)
+        return release
+
+    async def one_release(request: Request) -> Response:
+        release = release_or_404(request)
+        if isinstance(release, Response):
+            return release
+        projects = {p["id"]: p for p in dataset.org_projects()}
+        return JSONResponse(dataset.releases.serialized(release, projects,
+                                                        health=request.query_params.get("health") == "1"))
+
+    async def release_deploys(request: Request) -> Response:
+        release = release_or_404(request)
+        if isinstance(release, Response):
+            return release
+        covered = state.issue_list_projects(request.query_params.getlist("project"), include_all_accessible=True)
+        if isinstance(covered, Response):
+            return covered
+        return page(request, dataset.releases.deploys_of(release.version, {p["id"] for p in covered}))
+
     handlers = {
         "/organizations/{org}/": organization,
         "/organizations/{org}/members/": members,
@@ -445,6 +519,9 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         "/projects/{org}/{project}/tags/{key}/values/": project_tag_values,
         "/organizations/{org}/issues/{issue}/tags/{key}/values/": issue_tag_values,
         "/organizations/{org}/issues/{issue}/comments/": issue_comments,
+        "/organizations/{org}/releases/": org_releases,
+        "/organizations/{org}/releases/{version}/": one_release,
+        "/organizations/{org}/releases/{version}/deploys/": release_deploys,
     }
 
     def governed(endpoint: str, handler: Any) -> Any:
@@ -467,7 +544,8 @@ async def _serve(state: SentryEmulatorState, endpoint: str, handler: Any, reques
     if request.headers.get("authorization") != f"Bearer {cfg.token}":
         return JSONResponse({"detail": "Invalid token"}, status_code=401)
     family = ENDPOINT_SCOPES[endpoint]
-    if cfg.scopes is not None and not {f"{family}:read", f"{family}:write", f"{family}:admin"} & cfg.scopes:
+    accepted = FAMILY_SCOPES.get(family, {f"{family}:read", f"{family}:write", f"{family}:admin"})
+    if cfg.scopes is not None and not accepted & cfg.scopes:
         return JSONResponse({"detail": "You do not have permission to perform this action."}, status_code=403)
 
     key, limit = state.bucket(endpoint)

@@ -17,6 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sentry_port_assets.emulators.sentry_releases import ReleaseStore, build_releases
+
 Item = dict[str, Any]
 
 SEED_FILE = Path(__file__).resolve().parent.parent / "sentry" / "seed_samples.json"
@@ -25,6 +27,8 @@ ENVIRONMENTS = ("production", "staging", "development")
 STATUSES = ("unresolved", "unresolved", "unresolved", "resolved", "resolved", "ignored")
 PLATFORMS = ("python-fastapi", "node", "node-fastify", "go", "javascript-react", "java-spring-boot")
 MANY_VALUES_TAG = "release"
+# A release version that only survives a request URL-quoted ("+" and "@"), the demo first project's newest release.
+QUOTED_VERSION = "my-app@1.0.0+build.5"
 
 
 @dataclass
@@ -42,6 +46,8 @@ class SentryDataset:
     issue_comments: dict[str, list[Item]] = field(default_factory=dict)
     # The email of the user the token belongs to: `/projects/` lists only the projects of that user's teams.
     token_user: str | None = None
+    # Releases and their deploys (emulators/sentry_releases.py)
+    releases: ReleaseStore = field(default_factory=ReleaseStore)
 
     @property
     def slug(self) -> str:
@@ -69,9 +75,12 @@ class SentryDataset:
 
     def organization_projects(self) -> list[Item]:
         """`GET /organizations/{org}/projects/`: every active project of the organization, whoever asks; its items
-        carry neither `status` nor `organization`."""
-        return [{k: v for k, v in p.items() if k not in ("status", "organization")} for p in self.org_projects()
-                if p.get("status", "active") == "active"]
+        carry neither `status` nor `organization`, and do carry the latest deploy per environment and the latest
+        release (ProjectSummarySerializer)."""
+        return [{**{k: v for k, v in p.items() if k not in ("status", "organization")},
+                 "latestDeploys": self.releases.latest_deploys(p["id"]),
+                 "latestRelease": self.releases.latest_release(p["id"])}
+                for p in self.org_projects() if p.get("status", "active") == "active"]
 
     def environments(self) -> set[str]:
         """The organization's environments: every environment a project has seen."""
@@ -149,11 +158,13 @@ def build_org(
     many_values: int = 150,
     seed: int = 7,
     now: datetime | None = None,
+    releases_per_project: int = 6,
 ) -> SentryDataset:
     """A deterministic organization; the first user, team, project and issue are the seed's samples.
 
-    Issues are seen within the 60 days before `now` (default: this process's current hour), so Sentry's default 90-day
-    issue window lists them all, as it lists a living organization's; everything else has fixed dates."""
+    Issues are seen, and releases made and deployed, within the 60 days before `now` (default: this process's current
+    hour), so Sentry's default 90-day windows list them all, as they list a living organization's; everything else
+    has fixed dates."""
     rnd = random.Random(seed)
     samples = _seed()
     base = datetime(2024, 3, 4, 12, 0, tzinfo=timezone.utc)
@@ -283,6 +294,8 @@ def build_org(
             for v in range(many_values)]
 
     _as_sentry_serves(organization, member_list, team_list, team_members, project_list, issue_list, project_envs)
+    release_store = build_releases(project_list, project_envs, member_list, recent, releases_per_project,
+                                   seed_version=QUOTED_VERSION)
     return SentryDataset(
         organization=organization,
         members=member_list,
@@ -294,6 +307,7 @@ def build_org(
         issue_tag_values=issue_tags,
         # the seed's user, an owner on no team: `/projects/` would show them none of the organization's projects
         token_user=member_list[0]["email"],
+        releases=release_store,
     )
 
 

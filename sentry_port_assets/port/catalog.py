@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sentry_port_assets.config import local_catalog_path
+from sentry_port_assets.port import aggregation
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
 
 Entity = dict[str, Any]
@@ -304,6 +305,13 @@ class LocalCatalog:
         ident = bp.get("identifier")
         if not valid_identifier(ident, MAX_BLUEPRINT_ID):
             raise CatalogError(422, "invalid_request", f"invalid blueprint identifier {ident!r}")
+        for name, spec in (bp.get("aggregationProperties") or {}).items():
+            problem = aggregation.spec_problem(name, spec)
+            if problem:
+                raise CatalogError(422, "invalid_request", f"blueprint {ident!r}: {problem}")
+            if spec["target"] != ident and self.get_blueprint(spec["target"]) is None:
+                raise CatalogError(404, "not_found", f"aggregation property {name!r} of blueprint {ident!r} targets "
+                                                     f"{spec['target']!r}, which does not exist")
         for name, rel in (bp.get("relations") or {}).items():
             target = rel.get("target") if isinstance(rel, Mapping) else None
             if not isinstance(target, str):
@@ -429,7 +437,8 @@ class LocalCatalog:
         """One page of the entities of `blueprint` matching `query`, and the cursor of the next page (or None).
 
         As Port does, an entity's `properties` carry the blueprint's calculation properties (its jq `calculation`
-        over the entity) unless `exclude_calculated`."""
+        over the entity) and aggregation properties (over related entities, port/aggregation.py) unless
+        `exclude_calculated`."""
         with self._lock:
             bp = self._blueprint(blueprint)
             if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
@@ -449,11 +458,50 @@ class LocalCatalog:
             except QueryError as exc:
                 raise CatalogError(422, "invalid_request", str(exc)) from None
             nxt = page[-1]["identifier"] if has_more else None
-            calculated = {} if exclude_calculated else (bp.get("calculationProperties") or {})
-            for entity in page if calculated else ():
-                entity["properties"] = {**(entity.get("properties") or {}),
-                                        **{name: _calculate(spec, entity) for name, spec in calculated.items()}}
+            if not exclude_calculated:
+                self._add_computed(bp, page)
             return page, nxt
+
+    def _add_computed(self, bp: Blueprint, page: list[Entity]) -> None:
+        calculated = bp.get("calculationProperties") or {}
+        aggregated = bp.get("aggregationProperties") or {}
+        if not calculated and not aggregated:
+            return
+        blueprints = {b["identifier"]: b for b in self.list_blueprints()} if aggregated else {}
+        for entity in page:
+            entity["properties"] = {
+                **(entity.get("properties") or {}),
+                **{name: _calculate(spec, entity) for name, spec in calculated.items()},
+                **{name: aggregation.compute(spec, bp["identifier"], entity["identifier"], blueprints, self._step,
+                                             self._load) for name, spec in aggregated.items()}}
+
+    def _step(self, blueprint: str, identifier: str, relation: str, forwards: bool) -> list[tuple[str, str]]:
+        if forwards:
+            sql = "SELECT dst_bp, dst_id FROM edges WHERE src_bp = ? AND src_id = ? AND relation = ?"
+        else:
+            sql = "SELECT src_bp, src_id FROM edges WHERE dst_bp = ? AND dst_id = ? AND relation = ?"
+        return self._db.execute(sql, (blueprint, identifier, relation)).fetchall()
+
+    def _load(self, blueprint: str, identifiers: set[str]) -> list[Entity]:
+        ids = sorted(identifiers)
+        found: list[Entity] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT body FROM entities WHERE blueprint = ? AND identifier IN ({','.join('?' * len(chunk))})",
+                (blueprint, *chunk)).fetchall()
+            found.extend(json.loads(r[0]) for r in rows)
+        return found
+
+    def computed_entities(self, blueprint: str) -> list[Entity]:
+        """Every entity of `blueprint` as a search returns it: with its calculation and aggregation properties."""
+        out: list[Entity] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = self.search(blueprint, None, from_=cursor)
+            out.extend(page)
+            if cursor is None:
+                return out
 
     def search_all(self, query: Mapping[str, Any] | None) -> list[Entity]:
         with self._lock:

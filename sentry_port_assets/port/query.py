@@ -9,9 +9,17 @@ a search relation with the identifier Port resolved it to).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-OPERATORS = ("=", "!=", "in", "notIn", "contains", "containsAny", "beginsWith", "endsWith", "isEmpty", "isNotEmpty")
+from sentry_port_assets.timestamps import parse_iso
+
+OPERATORS = ("=", "!=", "in", "notIn", "contains", "containsAny", "beginsWith", "endsWith", "isEmpty", "isNotEmpty",
+             "between", "notBetween")
+# The date presets of `between` (Port's docs, search-and-query/operators/comparison-operators): the ranges that end
+# now, as days back (`today`, `yesterday` and `tomorrow` are calendar days, in UTC here).
+PRESET_DAYS = {"lastDay": 1, "lastWeek": 7, "last2Weeks": 14, "lastMonth": 30, "last3Months": 90, "last6Months": 180,
+               "last12Months": 365, "last2Years": 730, "last3Years": 1095}
 
 
 class QueryError(ValueError):
@@ -35,6 +43,8 @@ def _field(entity: Mapping[str, Any], prop: str) -> Any:
         return entity.get("icon")
     if prop == "$datasource":  # the writer's User-Agent, which Port records on every entity
         return entity.get("$datasource")
+    if prop in ("$createdAt", "$updatedAt"):
+        return entity.get(prop[1:])
     return (entity.get("properties") or {}).get(prop)
 
 
@@ -85,7 +95,34 @@ def _rule_matches(entity: Mapping[str, Any], rule: Mapping[str, Any]) -> bool:
         return actual in (None, "", [], {})
     if op == "isNotEmpty":
         return actual not in (None, "", [], {})
+    if op in ("between", "notBetween"):
+        start, end = date_range(value, rule)
+        moment = parse_iso(actual)
+        inside = moment is not None and start <= moment <= end
+        return inside if op == "between" else moment is not None and not inside
     raise QueryError(f"unknown search operator {op!r} (expected one of {', '.join(OPERATORS)})")
+
+
+def date_range(value: Any, rule: Any = None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The range a `between` rule's value names: `{"preset": …}` or `{"from": …, "to": …}`."""
+    now = now or datetime.now(timezone.utc)
+    if isinstance(value, Mapping) and "preset" in value:
+        preset = value["preset"]
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        calendar = {"today": (midnight, midnight + timedelta(days=1)),
+                    "yesterday": (midnight - timedelta(days=1), midnight),
+                    "tomorrow": (midnight + timedelta(days=1), midnight + timedelta(days=2))}
+        if preset in calendar:
+            return calendar[preset]
+        if preset in PRESET_DAYS:
+            return now - timedelta(days=PRESET_DAYS[preset]), now
+        raise QueryError(f"unknown date preset {preset!r} (expected one of {', '.join([*PRESET_DAYS, *calendar])})")
+    if isinstance(value, Mapping) and "from" in value and "to" in value:
+        start, end = parse_iso(value["from"]), parse_iso(value["to"])
+        if start is None or end is None:
+            raise QueryError(f"'between' needs date-times in from/to: {rule!r}")
+        return start, end
+    raise QueryError(f"'between' needs {{\"preset\": …}} or {{\"from\": …, \"to\": …}}: {rule!r}")
 
 
 def matches(entity: Mapping[str, Any], query: Mapping[str, Any] | None) -> bool:

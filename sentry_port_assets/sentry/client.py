@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -232,16 +232,46 @@ class SentryClient:
             f"/organizations/{self.organization}/issues/{issue_id}/comments/",
         )
 
+    def release_pages(self, params: Mapping[str, Any]) -> AsyncIterator[list[Item]]:
+        """The organization's releases, a page at a time, newest first (Sentry orders by date added): the caller
+        may stop early. `params`: the list's query parameters (`project`, `status`, `statsPeriod`, `query`,
+        `health`)."""
+        return self._pages("/organizations/{org}/releases/", f"/organizations/{self.organization}/releases/",
+                           dict(params))
+
+    async def get_release(self, version: str, health: bool = False) -> Item:
+        """One release (`GET /organizations/{org}/releases/{version}/`), the version URL-quoted: versions hold
+        `@`, `+`, spaces, `#`, `?`."""
+        return await self._get_json("/organizations/{org}/releases/{version}/", self._release_path(version),
+                                    {"health": 1} if health else None)
+
+    async def list_release_deploys(self, version: str, project_id: str | None = None) -> list[Item]:
+        """The last deploy of each (project, environment) of a release; of one project with `project_id`."""
+        return await self._list("/organizations/{org}/releases/{version}/deploys/",
+                                f"{self._release_path(version)}deploys/",
+                                {"project": project_id} if project_id is not None else None)
+
+    def _release_path(self, version: str) -> str:
+        return f"/organizations/{self.organization}/releases/{quote(version, safe='')}/"
+
     # ----- pagination, limits, retries ------------------------------------------------------------
 
     async def _list(
         self, endpoint: str, path: str, params: dict[str, Any] | None = None, page_param: str | None = "per_page"
     ) -> list[Item]:
         """Every page of a list endpoint, following `rel="next"` while it has results, within `PageWalk`'s bounds."""
+        items: list[Item] = []
+        async for page in self._pages(endpoint, path, params, page_param):
+            items.extend(page)
+        return items
+
+    async def _pages(
+        self, endpoint: str, path: str, params: dict[str, Any] | None = None, page_param: str | None = "per_page"
+    ) -> AsyncIterator[list[Item]]:
+        """The pages of a list endpoint, one at a time: the next is asked for only when the caller wants it."""
         query = dict(params or {})
         if page_param:
             query[page_param] = PAGE_SIZE
-        items: list[Item] = []
         url: str | None = path
         first = True
         walk = PageWalk(endpoint, PAGE_SIZE)
@@ -250,12 +280,11 @@ class SentryClient:
             response, page = await self._send(endpoint, url, query if first else None)
             if not isinstance(page, list):
                 raise SentryRequestError(f"GET {endpoint} answered {type(page).__name__}, expected a JSON list")
-            items.extend(page)
             self.stats.pages += 1
             self.stats.items += len(page)
             first = False
             url = self._same_origin(walk.next_url(response.headers))
-        return items
+            yield page
 
     async def _org_list(self, endpoint: str, tail: str, params: dict[str, Any] | None = None,
                         page_param: str | None = "per_page") -> list[Item]:
@@ -265,8 +294,8 @@ class SentryClient:
         except SentryNotFoundError:
             raise SentryOrganizationNotFound(self.organization) from None
 
-    async def _get_json(self, endpoint: str, path: str) -> Item:
-        _, body = await self._send(endpoint, path, None)
+    async def _get_json(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> Item:
+        _, body = await self._send(endpoint, path, params)
         return body
 
     def _same_origin(self, url: str | None) -> str | None:

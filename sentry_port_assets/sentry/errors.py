@@ -13,6 +13,10 @@ SCOPES: dict[str, str] = {
     "/organizations/{org}/issues/": "event:read",
     "/organizations/{org}/issues/{issue}/": "event:read",
     "/organizations/{org}/issues/{issue}/tags/{key}/values/": "event:read",
+    # OrganizationReleasePermission: project:read, or project:releases alone (what release-only tokens carry)
+    "/organizations/{org}/releases/": "project:read",
+    "/organizations/{org}/releases/{version}/": "project:read",
+    "/organizations/{org}/releases/{version}/deploys/": "project:read",
 }
 
 

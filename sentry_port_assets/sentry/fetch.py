@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sentry_port_assets.sentry import releases
 from sentry_port_assets.sentry.client import SentryClient, gather_limited
 from sentry_port_assets.sentry.errors import SentryNotFoundError
 from sentry_port_assets.sentry.selection import IssueFilter
@@ -145,7 +146,8 @@ async def fetch_issue_tags(client: SentryClient, issues: Mapping[str, list[Item]
     return result
 
 
-# -- the raw assets' entry points (kinds.py names them): read_<raw>(client, params, upstream, vanished) -> value -------
+# -- the raw assets' entry points (kinds.py names them): read_<raw>(client, params, upstream, vanished) -> value;
+# those kinds.py marks `keeps_state` take a fifth argument, the assets.fetch_state.FetchState they keep state in. -----
 
 async def read_members(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
     return await client.list_members()
@@ -166,3 +168,73 @@ async def read_project_tags(client: SentryClient, params: Mapping[str, Any], ups
 
 async def read_issues(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
     return await fetch_issues(client, upstream, params["filters"])
+
+
+async def read_releases(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished,
+                        state: Any) -> Any:
+    """`{filter key: [release]}`, newest first, incrementally (sentry/releases.py); `upstream`: the projects,
+    whose `latestDeploys` reveal redeployed old releases; `state`: an assets.fetch_state.FetchState."""
+    kept_before = state.usable if isinstance(state.usable, dict) else {}
+    latest = releases.latest_deploy_times(upstream or [])
+    result: dict[str, list[Item]] = {}
+    kept: dict[str, list[Item]] = {}
+    notes: list[str] = []
+    for release_filter in params["filters"]:
+        health = release_filter in params["health"]
+        key = release_filter.key + (" health" if health else "")
+        got = await releases.read_releases(client, release_filter, health, kept_before.get(key), latest,
+                                           vanished.items)
+        result[release_filter.key] = kept[key] = got.releases
+        if got.stopped_early:
+            notes.append(f"{release_filter.key}: {got.pages} page(s) read, then {got.kept} kept releases reused "
+                         f"({got.refreshed} redeployed re-read, {got.archived} archived, {got.gone} gone, "
+                         f"{got.past_window} past the window, {got.health_refreshed} adopted with fresh health)")
+        else:
+            notes.append(f"{release_filter.key}: all {len(got.releases)} read ({got.pages} page(s))")
+    # Like Ocean's `__` fields: what the mapping needs that the item lacks (the release page's address).
+    org_url = next((((p.get("organization") or {}).get("links") or {}).get("organizationUrl") for p in upstream or []
+                    if ((p.get("organization") or {}).get("links") or {}).get("organizationUrl")), None)
+    for listed in result.values():
+        for release in listed:
+            release["__organizationUrl"] = org_url
+    state.kept = kept
+    state.summary = ("full read: " + state.why if state.full else "incremental") + "; " + "; ".join(notes)
+    return result
+
+
+async def read_deploys(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished,
+                       state: Any) -> Any:
+    """`{filter key: [deploy]}` for the releases of each filter in `upstream` (the releases' value): read only for
+    releases whose deploy count or last deploy moved since the last resync (`state`)."""
+    before = state.usable if isinstance(state.usable, dict) else {}
+    wanted = {r["version"]: r for f in params["filters"] for r in (upstream or {}).get(f.key, [])}
+    rows: dict[str, list[Item] | None] = {}
+    for version, release in wanted.items():
+        entry = before.get(version)
+        if (isinstance(entry, list) and len(entry) == 2 and entry[0] == releases.deploy_signature(release)
+                and isinstance(entry[1], list) and all(isinstance(d, dict) for d in entry[1])):
+            rows[version] = entry[1]
+    reused = len(rows)
+    unaddressable: list[str] = []
+    todo = [v for v in wanted if v not in rows]
+    client.stats.plan(sum(1 for v in todo if wanted[v].get("deployCount")),
+                      "/organizations/{org}/releases/{version}/deploys/")
+
+    async def one(version: str) -> list[Item] | None:
+        try:
+            return await releases.read_deploys(client, wanted[version], vanished.items, unaddressable)
+        finally:
+            client.stats.done += 1
+
+    rows.update(zip(todo, await gather_limited(one(v) for v in todo)))
+    if unaddressable:
+        log.warning("%d releases have a version with '/', which Sentry's per-release endpoints cannot address "
+                    "(Sentry has refused such versions since it validates them): their deploys are left out: %s",
+                    len(unaddressable), ", ".join(unaddressable[:5]))
+    state.kept = {v: [releases.deploy_signature(wanted[v]), r] for v, r in rows.items() if r is not None}
+    without = sum(1 for v in todo if not wanted[v].get("deployCount"))
+    state.summary = ((f"full read: {state.why}; " if state.full else "") +
+                     f"{reused} releases' deploys reused, {len(todo) - without} read, {without} without deploys"
+                     + (f", {len(unaddressable)} not addressable" if unaddressable else ""))
+    return {f.key: [row for r in (upstream or {}).get(f.key, []) for row in rows.get(r["version"]) or []]
+            for f in params["filters"]}
