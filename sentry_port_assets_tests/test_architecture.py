@@ -177,3 +177,33 @@ def test_environment_variables_are_read_in_config_only() -> None:
             if name in ENV_READS:
                 readers.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert readers == []
+
+
+def test_every_kind_is_one_declaration_its_layers_are_built_from() -> None:
+    """kinds.py is the one place a kind is declared: every raw asset has its fetch (with the state argument when it
+    keeps state), every kind's raw chain exists and runs upstream first, and the selector models, the raw assets and
+    the entity assets are the table's."""
+    import inspect
+
+    from sentry_port_assets import kinds
+    from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS
+    from sentry_port_assets.assets.sentry_raw import raw_assets
+    from sentry_port_assets.mapping.config import SELECTORS
+    from sentry_port_assets.sentry import fetch
+
+    for raw in kinds.RAWS.values():
+        if raw.custom:  # built by an asset function of its own (the issue tags' cache)
+            continue
+        read = getattr(fetch, raw.fetch)
+        assert inspect.iscoroutinefunction(read), raw.name
+        params = list(inspect.signature(read).parameters)
+        assert params == ["client", "params", "upstream", "vanished", *(["state"] if raw.keeps_state else [])], raw
+        assert raw.upstream is None or raw.upstream in kinds.RAWS
+    for kind in kinds.KINDS.values():
+        for before, after in zip(kind.raws, kind.raws[1:]):
+            assert kinds.RAWS[after].upstream == before, kind.name
+        aliases = {field.alias for field in SELECTORS[kind.name].model_fields.values() if field.alias}
+        assert {o.alias for o in kind.options} <= aliases, kind.name
+    produced = {key.path[-1] for a in raw_assets for key in a.keys}
+    assert produced == set(kinds.RAWS)
+    assert set(ENTITY_ASSET_KEYS) == set(kinds.SYNCED)

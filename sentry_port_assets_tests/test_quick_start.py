@@ -7,6 +7,7 @@ other tests) and `pytest` (this suite)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -70,6 +71,12 @@ def test_the_readme_quick_start_runs_as_written_and_writes_only_in_its_folder(tm
     assert Path(written.group(1)) == folder / "dagster_home" / "sentry_port" / "catalog.sqlite"
     assert len(lines) <= 20, "the README says about fifteen lines:\n" + job
     assert "155 entities" in catalog and "sentryIssue" in catalog and "sentryRelease" in catalog and str(folder / "dagster_home") in catalog
+    # the demo's environments, with what Port computes from their deploys and issues (aggregation properties)
+    listed = subprocess.run(["sentry-port", "catalog", "-b", "sentryProjectEnvironment", "--json"], cwd=folder,
+                            env={**env, "DAGSTER_HOME": str(folder / "dagster_home")}, capture_output=True, text=True)
+    environments = json.loads(listed.stdout)
+    assert all(e["relations"]["project"] == e["identifier"].rsplit("-", 1)[0] for e in environments), environments
+    assert any(e["properties"]["deploysLast30Days"] > 0 and e["properties"]["lastDeployFinished"] for e in environments)
 
     assert not list(home.iterdir()), f"written to the home directory: {list(home.rglob('*'))[:5]}"
     assert not (folder / ".sentry_port").exists(), "the catalog went to ./.sentry_port instead of DAGSTER_HOME"

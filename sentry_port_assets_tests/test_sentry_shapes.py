@@ -13,8 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from urllib.parse import quote
+
 import httpx
 
+from sentry_port_assets.emulators.sentry_data import QUOTED_VERSION
 from sentry_port_assets_tests.conftest import RunningSentry
 
 FACTS = json.loads((Path(__file__).parent / "sentry_response_schemas.json").read_text())["endpoints"]
@@ -63,6 +66,7 @@ def test_every_endpoint_answers_in_sentrys_published_shape(sentry_emulator: Call
     data = sentry.state.dataset
     issue = next(i for i in data.issues if i["assignedTo"] and i["assignedTo"].get("type") == "user")
     team, project = data.teams[0]["slug"], data.org_projects()[0]["slug"]
+    version = quote(QUOTED_VERSION, safe="")  # a release with deploys, named deploys and unnamed ones
     calls = {
         "/organizations/{org}/": f"/organizations/{data.slug}/",
         "/organizations/{org}/members/": f"/organizations/{data.slug}/members/",
@@ -74,6 +78,9 @@ def test_every_endpoint_answers_in_sentrys_published_shape(sentry_emulator: Call
         "/projects/{org}/{project}/tags/{key}/values/": f"/projects/{data.slug}/{project}/tags/environment/values/",
         "/organizations/{org}/issues/{issue_id}/tags/{key}/values/":
             f"/organizations/{data.slug}/issues/{issue['id']}/tags/environment/values/",
+        "/organizations/{org}/releases/": f"/organizations/{data.slug}/releases/?project=-1&health=1",
+        "/organizations/{org}/releases/{version}/": f"/organizations/{data.slug}/releases/{version}/?health=1",
+        "/organizations/{org}/releases/{version}/deploys/": f"/organizations/{data.slug}/releases/{version}/deploys/",
     }
     assert set(calls) == set(FACTS)
     found: dict[str, list[str]] = {}

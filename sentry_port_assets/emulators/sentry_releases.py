@@ -109,8 +109,8 @@ class ReleaseStore:
 
     releases: dict[str, Release] = field(default_factory=dict)
     deploys: dict[str, Deploy] = field(default_factory=dict)
-    # (release version, project id, environment) -> deploy id: ReleaseProjectEnvironment.last_deploy_id
-    last_deploys: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # release version -> {(project id, environment): deploy id}: ReleaseProjectEnvironment.last_deploy_id
+    last_deploys: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
     next_release_id: int = 1
     next_deploy_id: int = 1
 
@@ -135,7 +135,7 @@ class ReleaseStore:
         release.total_deploys += 1
         release.last_deploy = deploy.id
         for project in targets:
-            self.last_deploys[(version, project, environment)] = deploy.id
+            self.last_deploys.setdefault(version, {})[(project, environment)] = deploy.id
         return deploy
 
     def archive(self, version: str) -> None:
@@ -147,8 +147,7 @@ class ReleaseStore:
     def delete(self, version: str) -> None:
         """`DELETE /organizations/{org}/releases/{version}/`: the release, its deploys and environment rows go."""
         del self.releases[version]
-        for key in [k for k in self.last_deploys if k[0] == version]:
-            del self.last_deploys[key]
+        self.last_deploys.pop(version, None)
         for deploy_id in [d for d, deploy in self.deploys.items() if deploy.version == version]:
             del self.deploys[deploy_id]
 
@@ -166,7 +165,7 @@ class ReleaseStore:
         return sorted(found, key=lambda r: (r.date_created, r.id), reverse=True)
 
     def _environments(self, release: Release) -> set[tuple[str, str]]:
-        return {(p, env) for (v, p, env) in self.last_deploys if v == release.version} | set(release.stages)
+        return set(self.last_deploys.get(release.version, {})) | set(release.stages)
 
     def serialized(self, release: Release, projects: dict[str, Item], *, health: bool = False) -> Item:
         """ReleaseSerializer's item: every project of the release (its ReleaseProject rows, whoever asks),
@@ -200,7 +199,7 @@ class ReleaseStore:
 
     def deploys_of(self, version: str, project_ids: set[str]) -> list[Item]:
         """ReleaseDeploysEndpoint.get: the last deploy of each (project, environment), newest finished first."""
-        ids = {d for (v, p, _), d in self.last_deploys.items() if v == version and p in project_ids}
+        ids = {d for (p, _), d in self.last_deploys.get(version, {}).items() if p in project_ids}
         chosen = sorted((self.deploys[d] for d in ids), key=lambda d: (d.date_finished, int(d.id)), reverse=True)
         return [d.serialized() for d in chosen]
 
@@ -208,7 +207,7 @@ class ReleaseStore:
         """ProjectSummarySerializer.get_deploys_by_project: per environment, the deploy that finished last among
         the project's (release, environment) rows, as {version, dateFinished}; None when it has none."""
         latest: dict[str, Deploy] = {}
-        for (version, pid, env), deploy_id in self.last_deploys.items():
+        for (pid, env), deploy_id in ((key, d) for rows in self.last_deploys.values() for key, d in rows.items()):
             deploy = self.deploys[deploy_id]
             if pid == project_id and (env not in latest or deploy.date_finished > latest[env].date_finished):
                 latest[env] = deploy
@@ -325,11 +324,11 @@ def build_releases(projects: list[Item], environments: dict[str, list[str]], mem
             for k, release in enumerate(made):
                 release.health[pid] = _health(k, len(made))
         for env in envs:
-            deployed = [r for r in made if (r.version, pid, env) in store.last_deploys]
+            deployed = [r for r in made if (pid, env) in store.last_deploys.get(r.version, {})]
             for r in deployed:
                 r.stages[(pid, env)] = "replaced"
             if deployed:
-                newest = max(deployed, key=lambda r: store.deploys[store.last_deploys[(r.version, pid, env)]]
+                newest = max(deployed, key=lambda r: store.deploys[store.last_deploys[r.version][(pid, env)]]
                              .date_finished)
                 newest.stages[(pid, env)] = "adopted"
             for r in made:
