@@ -95,17 +95,40 @@ def test_computed_values_are_left_out_when_asked_and_cannot_be_written(catalog: 
     assert not refused.ok
 
 
+COUNT = {"calculationBy": "entities", "func": "count"}
+
+
 @pytest.mark.parametrize("spec, problem", [
-    ({"target": "sentryDeploy", "type": "string", "calculationSpec": {"calculationBy": "entities", "func": "count"}},
-     "type must be 'number'"),
-    ({"target": "sentryDeploy", "calculationSpec": {"calculationBy": "entities", "func": "max"}}, "not one Port"),
-    ({"target": "sentryDeploy", "calculationSpec": {"calculationBy": "property", "func": "max"}}, "takes"),
-    ({"target": "nowhere", "calculationSpec": {"calculationBy": "entities", "func": "count"}}, "does not exist"),
+    ({"title": "T", "target": "sentryDeploy", "type": "string", "calculationSpec": COUNT}, "type must be 'number'"),
+    ({"target": "sentryDeploy", "calculationSpec": COUNT}, "needs a title"),
+    ({"title": "T", "target": "sentryDeploy", "calculationSpec": {"calculationBy": "entities", "func": "max"}},
+     "not one Port"),
+    ({"title": "T", "target": "sentryDeploy", "calculationSpec": {"calculationBy": "property", "func": "max"}},
+     "takes"),
+    ({"title": "T", "target": "sentryDeploy", "calculationSpec": COUNT,
+      "pathFilter": [{"path": ["project"]}, {"path": ["projectEnvironment"]}]}, "one path"),
+    ({"title": "T", "target": "nowhere", "calculationSpec": COUNT}, "does not exist"),
 ])
 def test_specs_port_refuses(catalog: Any, spec: dict[str, Any], problem: str) -> None:
     with pytest.raises(CatalogError) as refused:
         catalog.patch_blueprint("sentryProject", {"aggregationProperties": {"bad": spec}})
     assert problem in str(refused.value)
+
+
+def test_mirror_properties_follow_relations_to_a_property_or_meta_property(catalog: Any) -> None:
+    catalog.upsert_entities("sentryRelease", [{"identifier": "api@1.0.0", "properties": {"newGroups": 3}}])
+    catalog.upsert_entities("sentryDeploy", [{**deploy("6", "staging", datetime.now(timezone.utc)),
+                                              "relations": {"release": "api@1.0.0", "project": ["api"],
+                                                            "projectEnvironment": ["api-staging"]}}])
+    deploys = by_id(catalog.search("sentryDeploy")[0])
+    assert deploys["6"]["releaseNewIssues"] == 3 and deploys["1"]["releaseNewIssues"] is None
+    catalog.patch_blueprint("sentryDeploy", {"mirrorProperties": {
+        "releaseNewIssues": {"title": "N", "path": "release.newGroups"},
+        "projectNames": {"title": "P", "path": "project.$identifier"}}})
+    deploys = by_id(catalog.search("sentryDeploy")[0])
+    assert deploys["6"]["projectNames"] == ["api"], "along a many relation: every related entity's value"
+    with pytest.raises(CatalogError):
+        catalog.patch_blueprint("sentryDeploy", {"mirrorProperties": {"bad": {"title": "B", "path": "newGroups"}}})
 
 
 def test_the_port_emulator_serves_them_over_http(catalog: Any) -> None:

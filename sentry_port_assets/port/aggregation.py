@@ -45,8 +45,10 @@ def spec_problem(name: str, spec: Any) -> str | None:
         return f"aggregation property {name!r} is not an object"
     if spec.get("type", "number") != "number":
         return f"aggregation property {name!r}: type must be 'number'"
-    if not isinstance(spec.get("target"), str):
-        return f"aggregation property {name!r} needs a target blueprint"
+    if not isinstance(spec.get("target"), str) or not isinstance(spec.get("title"), str):
+        return f"aggregation property {name!r} needs a title and a target blueprint"
+    if len(spec.get("pathFilter") or []) > 1:
+        return f"aggregation property {name!r}: pathFilter takes one path"
     calc = spec.get("calculationSpec")
     if not isinstance(calc, Mapping):
         return f"aggregation property {name!r} needs a calculationSpec"

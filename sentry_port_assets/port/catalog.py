@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sentry_port_assets.config import local_catalog_path
-from sentry_port_assets.port import aggregation
+from sentry_port_assets.port import aggregation, mirror
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
 
 Entity = dict[str, Any]
@@ -305,6 +305,10 @@ class LocalCatalog:
         ident = bp.get("identifier")
         if not valid_identifier(ident, MAX_BLUEPRINT_ID):
             raise CatalogError(422, "invalid_request", f"invalid blueprint identifier {ident!r}")
+        for name, spec in (bp.get("mirrorProperties") or {}).items():
+            problem = mirror.spec_problem(name, spec)
+            if problem:
+                raise CatalogError(422, "invalid_request", f"blueprint {ident!r}: {problem}")
         for name, spec in (bp.get("aggregationProperties") or {}).items():
             problem = aggregation.spec_problem(name, spec)
             if problem:
@@ -437,8 +441,8 @@ class LocalCatalog:
         """One page of the entities of `blueprint` matching `query`, and the cursor of the next page (or None).
 
         As Port does, an entity's `properties` carry the blueprint's calculation properties (its jq `calculation`
-        over the entity) and aggregation properties (over related entities, port/aggregation.py) unless
-        `exclude_calculated`."""
+        over the entity), mirror properties (a related entity's, port/mirror.py) and aggregation properties (over
+        related entities, port/aggregation.py) unless `exclude_calculated`."""
         with self._lock:
             bp = self._blueprint(blueprint)
             if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
@@ -465,13 +469,16 @@ class LocalCatalog:
     def _add_computed(self, bp: Blueprint, page: list[Entity]) -> None:
         calculated = bp.get("calculationProperties") or {}
         aggregated = bp.get("aggregationProperties") or {}
-        if not calculated and not aggregated:
+        mirrored = bp.get("mirrorProperties") or {}
+        if not calculated and not aggregated and not mirrored:
             return
-        blueprints = {b["identifier"]: b for b in self.list_blueprints()} if aggregated else {}
+        blueprints = {b["identifier"]: b for b in self.list_blueprints()} if aggregated or mirrored else {}
         for entity in page:
             entity["properties"] = {
                 **(entity.get("properties") or {}),
                 **{name: _calculate(spec, entity) for name, spec in calculated.items()},
+                **{name: mirror.value(spec["path"], entity, blueprints, bp["identifier"], self._get)
+                   for name, spec in mirrored.items()},
                 **{name: aggregation.compute(spec, bp["identifier"], entity["identifier"], blueprints, self._step,
                                              self._load) for name, spec in aggregated.items()}}
 
