@@ -87,6 +87,13 @@ RAWS: dict[str, Raw] = {raw.name: raw for raw in (
     Raw("projects", "Every active project of the organization.", "GET /api/0/organizations/{org}/projects/",
         f"{SENTRY_API_DOCS}/organizations/list-an-organizations-projects/", ("slug", "platform", "status"),
         "read_projects"),
+    Raw("project_details", "Every active project with its error volume, crash-free rates, ownership rules and "
+                           "repositories (kind `project`: `__stats`, `__sessions`, `__ownership`, `__repositories`).",
+        "GET /api/0/organizations/{org}/stats_v2/, /sessions/, /code-mappings/, /repos/; "
+        "GET /api/0/projects/{org}/{project}/ownership/",
+        f"{SENTRY_API_DOCS}/organizations/retrieve-event-counts-for-an-organization-v2/",
+        ("slug", "__stats.errors24h", "__sessions.crashFreeSessions24h", "__ownership.teams"),
+        "read_project_details", upstream="projects", keeps_state=True),
     Raw("project_tags", "Tag values per project (kind `project-tag`): one row per project per value, every key "
                         "selected.",
         "GET /api/0/projects/{org}/{project}/tags/{key}/values/", f"{SENTRY_API_DOCS}/projects/list-a-tags-values/",
@@ -114,7 +121,7 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("user", ("members",), "entities_user"),
     Kind("team", ("teams",), "entities_team",
          (Option("includeMembers", "include_members", bool, False),)),
-    Kind("project", ("projects",), "entities_project"),
+    Kind("project", ("projects", "project_details"), "entities_project"),
     Kind("project-tag", ("projects", "project_tags"), "entities_project_tag"),
     Kind("issue", ("projects", "issues"), "entities_issue", (SENTRY_QUERY, STATS_PERIOD, INCLUDE_ARCHIVED)),
     Kind("issue-tag", ("projects", "issues", "issue_tags"), "entities_issue_tag",

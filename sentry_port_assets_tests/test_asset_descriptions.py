@@ -28,7 +28,8 @@ UNMAPPED = ("entities_issue",)  # kinds the bundled mapping has no resource for
 # Every asset's definition metadata keys (the snapshot): change it only with the README's description of them.
 METADATA_KEYS: dict[str, set[str]] = {
     **{f"sentry/{name}": {"sentry_endpoint", "sentry_api_docs", "sentry_organization"}
-       for name in ("members", "teams", "projects", "project_tags", "issues", "issue_tags", "releases", "deploys")},
+       for name in ("members", "teams", "projects", "project_tags", "issues", "issue_tags", "releases", "deploys",
+                    "project_details")},
     **{f"port/{name}": {"dagster/table_name", "dagster/column_schema", "port_data_model", "sentry_organization",
                         "mapping"} for name in ENTITY_ASSETS.values()},
     **{f"port/{name}": {"port_data_model", "sentry_organization", "mapping"} for name in UNMAPPED},

@@ -60,6 +60,10 @@ def raw_values() -> dict[str, Any]:
         "members": [SAMPLES["User"], danny],
         "teams": [SAMPLES["Team"]],
         "projects": [project],
+        "project_details": [{**project, "__stats": {"errors24h": 3, "errors7d": 21, "dropped24h": 0},
+                             "__sessions": {"crashFreeSessions24h": 99.9, "crashFreeUsers24h": None},
+                             "__ownership": {"teams": ["platform-team"], "users": [], "rules": [], "raw": "x"},
+                             "__repositories": [{"name": "test-org/python-fastapi", "provider": "github"}]}],
         "project_tags": {"environment": [{**project, "__tags": env_value("production")}, {**project, "__tags": env_value("staging")}]},
         "issues": {UNRESOLVED: [issue]},
         "issue_tags": {UNRESOLVED: {"environment": [{**issue, "__tags": [env_value("production"), env_value("staging")]}]}},
@@ -115,7 +119,7 @@ def test_keys_groups_and_inputs():
     assert deps == {
         "entities_user": {"members"},
         "entities_team": {"teams"},
-        "entities_project": {"projects"},
+        "entities_project": {"project_details"},
         "entities_project_tag": {"project_tags"},
         "entities_issue": {"issues"},
         "entities_issue_tag": {"issue_tags"},
@@ -138,7 +142,9 @@ def test_default_mapping_end_to_end(default_run):
     # the default mapping has no issue resource: materialized by hand, it says so; the jobs leave it out
     assert value("entities_issue") == []
     assert "no issue resource" in metadata_of(default_run, "entities_issue")["not_mapped"].value
-    assert [e["identifier"] for e in value("entities_project")] == ["python-fastapi"]
+    # two resources fill the project (the seed's, and its health, owners and repositories): merged on publish
+    assert [e["identifier"] for e in value("entities_project")] == ["python-fastapi", "python-fastapi"]
+    assert value("entities_project")[1]["relations"] == {"team": ["platform-team"]}
     # two resources fill each environment (the seed's, and its relation to the project): merged on publish
     assert sorted(e["identifier"] for e in value("entities_project_tag")) == [
         "python-fastapi-production", "python-fastapi-production", "python-fastapi-staging", "python-fastapi-staging"]
@@ -291,7 +297,7 @@ def test_default_mapping_entities_fit_bundled_blueprints():
     values = raw_values()
     mapping = load_mapping()
     entities = []
-    for kind, items in [("user", values["members"]), ("team", values["teams"]), ("project", values["projects"]),
+    for kind, items in [("user", values["members"]), ("team", values["teams"]), ("project", values["project_details"]),
                         ("project-tag", values["project_tags"]["environment"]),
                         ("issue-tag", values["issue_tags"][UNRESOLVED]["environment"]),
                         ("release", values["releases"][RELEASES]), ("deploy", values["deploys"][RELEASES])]:

@@ -61,7 +61,7 @@ def test_two_instances_merge_into_one_code_location() -> None:
         unmapped = {f"{prefix}/port/entities_issue"}  # the kind the mapping lacks
         assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
             k for k in keys if k.startswith(f"{prefix}/")} - unmapped
-    assert len(keys) == 34
+    assert len(keys) == 36
     assert {"acme_sentry", "globex_sentry", "acme_port", "globex_port"} <= set(merged.resources)
 
 

@@ -81,6 +81,12 @@ def test_every_endpoint_answers_in_sentrys_published_shape(sentry_emulator: Call
         "/organizations/{org}/releases/": f"/organizations/{data.slug}/releases/?project=-1&health=1",
         "/organizations/{org}/releases/{version}/": f"/organizations/{data.slug}/releases/{version}/?health=1",
         "/organizations/{org}/releases/{version}/deploys/": f"/organizations/{data.slug}/releases/{version}/deploys/",
+        "/organizations/{org}/stats_v2/": f"/organizations/{data.slug}/stats_v2/?field=sum(quantity)&groupBy=project"
+                                          "&groupBy=outcome&category=error&statsPeriod=24h&project=-1",
+        "/organizations/{org}/sessions/": f"/organizations/{data.slug}/sessions/?field=crash_free_rate(session)"
+                                          "&groupBy=project&statsPeriod=24h&includeSeries=0&project=-1",
+        "/projects/{org}/{project}/ownership/": f"/projects/{data.slug}/{project}/ownership/",
+        "/organizations/{org}/repos/": f"/organizations/{data.slug}/repos/",
     }
     assert set(calls) == set(FACTS)
     found: dict[str, list[str]] = {}

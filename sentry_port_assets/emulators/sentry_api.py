@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sentry_port_assets.emulators.sentry_data import SentryDataset
+from sentry_port_assets.emulators.sentry_health import days_in
 from sentry_port_assets.emulators.sentry_releases import QueryProblem
 
 # "query-timeout": a Snuba query timeout as Sentry releases before 24.x answered it (400, "Query timeout…"); current
@@ -70,11 +71,17 @@ ENDPOINT_SCOPES = {
     "/organizations/{org}/issues/{issue}/comments/": "event",
     "/organizations/{org}/releases/": "release", "/organizations/{org}/releases/{version}/": "release",
     "/organizations/{org}/releases/{version}/deploys/": "release",
+    "/organizations/{org}/stats_v2/": "org", "/organizations/{org}/sessions/": "org",
+    "/projects/{org}/{project}/ownership/": "project",
+    "/organizations/{org}/repos/": "integration", "/organizations/{org}/code-mappings/": "integration",
 }
 # Families whose permission class accepts more than `<family>:read|write|admin`: OrganizationReleasePermission's GET
 # (src/sentry/api/bases/organization.py) takes the project scopes, project:releases and org:ci.
+# OrganizationIntegrationsLoosePermission's GET (repositories, code mappings) takes the org scopes,
+# org:integrations and org:ci.
 FAMILY_SCOPES = {"release": frozenset({"project:read", "project:write", "project:admin", "project:releases",
-                                       "org:ci"})}
+                                       "org:ci"}),
+                 "integration": frozenset({"org:read", "org:write", "org:admin", "org:integrations", "org:ci"})}
 # An organization auth token (Settings → Auth Tokens, `sntrys_…`) carries this and nothing else.
 ORG_AUTH_TOKEN_SCOPES = frozenset({"org:ci"})
 
@@ -108,7 +115,8 @@ DEFAULT_BUCKET = "default"
 # without limits of its own shares the caller's DEFAULT_BUCKET: Sentry's default is 999 requests per second
 # (SENTRY_RATELIMITER_DEFAULT). Sentry's files: api/endpoints/group_tagkey_values.py,
 # api/endpoints/project_tagkey_values.py, issues/endpoints/group_details.py, core/endpoints/organization_member_index.py,
-# ratelimits/config.py, releases/endpoints/organization_releases.py (40 per second per IP, user and organization).
+# ratelimits/config.py, releases/endpoints/organization_releases.py (40 per second per IP, user and organization),
+# api/endpoints/organization_stats_v2.py (20 per second, enforced even on self-hosted: enforce_rate_limit).
 SENTRY_LIMITS: dict[str, dict[str, RateLimit]] = {
     "user": {
         "/organizations/{org}/issues/{issue}/tags/{key}/values/": RateLimit(150, 60, 10),
@@ -116,6 +124,7 @@ SENTRY_LIMITS: dict[str, dict[str, RateLimit]] = {
         "/organizations/{org}/issues/{issue}/": RateLimit(5, 1),
         "/organizations/{org}/members/": RateLimit(40, 1),
         "/organizations/{org}/releases/": RateLimit(40, 1),
+        "/organizations/{org}/stats_v2/": RateLimit(20, 1),
         DEFAULT_BUCKET: RateLimit(999, 1),
     },
     "org": {
@@ -124,6 +133,7 @@ SENTRY_LIMITS: dict[str, dict[str, RateLimit]] = {
         "/organizations/{org}/issues/{issue}/": RateLimit(5, 1),
         "/organizations/{org}/members/": RateLimit(40, 1),
         "/organizations/{org}/releases/": RateLimit(40, 1),
+        "/organizations/{org}/stats_v2/": RateLimit(20, 1),
         DEFAULT_BUCKET: RateLimit(999, 1),
     },
 }
@@ -507,6 +517,91 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
             return covered
         return page(request, dataset.releases.deploys_of(release.version, {p["id"] for p in covered}))
 
+    def snuba_projects(request: Request) -> list[dict[str, Any]] | Response:
+        """The projects a stats or sessions query covers (`get_projects`), or Sentry's answer: none is a
+        400 "No projects available" (NoProjects raised as a ParseError)."""
+        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        if not isinstance(covered, Response) and not covered:
+            return JSONResponse({"detail": "No projects available"}, status_code=400)
+        return covered
+
+    async def org_stats(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        params = request.query_params
+        fields, groups = params.getlist("field"), params.getlist("groupBy")
+        if not fields or any(f not in ("sum(quantity)", "sum(times_seen)") for f in fields):
+            return JSONResponse({"detail": f'Invalid field: "{(fields or [""])[0]}"'}, status_code=400)
+        if any(g not in ("outcome", "category", "reason", "project", "key_id") for g in groups):
+            return JSONResponse({"detail": "Invalid groupBy"}, status_code=400)
+        if params.get("category") not in ("error", "default", "security") and "category" not in groups:
+            return JSONResponse({"detail": "Query must have category as groupby or filter"}, status_code=400)
+        days = days_in(params.get("statsPeriod") or "14d")
+        if days is None:
+            return JSONResponse({"detail": "Invalid statsPeriod"}, status_code=400)
+        if "project" not in groups or "outcome" not in groups:  # the only grouping this sync asks for
+            return JSONResponse({"detail": "the emulator groups by project and outcome only"}, status_code=400)
+        covered = snuba_projects(request)
+        if isinstance(covered, Response):
+            return covered
+        found = dataset.health.outcome_totals({p["id"] for p in covered}, days)
+        wanted = params.get("outcome")
+        if wanted:
+            found = [g for g in found if g["by"]["outcome"] == wanted]
+        end = datetime.now(timezone.utc).replace(microsecond=0)
+        # grouped by project: totals only, neither series nor intervals (outcomes.massage_outcomes_result)
+        return JSONResponse({"start": (end - timedelta(days=days)).isoformat().replace("+00:00", "Z"),
+                             "end": end.isoformat().replace("+00:00", "Z"), "groups": found})
+
+    async def org_sessions(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        params = request.query_params
+        fields = params.getlist("field")
+        known = ("crash_free_rate(session)", "crash_free_rate(user)")
+        if not fields or any(f not in known for f in fields):
+            return JSONResponse({"detail": f'Invalid field: "{(fields or [""])[0]}"'}, status_code=400)
+        if params.getlist("groupBy") not in ([], ["project"]):
+            return JSONResponse({"detail": "the emulator groups by project only"}, status_code=400)
+        covered = snuba_projects(request)
+        if isinstance(covered, Response):
+            return covered
+        groups = []
+        for project in covered:
+            rates = dataset.health.sessions.get(project["id"])
+            if rates is None:
+                continue  # no session in the window: Sentry has no group for it
+            totals = {f: rates[known.index(f)] for f in fields}
+            group = {"by": {"project": int(project["id"])}, "totals": totals}
+            if params.get("includeSeries", "1") != "0":
+                group["series"] = {f: [value] for f, value in totals.items()}
+            groups.append(group)
+        end = datetime.now(timezone.utc).replace(microsecond=0)
+        return JSONResponse({"start": (end - timedelta(days=1)).isoformat().replace("+00:00", "Z"),
+                             "end": end.isoformat().replace("+00:00", "Z"), "intervals": [], "groups": groups,
+                             "query": params.get("query", "")})
+
+    async def project_ownership(request: Request) -> Response:
+        slug = request.path_params["project"]
+        project = next((p for p in dataset.org_projects() if p["slug"] == slug), None)
+        if org_or_404(request) or project is None:
+            return JSONResponse(not_found, status_code=404)
+        return JSONResponse(dataset.health.ownership.get(slug) or {
+            "raw": None, "fallthrough": True, "dateCreated": None, "lastUpdated": None, "isActive": True,
+            "autoAssignment": "Auto Assign to Issue Owner", "codeownersAutoSync": True, "schema": None})
+
+    async def org_repos(request: Request) -> Response:
+        return org_or_404(request) or page(request, dataset.health.repos)
+
+    async def code_mappings(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        if isinstance(covered, Response):
+            return covered
+        ids = {p["id"] for p in covered}
+        return page(request, [m for m in dataset.health.code_mappings if m["projectId"] in ids])
+
     handlers = {
         "/organizations/{org}/": organization,
         "/organizations/{org}/members/": members,
@@ -522,6 +617,11 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         "/organizations/{org}/releases/": org_releases,
         "/organizations/{org}/releases/{version}/": one_release,
         "/organizations/{org}/releases/{version}/deploys/": release_deploys,
+        "/organizations/{org}/stats_v2/": org_stats,
+        "/organizations/{org}/sessions/": org_sessions,
+        "/projects/{org}/{project}/ownership/": project_ownership,
+        "/organizations/{org}/repos/": org_repos,
+        "/organizations/{org}/code-mappings/": code_mappings,
     }
 
     def governed(endpoint: str, handler: Any) -> Any:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sentry_port_assets.emulators.sentry_health import HealthData, build_health
 from sentry_port_assets.emulators.sentry_releases import ReleaseStore, build_releases
 
 Item = dict[str, Any]
@@ -48,6 +49,8 @@ class SentryDataset:
     token_user: str | None = None
     # Releases and their deploys (emulators/sentry_releases.py)
     releases: ReleaseStore = field(default_factory=ReleaseStore)
+    # Error volume, crash-free rates, ownership rules, repositories and code mappings (emulators/sentry_health.py)
+    health: HealthData = field(default_factory=HealthData)
 
     @property
     def slug(self) -> str:
@@ -308,6 +311,7 @@ def build_org(
         # the seed's user, an owner on no team: `/projects/` would show them none of the organization's projects
         token_user=member_list[0]["email"],
         releases=release_store,
+        health=build_health(slug, project_list, team_list, member_list, recent),
     )
 
 

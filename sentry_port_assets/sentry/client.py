@@ -251,6 +251,42 @@ class SentryClient:
                                 f"{self._release_path(version)}deploys/",
                                 {"project": project_id} if project_id is not None else None)
 
+    async def outcome_totals(self, period: str) -> dict[str, dict[str, int]]:
+        """{project id: {outcome: error events}} over `period` (`GET /organizations/{org}/stats_v2/`, one request
+        for the whole organization, every accessible project)."""
+        body = await self._get_json("/organizations/{org}/stats_v2/", f"/organizations/{self.organization}/stats_v2/",
+                                    {"field": "sum(quantity)", "groupBy": ["project", "outcome"], "category": "error",
+                                     "statsPeriod": period, "interval": "1d", "project": ALL_ACCESSIBLE_PROJECTS})
+        totals: dict[str, dict[str, int]] = {}
+        for group in body.get("groups") or []:
+            by = group.get("by") or {}
+            totals.setdefault(str(by.get("project")), {})[str(by.get("outcome"))] = int(
+                (group.get("totals") or {}).get("sum(quantity)") or 0)
+        return totals
+
+    async def crash_free_rates(self, period: str) -> dict[str, dict[str, float | None]]:
+        """{project id: {"session": rate, "user": rate}} (fractions) over `period` for the projects with session
+        data (`GET /organizations/{org}/sessions/`, one request)."""
+        fields = ["crash_free_rate(session)", "crash_free_rate(user)"]
+        body = await self._get_json("/organizations/{org}/sessions/", f"/organizations/{self.organization}/sessions/",
+                                    {"field": fields, "groupBy": "project", "statsPeriod": period,
+                                     "includeSeries": 0, "project": ALL_ACCESSIBLE_PROJECTS})
+        return {str((group.get("by") or {}).get("project")): {
+            "session": (group.get("totals") or {}).get(fields[0]), "user": (group.get("totals") or {}).get(fields[1])}
+            for group in body.get("groups") or []}
+
+    async def get_ownership(self, project_slug: str) -> Item:
+        return await self._get_json("/projects/{org}/{project}/ownership/",
+                                    f"/projects/{self.organization}/{project_slug}/ownership/")
+
+    async def list_repos(self) -> list[Item]:
+        return await self._org_list("/organizations/{org}/repos/", "repos/")
+
+    async def list_code_mappings(self) -> list[Item]:
+        """Every accessible project's code mappings (`project=-1`: without it, only the caller's teams' projects)."""
+        return await self._org_list("/organizations/{org}/code-mappings/", "code-mappings/",
+                                    {"project": ALL_ACCESSIBLE_PROJECTS})
+
     def _release_path(self, version: str) -> str:
         return f"/organizations/{self.organization}/releases/{quote(version, safe='')}/"
 

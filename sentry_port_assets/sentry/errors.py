@@ -17,6 +17,11 @@ SCOPES: dict[str, str] = {
     "/organizations/{org}/releases/": "project:read",
     "/organizations/{org}/releases/{version}/": "project:read",
     "/organizations/{org}/releases/{version}/deploys/": "project:read",
+    "/organizations/{org}/stats_v2/": "org:read",
+    "/organizations/{org}/sessions/": "org:read",
+    "/projects/{org}/{project}/ownership/": "project:read",
+    "/organizations/{org}/repos/": "org:read",
+    "/organizations/{org}/code-mappings/": "org:read",
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sentry_port_assets.sentry import releases
+from sentry_port_assets.sentry import project_health, releases
 from sentry_port_assets.sentry.client import SentryClient, gather_limited
 from sentry_port_assets.sentry.errors import SentryNotFoundError
 from sentry_port_assets.sentry.selection import IssueFilter
@@ -238,3 +238,13 @@ async def read_deploys(client: SentryClient, params: Mapping[str, Any], upstream
                      + (f", {len(unaddressable)} not addressable" if unaddressable else ""))
     return {f.key: [row for r in (upstream or {}).get(f.key, []) for row in rows.get(r["version"]) or []]
             for f in params["filters"]}
+
+
+async def read_project_details(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished,
+                               state: Any) -> Any:
+    """The projects (`upstream`) with `__stats`, `__sessions`, `__ownership` and `__repositories`
+    (sentry/project_health.py); ownership rules and code mappings are kept in `state` between resyncs."""
+    projects, kept, summary = await project_health.read(client, upstream or [], state.usable, vanished.items)
+    state.kept = kept
+    state.summary = (f"full read: {state.why}; " if state.full else "") + summary
+    return projects
