@@ -87,9 +87,10 @@ RAWS: dict[str, Raw] = {raw.name: raw for raw in (
     Raw("projects", "Every active project of the organization.", "GET /api/0/organizations/{org}/projects/",
         f"{SENTRY_API_DOCS}/organizations/list-an-organizations-projects/", ("slug", "platform", "status"),
         "read_projects"),
-    Raw("project_details", "Every active project with its error volume, crash-free rates, ownership rules and "
-                           "repositories (kind `project`: `__stats`, `__sessions`, `__ownership`, `__repositories`).",
-        "GET /api/0/organizations/{org}/stats_v2/, /sessions/, /code-mappings/, /repos/; "
+    Raw("project_details", "Every active project with its error volume, crash-free rates, ownership rules, "
+                           "repositories and cron monitors (kind `project`: `__stats`, `__sessions`, `__ownership`, "
+                           "`__repositories`, `__monitors`).",
+        "GET /api/0/organizations/{org}/stats_v2/, /sessions/, /code-mappings/, /repos/, /monitors/; "
         "GET /api/0/projects/{org}/{project}/ownership/",
         f"{SENTRY_API_DOCS}/organizations/retrieve-event-counts-for-an-organization-v2/",
         ("slug", "__stats.errors24h", "__sessions.crashFreeSessions24h", "__ownership.teams"),
@@ -115,6 +116,17 @@ RAWS: dict[str, Raw] = {raw.name: raw for raw in (
         "GET /api/0/organizations/{org}/releases/{version}/deploys/",
         f"{SENTRY_API_DOCS}/releases/list-a-releases-deploys/", ("id", "__release", "environment", "dateFinished"),
         "read_deploys", upstream="releases", keeps_state=True),
+    Raw("monitors", "Cron monitors of every accessible project (kind `monitor`), each with its environments' status "
+                    "and `__health`.",
+        "GET /api/0/organizations/{org}/monitors/",
+        f"{SENTRY_API_DOCS}/crons/retrieve-monitors-for-an-organization/", ("slug", "status", "__health", "project.slug"),
+        "read_monitors"),
+    Raw("alert_rules", "Alert rules (kind `alert-rule`): Sentry's alerts with the detectors they fire on, or on older "
+                       "installations the deprecated issue and metric alert rules; `__type`, `__projects`, `__owner`.",
+        "GET /api/0/organizations/{org}/workflows/, /detectors/; where those are 404: "
+        "GET /api/0/projects/{org}/{project}/rules/, /organizations/{org}/alert-rules/",
+        f"{SENTRY_API_DOCS}/monitors/fetch-alerts/", ("__id", "name", "__type", "__projects"),
+        "read_alert_rules", upstream="projects"),
 )}
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
@@ -131,6 +143,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
          (RELEASE_QUERY, RELEASE_PERIOD, Option("health", "health", bool, False))),
     Kind("deploy", ("projects", "releases", "deploys"), "entities_deploy",
          (RELEASE_QUERY, RELEASE_PERIOD, Option("environments", "environments", Optional[list[str]], None))),
+    Kind("monitor", ("monitors",), "entities_monitor"),
+    Kind("alert-rule", ("projects", "alert_rules"), "entities_alert_rule"),
     Kind("comment", (), None),  # written by webhooks only (webhooks/sync.py)
 )}
 

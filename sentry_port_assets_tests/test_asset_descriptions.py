@@ -23,13 +23,14 @@ from sentry_port_assets.sentry.resource import SentryResource
 
 ENTITY_ASSETS = {"user": "entities_user", "team": "entities_team", "project": "entities_project",
                  "project-tag": "entities_project_tag", "issue-tag": "entities_issue_tag",
-                 "release": "entities_release", "deploy": "entities_deploy"}
+                 "release": "entities_release", "deploy": "entities_deploy", "monitor": "entities_monitor",
+                 "alert-rule": "entities_alert_rule"}
 UNMAPPED = ("entities_issue",)  # kinds the bundled mapping has no resource for
 # Every asset's definition metadata keys (the snapshot): change it only with the README's description of them.
 METADATA_KEYS: dict[str, set[str]] = {
     **{f"sentry/{name}": {"sentry_endpoint", "sentry_api_docs", "sentry_organization"}
        for name in ("members", "teams", "projects", "project_tags", "issues", "issue_tags", "releases", "deploys",
-                    "project_details")},
+                    "project_details", "monitors", "alert_rules")},
     **{f"port/{name}": {"dagster/table_name", "dagster/column_schema", "port_data_model", "sentry_organization",
                         "mapping"} for name in ENTITY_ASSETS.values()},
     **{f"port/{name}": {"port_data_model", "sentry_organization", "mapping"} for name in UNMAPPED},

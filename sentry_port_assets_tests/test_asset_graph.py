@@ -26,6 +26,8 @@ EXPECTED_GRAPH: dict[str, set[str]] = {
     "sentry/issue_tags": {"sentry/issues"},
     "sentry/releases": {"sentry/projects"},
     "sentry/deploys": {"sentry/releases"},
+    "sentry/monitors": set(),
+    "sentry/alert_rules": {"sentry/projects"},
     "port/entities_user": {"sentry/members"},
     "port/entities_team": {"sentry/teams"},
     "port/entities_project": {"sentry/project_details"},
@@ -34,9 +36,12 @@ EXPECTED_GRAPH: dict[str, set[str]] = {
     "port/entities_issue_tag": {"sentry/issue_tags"},
     "port/entities_release": {"sentry/releases"},
     "port/entities_deploy": {"sentry/deploys"},
+    "port/entities_monitor": {"sentry/monitors"},
+    "port/entities_alert_rule": {"sentry/alert_rules"},
     "port/catalog": {"port/entities_user", "port/entities_team", "port/entities_project",
                      "port/entities_project_tag", "port/entities_issue", "port/entities_issue_tag",
-                     "port/entities_release", "port/entities_deploy"},
+                     "port/entities_release", "port/entities_deploy",
+                     "port/entities_monitor", "port/entities_alert_rule"},
 }
 EXPECTED_GROUPS = {"sentry/": "sentry", "port/": "port"}
 

@@ -25,7 +25,9 @@ from sentry_port_assets.mapping.blueprints import blueprints_by_id, load_default
 from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE, load_mapping
 
 OCEAN_DEFAULT = str(DEFAULT_MAPPING_FILE.parent / "examples" / "mapping-ocean-default.yaml")
+from sentry_port_assets.emulators.sentry_data import demo_dataset
 from sentry_port_assets.resources.mapping import MappingResource
+from sentry_port_assets.sentry.alerts import from_workflows, with_health
 from sentry_port_assets.sentry.releases import ReleaseFilter
 from sentry_port_assets.sentry.selection import IssueFilter
 
@@ -46,6 +48,12 @@ RELEASE = {
                   "platform": "python", "platforms": ["python"], "hasHealthData": True,
                   "healthData": {"crashFreeSessions": 99.5, "crashFreeUsers": 99.8, "adoption": 40.0}}],
     "__organizationUrl": "https://test-org.sentry.io"}
+
+
+# A monitor and an alert as the raw assets hold them (the emulator's, built as Sentry's serializers send them).
+_DEMO = demo_dataset()
+MONITOR = with_health(_DEMO.alerts.monitors[:1])[0]
+ALERT = from_workflows(_DEMO.alerts.workflows[:1], _DEMO.alerts.detectors, _DEMO.org_projects())[0]
 
 
 def env_value(name: str) -> dict[str, Any]:
@@ -70,6 +78,8 @@ def raw_values() -> dict[str, Any]:
         "releases": {RELEASES: [RELEASE]},
         "deploys": {RELEASES: [{**DEPLOY, "__release": RELEASE["version"], "__projects": [
             {"id": "4504931759095808", "slug": "python-fastapi", "name": "python-fastapi"}]}]},
+        "monitors": [MONITOR],
+        "alert_rules": [ALERT],
     }
 
 
@@ -114,7 +124,7 @@ def test_keys_groups_and_inputs():
     by_key = {a.key: a for a in entity_assets}
     assert set(by_key) == {AssetKey(["port", n]) for n in (
         "entities_user", "entities_team", "entities_project", "entities_project_tag", "entities_issue",
-        "entities_issue_tag", "entities_release", "entities_deploy")}
+        "entities_issue_tag", "entities_release", "entities_deploy", "entities_monitor", "entities_alert_rule")}
     deps = {k.path[-1]: {d.path[-1] for d in a.dependency_keys} for k, a in by_key.items()}
     assert deps == {
         "entities_user": {"members"},
@@ -125,10 +135,12 @@ def test_keys_groups_and_inputs():
         "entities_issue_tag": {"issue_tags"},
         "entities_release": {"releases"},
         "entities_deploy": {"deploys"},
+        "entities_monitor": {"monitors"},
+        "entities_alert_rule": {"alert_rules"},
     }
     assert {a.group_names_by_key[a.key] for a in entity_assets} == {"port"}
     assert all("mapping" in a.required_resource_keys for a in entity_assets)
-    assert len(SPECS) == 24 and len(entity_checks.check_keys) == 24
+    assert len(SPECS) == 30 and len(entity_checks.check_keys) == 30
 
 
 def test_default_mapping_end_to_end(default_run):
@@ -144,7 +156,7 @@ def test_default_mapping_end_to_end(default_run):
     assert "no issue resource" in metadata_of(default_run, "entities_issue")["not_mapped"].value
     # two resources fill the project (the seed's, and its health, owners and repositories): merged on publish
     assert [e["identifier"] for e in value("entities_project")] == ["python-fastapi", "python-fastapi"]
-    assert value("entities_project")[1]["relations"] == {"team": ["platform-team"]}
+    assert value("entities_project")[1]["relations"] == {"team": ["platform-team"], "monitors": []}
     # two resources fill each environment (the seed's, and its relation to the project): merged on publish
     assert sorted(e["identifier"] for e in value("entities_project_tag")) == [
         "python-fastapi-production", "python-fastapi-production", "python-fastapi-staging", "python-fastapi-staging"]
@@ -155,7 +167,7 @@ def test_default_mapping_end_to_end(default_run):
     assert [e["identifier"] for e in value("entities_issue_tag")] == ["4605173695-production", "4605173695-staging"]
     # every check passes on consistent data, relations included (issue -> environment, issue -> user, ...)
     evaluations = checks_by_name(default_run)
-    assert len(evaluations) == 21, "the checks of the kind the mapping does not map are skipped, not passed"
+    assert len(evaluations) == 27, "the checks of the kind the mapping does not map are skipped, not passed"
     assert not {k for k in evaluations if k[0] == "entities_issue"}
     assert {k: e.passed for k, e in evaluations.items() if not e.passed} == {}
 
@@ -199,10 +211,11 @@ def test_search_relations_show_the_rule_values_not_json():
 
 
 def test_the_kinds_synced_are_those_the_mapping_maps():
-    assert used_kinds(load_mapping()) == ("user", "team", "project", "project-tag", "issue-tag", "release", "deploy")
+    assert used_kinds(load_mapping()) == ("user", "team", "project", "project-tag", "issue-tag", "release", "deploy",
+                                          "monitor", "alert-rule")
     assert used_kinds(load_mapping(OCEAN_DEFAULT)) == ("user", "team", "project-tag", "issue-tag")
     assert used_kinds(None) == ("user", "team", "project", "project-tag", "issue", "issue-tag", "release",
-                                "deploy"), "unknown: all"
+                                "deploy", "monitor", "alert-rule"), "unknown: all"
 
 
 def test_relations_check_warns_on_dangling_relation():

@@ -56,12 +56,12 @@ def test_two_instances_merge_into_one_code_location() -> None:
         catalog = graph.get(Names(prefix).key("port", "catalog"))
         assert {p.to_user_string() for p in catalog.parent_keys} == {
             f"{prefix}/port/entities_{k}" for k in ("user", "team", "project", "project_tag", "issue", "issue_tag",
-                                                    "release", "deploy")}
+                                                    "release", "deploy", "monitor", "alert_rule")}
         job = repo.get_job(f"{prefix}__sentry_port_sync")
         unmapped = {f"{prefix}/port/entities_issue"}  # the kind the mapping lacks
         assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
             k for k in keys if k.startswith(f"{prefix}/")} - unmapped
-    assert len(keys) == 36
+    assert len(keys) == 44
     assert {"acme_sentry", "globex_sentry", "acme_port", "globex_port"} <= set(merged.resources)
 
 

@@ -41,9 +41,10 @@ def load_error(tmp_path, body: str) -> str:
 def test_default_mapping_is_the_seeds_and_compiles():
     mapping = load_mapping()
     assert [r.kind for r in mapping.resources] == ["user", "user", "project-tag", "issue-tag", "team",
-                                                   "project", "project", "project-tag", "release", "deploy"]
+                                                   "project", "project", "project-tag", "release", "deploy",
+                                                   "monitor", "alert-rule"]
     assert (mapping.config.delete_dependent_entities, mapping.config.create_missing_related_entities, mapping.config.enable_merge_entity) == (True, True, True)
-    assert len(mapping.resources) == 10 and mapping.sha256 == load_mapping().sha256
+    assert len(mapping.resources) == 12 and mapping.sha256 == load_mapping().sha256
     assert mapping.uses("issue-tag") and not mapping.uses("issue")
     assert load_mapping(None).config == load_mapping(DEFAULT_MAPPING_FILE).config
 
@@ -168,7 +169,7 @@ def test_resource_caches_per_content(tmp_path):
     assert resource.load() is first, "one resource (one run) keeps the snapshot it first read"
     second = MappingResource(path=str(path)).load()
     assert second is not first and len(second.resources) == 2 and second.sha256 != first.sha256
-    assert len(MappingResource().load().resources) == 10
+    assert len(MappingResource().load().resources) == 12
 
 
 def test_tag_values_by_environment_is_only_for_the_environment_tag(tmp_path):

@@ -253,7 +253,7 @@ def test_the_bundled_default_is_oceans_with_every_resource_unchanged_then_more()
     assert {k: v for k, v in bundled.items() if k != "resources"} == {k: v for k, v in ocean.items() if k != "resources"}
     assert bundled["resources"][:len(ocean["resources"])] == ocean["resources"]
     assert [r["kind"] for r in bundled["resources"][len(ocean["resources"]):]] == [
-        "project", "project", "project-tag", "release", "deploy"]
+        "project", "project", "project-tag", "release", "deploy", "monitor", "alert-rule"]
     # its project resource is the seed's Project example's, so the seed's project result too
     extended = load_mapping()
     assert compared(extended.resources[len(ocean["resources"])].map([SAMPLES["Project"]]).entities[0]) == SEED_PROJECT

@@ -70,7 +70,7 @@ def test_a_mapping_edited_mid_run_does_not_split_the_run(sentry_emulator: Callab
     teams = result.asset_value(ENTITY_ASSET_KEYS["team"])
     assert teams and all(e.get("title") != "EDITED" for e in teams), "every asset mapped with the run's snapshot"
     shas = recorded_shas(instance)
-    assert len(shas) == 18 and set(shas.values()) == {first_sha}
+    assert len(shas) == 22 and set(shas.values()) == {first_sha}
     run = instance.get_run_by_id(result.run_id)
     assert run is not None and run.tags[MAPPING_SHA_TAG] == first_sha
     publish = result.asset_materializations_for_node("port__catalog")[0].metadata

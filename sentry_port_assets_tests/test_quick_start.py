@@ -66,11 +66,11 @@ def test_the_readme_quick_start_runs_as_written_and_writes_only_in_its_folder(tm
     assert "BetaWarning" not in job and "misconfigured" not in job
     assert sum(" - WARNING - " in line for line in lines) == 1, "one warning, the demo organization:\n" + job
     assert sum("reading the bundled DEMO organization" in line for line in lines) == 1
-    written = re.search(r"wrote the local catalog (\S*catalog\.sqlite): 155 created, 0 updated", job)
+    written = re.search(r"wrote the local catalog (\S*catalog\.sqlite): 161 created, 3 updated", job)
     assert written, job[-2000:]
     assert Path(written.group(1)) == folder / "dagster_home" / "sentry_port" / "catalog.sqlite"
     assert len(lines) <= 20, "the README says about fifteen lines:\n" + job
-    assert "155 entities" in catalog and "sentryIssue" in catalog and "sentryRelease" in catalog and str(folder / "dagster_home") in catalog
+    assert "164 entities" in catalog and "sentryIssue" in catalog and "sentryRelease" in catalog and str(folder / "dagster_home") in catalog
     # the demo's environments, with what Port computes from their deploys and issues (aggregation properties)
     listed = subprocess.run(["sentry-port", "catalog", "-b", "sentryProjectEnvironment", "--json"], cwd=folder,
                             env={**env, "DAGSTER_HOME": str(folder / "dagster_home")}, capture_output=True, text=True)
@@ -111,7 +111,7 @@ def test_dg_launches_the_job_and_lists_the_definitions(tmp_path: Path) -> None:
                               text=True, timeout=600)
     output = launched.stdout + launched.stderr
     assert launched.returncode == 0, output[-3000:]
-    assert re.search(r"wrote the local catalog \S*catalog\.sqlite: 155 created", output), output[-2000:]
+    assert re.search(r"wrote the local catalog \S*catalog\.sqlite: 161 created, 3 updated", output), output[-2000:]
 
 
 SENSORS = """

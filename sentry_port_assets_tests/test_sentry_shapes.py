@@ -87,6 +87,11 @@ def test_every_endpoint_answers_in_sentrys_published_shape(sentry_emulator: Call
                                           "&groupBy=project&statsPeriod=24h&includeSeries=0&project=-1",
         "/projects/{org}/{project}/ownership/": f"/projects/{data.slug}/{project}/ownership/",
         "/organizations/{org}/repos/": f"/organizations/{data.slug}/repos/",
+        "/organizations/{org}/monitors/": f"/organizations/{data.slug}/monitors/?project=-1",
+        "/organizations/{org}/workflows/": f"/organizations/{data.slug}/workflows/",
+        "/organizations/{org}/detectors/": f"/organizations/{data.slug}/detectors/?project=-1",
+        "/projects/{org}/{project}/rules/": f"/projects/{data.slug}/{project}/rules/?expand=lastTriggered",
+        "/organizations/{org}/alert-rules/": f"/organizations/{data.slug}/alert-rules/?project=-1",
     }
     assert set(calls) == set(FACTS)
     found: dict[str, list[str]] = {}

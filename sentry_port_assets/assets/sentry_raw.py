@@ -185,6 +185,9 @@ def build_raw_assets(names: Names = DEFAULT, links: Links = Links(),
             if vanished.items:
                 context.log.warning(f"{len(vanished.items)} items were deleted in Sentry during the fetch and are "
                                     f"left out: {', '.join(vanished.items[:5])}")
+            if vanished.notes:
+                context.log.info(f"{raw.name.replace('_', ' ')}: {'; '.join(vanished.notes)}")
+                extra["read_from"] = MetadataValue.text("; ".join(vanished.notes))
             return _output(value, config.sha256, cost, raw.preview, fetched_with=_params_text(plan.params(raw.name)),
                            vanished=len(vanished.items), **extra)
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sentry_port_assets.emulators.sentry_alerts import DETECTOR_ALIASES
 from sentry_port_assets.emulators.sentry_data import SentryDataset
 from sentry_port_assets.emulators.sentry_health import days_in
 from sentry_port_assets.emulators.sentry_releases import QueryProblem
@@ -74,6 +75,9 @@ ENDPOINT_SCOPES = {
     "/organizations/{org}/stats_v2/": "org", "/organizations/{org}/sessions/": "org",
     "/projects/{org}/{project}/ownership/": "project",
     "/organizations/{org}/repos/": "integration", "/organizations/{org}/code-mappings/": "integration",
+    "/organizations/{org}/monitors/": "alerts", "/organizations/{org}/workflows/": "alerts",
+    "/organizations/{org}/detectors/": "alerts", "/organizations/{org}/alert-rules/": "alerts",
+    "/projects/{org}/{project}/rules/": "project-alerts",
 }
 # Families whose permission class accepts more than `<family>:read|write|admin`: OrganizationReleasePermission's GET
 # (src/sentry/api/bases/organization.py) takes the project scopes, project:releases and org:ci.
@@ -81,7 +85,13 @@ ENDPOINT_SCOPES = {
 # org:integrations and org:ci.
 FAMILY_SCOPES = {"release": frozenset({"project:read", "project:write", "project:admin", "project:releases",
                                        "org:ci"}),
-                 "integration": frozenset({"org:read", "org:write", "org:admin", "org:integrations", "org:ci"})}
+                 "integration": frozenset({"org:read", "org:write", "org:admin", "org:integrations", "org:ci"}),
+                 # OrganizationAlertRulePermission / OrganizationAlertingMutationPermission (monitors, workflows,
+                 # detectors, metric alert rules) and ProjectAlertRulePermission (a project's issue alert rules):
+                 # the org (or project) scopes, or alerts:read/alerts:write.
+                 "alerts": frozenset({"org:read", "org:write", "org:admin", "alerts:read", "alerts:write"}),
+                 "project-alerts": frozenset({"project:read", "project:write", "project:admin", "alerts:read",
+                                              "alerts:write"})}
 # An organization auth token (Settings → Auth Tokens, `sntrys_…`) carries this and nothing else.
 ORG_AUTH_TOKEN_SCOPES = frozenset({"org:ci"})
 
@@ -168,6 +178,12 @@ class EmulatorConfig:
     # behaviour; False models the releases that did (self-hosted ones among them, where the plan decided), in which a
     # list that would cover more than one project is a 400 (ISSUE_LIST_MULTI_PROJECT).
     global_views: bool = True
+    # Sentry's current alerting API (`/workflows/`, `/detectors/`); False models the older installs that answer 404
+    # for them and have only the deprecated alert-rule endpoints.
+    workflow_engine: bool = True
+    # The organization has `organizations:incidents` (metric alerts); without it `/alert-rules/` is a 404
+    # (OrganizationAlertRuleIndexEndpoint raises ResourceDoesNotExist).
+    incidents: bool = True
 
 
 @dataclass
@@ -325,9 +341,10 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
     cfg = config or EmulatorConfig()
     state = SentryEmulatorState(dataset, cfg)
 
-    def page(request: Request, items: list[Any], size_param: str = "per_page", hits: bool = False) -> Response:
+    def page(request: Request, items: list[Any], size_param: str = "per_page", hits: bool = False,
+             default_size: int = MAX_PAGE) -> Response:
         try:
-            size = int(request.query_params.get(size_param, MAX_PAGE))
+            size = int(request.query_params.get(size_param, default_size))
         except ValueError:
             return JSONResponse({"detail": f"Invalid {size_param} parameter."}, status_code=400)
         if size_param == "per_page" and not 1 <= size <= MAX_PAGE:  # Sentry's get_per_page; `limit` is capped
@@ -602,6 +619,80 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         ids = {p["id"] for p in covered}
         return page(request, [m for m in dataset.health.code_mappings if m["projectId"] in ids])
 
+    def missing_endpoint() -> Response:
+        return JSONResponse(not_found, status_code=404)
+
+    async def org_monitors(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        if isinstance(covered, Response):
+            return covered
+        ids = {p["id"] for p in covered}
+        # `sort=status` (the default): monitors with an environment in error first, then ok, active, disabled
+        rank = {"error": 0, "ok": 1, "active": 2, "disabled": 3}
+
+        def order(monitor: dict[str, Any]) -> tuple[int, str]:
+            statuses = [e["status"] for e in monitor["environments"] if not e["isMuted"]]
+            worst = min((rank.get(s, 2) for s in statuses), default=3)
+            return (3 if monitor["status"] == "disabled" else worst, monitor["name"])
+
+        return page(request, sorted((m for m in dataset.alerts.monitors if m["project"]["id"] in ids), key=order))
+
+    async def org_workflows(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        if not cfg.workflow_engine:
+            return missing_endpoint()
+        covered = state.issue_list_projects(request.query_params.getlist("project"), include_all_accessible=True)
+        if isinstance(covered, Response):
+            return covered
+        ids = {p["id"] for p in covered}
+        in_projects = {d["id"] for d in dataset.alerts.detectors if d["projectId"] in ids}
+        # workflows connected to a detector of the covered projects, and those connected to none
+        found = [w for w in dataset.alerts.workflows if not w["detectorIds"] or in_projects & set(w["detectorIds"])]
+        return page(request, found, hits=True)
+
+    async def org_detectors(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        if not cfg.workflow_engine:
+            return missing_endpoint()
+        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        if isinstance(covered, Response):
+            return covered
+        ids = {p["id"] for p in covered}
+        found = [d for d in dataset.alerts.detectors if d["projectId"] in ids]
+        for token in request.query_params.get("query", "").split():
+            if token.startswith("type:"):
+                wanted = token[5:]
+                found = [d for d in found if d["type"] == DETECTOR_ALIASES.get(wanted, wanted)]
+        return page(request, found, hits=True)
+
+    async def project_rules(request: Request) -> Response:
+        slug = request.path_params["project"]
+        project = next((p for p in dataset.org_projects() if p["slug"] == slug), None)
+        if org_or_404(request) or project is None:
+            return JSONResponse(not_found, status_code=404)
+        if not state.can_access(project["id"]):
+            return JSONResponse({"detail": "You do not have permission to perform this action."}, status_code=403)
+        expand = request.query_params.getlist("expand")
+        rules = [r if "lastTriggered" in expand else {k: v for k, v in r.items() if k != "lastTriggered"}
+                 for r in dataset.alerts.project_rules.get(slug, [])]
+        return page(request, rules)
+
+    async def metric_alert_rules(request: Request) -> Response:
+        if (missing := org_or_404(request)) is not None:
+            return missing
+        if not cfg.incidents:
+            return missing_endpoint()
+        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        if isinstance(covered, Response):
+            return covered
+        slugs = {p["slug"] for p in covered}
+        found = [r for r in dataset.alerts.metric_rules if set(r["projects"]) & slugs]
+        return page(request, found, hits=True, default_size=25)
+
     handlers = {
         "/organizations/{org}/": organization,
         "/organizations/{org}/members/": members,
@@ -622,6 +713,11 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         "/projects/{org}/{project}/ownership/": project_ownership,
         "/organizations/{org}/repos/": org_repos,
         "/organizations/{org}/code-mappings/": code_mappings,
+        "/organizations/{org}/monitors/": org_monitors,
+        "/organizations/{org}/workflows/": org_workflows,
+        "/organizations/{org}/detectors/": org_detectors,
+        "/projects/{org}/{project}/rules/": project_rules,
+        "/organizations/{org}/alert-rules/": metric_alert_rules,
     }
 
     def governed(endpoint: str, handler: Any) -> Any:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sentry_port_assets.emulators.sentry_alerts import AlertData, build_alerts
 from sentry_port_assets.emulators.sentry_health import HealthData, build_health
 from sentry_port_assets.emulators.sentry_releases import ReleaseStore, build_releases
 
@@ -51,6 +52,8 @@ class SentryDataset:
     releases: ReleaseStore = field(default_factory=ReleaseStore)
     # Error volume, crash-free rates, ownership rules, repositories and code mappings (emulators/sentry_health.py)
     health: HealthData = field(default_factory=HealthData)
+    # Cron monitors, alerts (workflows and detectors) and the deprecated alert rules (emulators/sentry_alerts.py)
+    alerts: AlertData = field(default_factory=AlertData)
 
     @property
     def slug(self) -> str:
@@ -312,6 +315,7 @@ def build_org(
         token_user=member_list[0]["email"],
         releases=release_store,
         health=build_health(slug, project_list, team_list, member_list, recent),
+        alerts=build_alerts(project_list, project_envs, team_list, member_list, recent),
     )
 
 

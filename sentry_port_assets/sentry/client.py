@@ -287,6 +287,32 @@ class SentryClient:
         return await self._org_list("/organizations/{org}/code-mappings/", "code-mappings/",
                                     {"project": ALL_ACCESSIBLE_PROJECTS})
 
+    async def list_monitors(self) -> list[Item]:
+        """Every accessible project's cron monitors (`project=-1`: without it, only the caller's teams' projects)."""
+        return await self._org_list("/organizations/{org}/monitors/", "monitors/", {"project": ALL_ACCESSIBLE_PROJECTS})
+
+    async def list_workflows(self) -> list[Item]:
+        """Sentry's alerts (`/workflows/`); a SentryNotFoundError on installs that predate them."""
+        return await self._list("/organizations/{org}/workflows/", f"/organizations/{self.organization}/workflows/",
+                                {"project": ALL_ACCESSIBLE_PROJECTS})
+
+    async def list_detectors(self) -> list[Item]:
+        """What Sentry's alerts fire on (`/detectors/`: error, metric, uptime and cron detectors); a
+        SentryNotFoundError on installs that predate them."""
+        return await self._list("/organizations/{org}/detectors/", f"/organizations/{self.organization}/detectors/",
+                                {"project": ALL_ACCESSIBLE_PROJECTS})
+
+    async def list_project_rules(self, project_slug: str) -> list[Item]:
+        """A project's issue alert rules (deprecated endpoint), with when each last fired."""
+        return await self._list("/projects/{org}/{project}/rules/",
+                                f"/projects/{self.organization}/{project_slug}/rules/", {"expand": "lastTriggered"})
+
+    async def list_metric_alert_rules(self) -> list[Item]:
+        """Metric alert rules (deprecated endpoint); a SentryNotFoundError without `organizations:incidents`."""
+        return await self._list("/organizations/{org}/alert-rules/",
+                                f"/organizations/{self.organization}/alert-rules/",
+                                {"project": ALL_ACCESSIBLE_PROJECTS})
+
     def _release_path(self, version: str) -> str:
         return f"/organizations/{self.organization}/releases/{quote(version, safe='')}/"
 

@@ -22,6 +22,13 @@ SCOPES: dict[str, str] = {
     "/projects/{org}/{project}/ownership/": "project:read",
     "/organizations/{org}/repos/": "org:read",
     "/organizations/{org}/code-mappings/": "org:read",
+    # OrganizationAlertRulePermission and its kin take org:read or alerts:read; ProjectAlertRulePermission
+    # project:read or alerts:read
+    "/organizations/{org}/monitors/": "org:read",
+    "/organizations/{org}/workflows/": "org:read",
+    "/organizations/{org}/detectors/": "org:read",
+    "/organizations/{org}/alert-rules/": "org:read",
+    "/projects/{org}/{project}/rules/": "project:read",
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sentry_port_assets.sentry import project_health, releases
+from sentry_port_assets.sentry import alerts, project_health, releases
 from sentry_port_assets.sentry.client import SentryClient, gather_limited
 from sentry_port_assets.sentry.errors import SentryNotFoundError
 from sentry_port_assets.sentry.selection import IssueFilter
@@ -25,6 +25,8 @@ class Vanished:
     """Things deleted in Sentry while the fetch ran (a 404 on an item just listed): left out, and counted."""
 
     items: list[str] = field(default_factory=list)
+    # What the fetch says about how it read (which of Sentry's APIs answered), for the asset's log and metadata.
+    notes: list[str] = field(default_factory=list)
 
 
 async def fetch_teams(client: SentryClient, include_members: bool, vanished: Vanished) -> list[Item]:
@@ -248,3 +250,12 @@ async def read_project_details(client: SentryClient, params: Mapping[str, Any], 
     state.kept = kept
     state.summary = (f"full read: {state.why}; " if state.full else "") + summary
     return projects
+
+
+async def read_monitors(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
+    return alerts.with_health(await client.list_monitors())
+
+
+async def read_alert_rules(client: SentryClient, params: Mapping[str, Any], upstream: Any,
+                           vanished: Vanished) -> Any:
+    return await alerts.read_alert_rules(client, upstream or [], vanished.items, vanished.notes)

@@ -6,9 +6,11 @@
   `sessions` request;
 - `__ownership`: the ownership rules parsed (`teams` and `users` they name, `rules`, `raw`), one request per project;
 - `__repositories`: the repositories its code mappings name (`name`, `provider`, `url`, `defaultBranch`,
-  `stackRoot`, `sourceRoot`), from the organization's code mappings and repositories.
+  `stackRoot`, `sourceRoot`), from the organization's code mappings and repositories;
+- `__monitors`: its cron monitors (`id`, `slug`, `name`, `health`: see sentry/alerts.py), from the organization's
+  monitor list (a request per 100 monitors).
 
-Stats and sessions move all the time and cost two or three requests: read every resync. Ownership rules and code
+Stats, sessions and monitors move all the time and cost a few requests: read every resync. Ownership rules and code
 mappings change rarely and cost a request per project: kept between resyncs and read again only for a project that
 is new or whose slug or creation date moved (another project under an old id), the code mappings whenever the
 project list changed, and everything at the full read (every SENTRY_PORT_FULL_REFRESH_HOURS): a rule edited on an
@@ -21,6 +23,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sentry_port_assets.sentry.alerts import monitors_by_project
 from sentry_port_assets.sentry.client import SentryClient, gather_limited
 from sentry_port_assets.sentry.errors import SentryNotFoundError
 
@@ -71,8 +74,10 @@ async def read(client: SentryClient, projects: Sequence[Item], kept: Any, vanish
                                                                                                    Item, str]:
     """The projects with their enrichments, what to keep for the next resync, and what was reused (in words)."""
     kept = kept if isinstance(kept, dict) else {}
-    day, week, rates = await asyncio.gather(client.outcome_totals("24h"), client.outcome_totals("7d"),
-                                            client.crash_free_rates("24h"))
+    day, week, rates, monitors = await asyncio.gather(
+        client.outcome_totals("24h"), client.outcome_totals("7d"), client.crash_free_rates("24h"),
+        client.list_monitors())
+    monitored = monitors_by_project(monitors)
     owned: dict[str, Any] = kept.get("ownership") if isinstance(kept.get("ownership"), dict) else {}
     identities = {str(p["id"]): _identity(p) for p in projects}
     reuse = {pid for pid, identity in identities.items()
@@ -105,7 +110,8 @@ async def read(client: SentryClient, projects: Sequence[Item], kept: Any, vanish
         out.append({**project, "__stats": stats_of(day.get(pid, {}), week.get(pid, {})),
                     "__sessions": {"crashFreeSessions24h": _percent(rate.get("session")),
                                    "crashFreeUsers24h": _percent(rate.get("user"))},
-                    "__ownership": ownerships.get(pid), "__repositories": by_project.get(pid, [])})
+                    "__ownership": ownerships.get(pid), "__repositories": by_project.get(pid, []),
+                    "__monitors": monitored.get(pid, [])})
     keep = {"ownership": {pid: [identities[pid], value] for pid, value in ownerships.items() if value is not None},
             "code_mappings": {"projects": identities, "by_project": by_project}}
     summary = f"ownership: {len(reuse)} reused, {len(todo)} read; {code_note}"
