@@ -86,6 +86,9 @@ def test_sync_job_converges_is_idempotent_deletes_stale_and_never_deletes_after_
     second = world.run_sync()
     assert second.returncode == 0, second.stderr[-3000:]
     assert world.port_state.stats.upsert_requests == upserts, "a run with no change in Sentry sent upserts"
+    # PORT_INITIALIZE_RESOURCES (on by default): the "Sentry health" scorecard was created with the blueprints, once
+    assert world.catalog.get_scorecard("sentryProject", "sentryHealth") is not None
+    assert world.port_state.stats.requests["scorecard_create"] == 1
     assert world.port_state.stats.entities_deleted == 0
 
     gone = [i for i in data.issues if i["status"] == "unresolved"][:3]

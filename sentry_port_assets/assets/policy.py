@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sentry_port_assets.mapping.blueprints import owned_blueprints, port_owned_fragments
+from sentry_port_assets.mapping.blueprints import load_default_scorecards, owned_blueprints, port_owned_fragments
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.kinds import SYNCED
 from sentry_port_assets.mapping.jqcompile import constant_value
@@ -42,4 +42,5 @@ def publish_policy(port: PortResource, mapping: CompiledMapping, entities: Itera
         blueprints=tuple(owned_blueprints()),
         fragments=tuple(port_owned_fragments()),
         ensure_blueprints=port.initialize_resources,
+        scorecards=tuple(load_default_scorecards()),
     )

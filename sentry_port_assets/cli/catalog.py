@@ -41,6 +41,7 @@ def _read(path: Path, blueprint: str | None) -> dict[str, Any]:
         names = ([blueprint] if blueprint in known else []) if blueprint else sorted(known)
         # as Port's search shows them: with their calculation and aggregation properties
         entities = {name: catalog.computed_entities(name) for name in names}
+        scorecards = {name: catalog.list_scorecards(name) for name in names}
     return {
         "path": str(path),
         "blueprints": [
@@ -48,7 +49,22 @@ def _read(path: Path, blueprint: str | None) -> dict[str, Any]:
             for bp in blueprints
         ],
         "entities": entities,
+        "scorecards": {name: cards for name, cards in scorecards.items() if cards},
     }
+
+
+def level_counts(card: dict[str, Any], entities: list[dict[str, Any]]) -> str:
+    """`Basic 2, Bronze 3, Silver 0, Gold 0`: how many entities reached each level of a scorecard."""
+    reached = [((e.get("scorecards") or {}).get(card["identifier"]) or {}).get("level") for e in entities]
+    return ", ".join(f"{level['title']} {reached.count(level['title'])}" for level in card.get("levels") or [])
+
+
+def scorecard_line(card: dict[str, Any], result: dict[str, Any]) -> str:
+    rules = result.get("rules") or []
+    failing = [r["identifier"] for r in rules if r.get("status") != "SUCCESS"]
+    passed = len(rules) - len(failing)
+    return (f"{result.get('level')} ({passed} of {len(rules)} rules pass"
+            + (f"; failing: {', '.join(failing)})" if failing else ")"))
 
 
 def _short(value: Any, width: int | None) -> str:
@@ -106,6 +122,9 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             print(f"{users} _user entities: in this local file they are only entities; published to Port, each "
                   "would be a Port user (created disabled until invited; deleting the entity deletes the user)",
                   file=out)
+        for name, cards in data["scorecards"].items():
+            for card in cards:
+                print(f"scorecard {card['title']!r} on {name}: {level_counts(card, data['entities'][name])}", file=out)
         return 0
     rows = data["entities"][args.blueprint]
     columns = _columns(args, out)
@@ -120,5 +139,9 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             print(fit(f"    {name}: ", value), file=out)
         for name, value in sorted((e.get("relations") or {}).items()):
             print(fit(f"    -> {name}: ", value), file=out)
+        for card in data["scorecards"].get(args.blueprint, []):
+            result = (e.get("scorecards") or {}).get(card["identifier"])
+            if result:
+                print(fit(f"    scorecard {card['title']}: ", scorecard_line(card, result)), file=out)
     return 0
 

@@ -49,6 +49,9 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/v1/blueprints/[^/]+/entities/search$"), "search"),
     ("POST", re.compile(r"^/v1/blueprints/[^/]+/entities$"), "upsert"),
     ("POST", re.compile(r"^/v1/blueprints/[^/]+/bulk/entities/delete$"), "bulk_delete"),
+    ("POST", re.compile(r"^/v1/blueprints/[^/]+/scorecards$"), "scorecard_create"),
+    ("GET", re.compile(r"^/v1/blueprints/[^/]+/scorecards$"), "scorecards_get"),
+    ("GET", re.compile(r"^/v1/blueprints/[^/]+/scorecards/[^/]+$"), "scorecard_get"),
     ("GET", re.compile(r"^/v1/blueprints/[^/]+/entities/[^/]+$"), "entity_get"),
     ("DELETE", re.compile(r"^/v1/blueprints/[^/]+/entities/[^/]+$"), "delete"),
     ("POST", re.compile(r"^/v1/entities/search$"), "search_all"),
@@ -474,6 +477,21 @@ def create_port_emulator(
         stats.entities_deleted += len(outcome.deleted) + len(outcome.dependents)
         return JSONResponse({"ok": True})
 
+    async def scorecard_create(request: Request) -> Response:
+        body = await _body(request, state)
+        return JSONResponse({"ok": True, "scorecard": catalog.create_scorecard(request.path_params["bp"], body)}, 201)
+
+    async def scorecards_get(request: Request) -> Response:
+        if catalog.get_blueprint(request.path_params["bp"]) is None:
+            raise _ApiError(404, "not_found", f"blueprint {request.path_params['bp']!r} does not exist")
+        return JSONResponse({"ok": True, "scorecards": catalog.list_scorecards(request.path_params["bp"])})
+
+    async def scorecard_get(request: Request) -> Response:
+        found = catalog.get_scorecard(request.path_params["bp"], request.path_params["id"])
+        if found is None:
+            raise _ApiError(404, "not_found", f"scorecard {request.path_params['id']!r} does not exist")
+        return JSONResponse({"ok": True, "scorecard": found})
+
     async def integration_get(request: Request) -> Response:
         ident = request.path_params["id"]
         integration = state.integrations.get(ident)
@@ -491,6 +509,9 @@ def create_port_emulator(
         Route("/v1/blueprints/{bp}/entities/search", authed(search), methods=["POST"]),
         Route("/v1/blueprints/{bp}/entities", authed(upsert), methods=["POST"]),
         Route("/v1/blueprints/{bp}/bulk/entities/delete", authed(bulk_delete), methods=["POST"]),
+        Route("/v1/blueprints/{bp}/scorecards", authed(scorecard_create), methods=["POST"]),
+        Route("/v1/blueprints/{bp}/scorecards", authed(scorecards_get), methods=["GET"]),
+        Route("/v1/blueprints/{bp}/scorecards/{id}", authed(scorecard_get), methods=["GET"]),
         Route("/v1/blueprints/{bp}/entities/{id}", authed(entity_get), methods=["GET"]),
         Route("/v1/blueprints/{bp}/entities/{id}", authed(delete_one), methods=["DELETE"]),
         Route("/v1/entities/search", authed(search_all), methods=["POST"]),

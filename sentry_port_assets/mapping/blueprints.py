@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BLUEPRINTS_FILE = Path(__file__).resolve().parent.parent / "defaults" / "blueprints.json"
+DEFAULT_SCORECARDS_FILE = DEFAULT_BLUEPRINTS_FILE.parent / "scorecards.json"
 OWNED_BY_PORT = "ownedByPort"
 
 
@@ -38,6 +39,20 @@ def _load(path: str) -> tuple[dict[str, Any], ...]:
 
 def load_default_blueprints() -> list[dict[str, Any]]:
     return copy.deepcopy(list(_load(str(DEFAULT_BLUEPRINTS_FILE))))
+
+
+def load_default_scorecards() -> list[dict[str, Any]]:
+    """The bundled scorecards (`defaults/scorecards.json`, Ocean's `[{blueprint, data: [scorecard]}]`)."""
+    return copy.deepcopy(list(_load_scorecards(str(DEFAULT_SCORECARDS_FILE))))
+
+
+@lru_cache(maxsize=1)
+def _load_scorecards(path: str) -> tuple[dict[str, Any], ...]:
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, list) or not all(isinstance(g, dict) and g.get("blueprint") for g in data):
+        raise ValueError(f"{path}: expected a JSON list of {{blueprint, data: [scorecard]}}")
+    return tuple(data)
 
 
 def owned_blueprints() -> list[dict[str, Any]]:

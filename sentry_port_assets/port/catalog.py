@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sentry_port_assets.config import local_catalog_path
-from sentry_port_assets.port import aggregation, mirror
+from sentry_port_assets.port import aggregation, mirror, scorecards
 from sentry_port_assets.port.query import QueryError, is_search_query, matches
 
 Entity = dict[str, Any]
@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS edges (
 );
 CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_bp, dst_id);
 CREATE INDEX IF NOT EXISTS edges_src ON edges (src_bp, src_id);
+CREATE TABLE IF NOT EXISTS scorecards (
+    blueprint TEXT NOT NULL, identifier TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (blueprint, identifier)
+);
 CREATE TABLE IF NOT EXISTS sources (
     blueprint TEXT NOT NULL, identifier TEXT NOT NULL, datasource TEXT, updated_at TEXT NOT NULL,
     PRIMARY KEY (blueprint, identifier)
@@ -354,6 +357,37 @@ class LocalCatalog:
             self._bp_cache[identifier] = updated
             return copy.deepcopy(updated)
 
+    # -- scorecards -----------------------------------------------------------------------------------
+
+    def get_scorecard(self, blueprint: str, identifier: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM scorecards WHERE blueprint = ? AND identifier = ?",
+                                   (blueprint, identifier)).fetchone()
+            return json.loads(row[0]) if row else None
+
+    def list_scorecards(self, blueprint: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM scorecards WHERE blueprint = ? ORDER BY identifier",
+                                    (blueprint,)).fetchall()
+            return [json.loads(r[0]) for r in rows]
+
+    def create_scorecard(self, blueprint: str, scorecard: Mapping[str, Any]) -> dict[str, Any]:
+        """Port's `POST /v1/blueprints/{blueprint}/scorecards`: 404 without the blueprint, 422 for a scorecard
+        Port's schema refuses, 409 for an identifier taken."""
+        with self._lock:
+            self._blueprint(blueprint)
+            found = scorecards.problem(scorecard)
+            if found:
+                raise CatalogError(422, "invalid_request", found)
+            if self.get_scorecard(blueprint, scorecard["identifier"]) is not None:
+                raise CatalogError(409, "identifier_taken",
+                                   f"scorecard {scorecard['identifier']!r} already exists on {blueprint!r}")
+            body = {**copy.deepcopy(dict(scorecard)), "blueprint": blueprint,
+                    "levels": list(scorecard.get("levels") or scorecards.DEFAULT_LEVELS)}
+            self._db.execute("INSERT INTO scorecards (blueprint, identifier, body) VALUES (?, ?, ?)",
+                             (blueprint, scorecard["identifier"], json.dumps(body)))
+            return body
+
     # -- entities: reads ------------------------------------------------------------------------------
 
     def _get(self, blueprint: str, identifier: str) -> Entity | None:
@@ -467,6 +501,14 @@ class LocalCatalog:
             return page, nxt
 
     def _add_computed(self, bp: Blueprint, page: list[Entity]) -> None:
+        self._add_properties(bp, page)
+        cards = self.list_scorecards(bp["identifier"])
+        if cards:  # evaluated over the computed properties, as Port's are
+            for entity in page:
+                entity["scorecards"] = {card["identifier"]: scorecards.evaluate(card, entity) for card in cards
+                                        if scorecards.applies(card, entity)}
+
+    def _add_properties(self, bp: Blueprint, page: list[Entity]) -> None:
         calculated = bp.get("calculationProperties") or {}
         aggregated = bp.get("aggregationProperties") or {}
         mirrored = bp.get("mirrorProperties") or {}

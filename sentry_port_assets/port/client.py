@@ -28,6 +28,7 @@ import httpx
 from sentry_port_assets.config import checked_url
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
+from sentry_port_assets.port.scorecards import ensure_scorecards
 from sentry_port_assets.port.errors import (
     PortConfigError,
     PortAuthError,
@@ -320,6 +321,24 @@ class PortClient:
         """Creates missing blueprints without relations, then patches relations in; on existing ones only adds
         the properties and relations they lack (see blueprints.py)."""
         return await _ensure(self.get_blueprint, self.create_blueprint, self.patch_blueprint, blueprints, fragments)
+
+    async def ensure_scorecards(self, scorecards: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+        """Creates the scorecards Port lacks; leaves the existing ones as they are (port/scorecards.py)."""
+        return await ensure_scorecards(self.get_scorecard, self.create_scorecard, scorecards)
+
+    async def get_scorecard(self, blueprint: str, identifier: str) -> dict[str, Any] | None:
+        path = f"/v1/blueprints/{quote(blueprint, safe='')}/scorecards/{quote(identifier, safe='')}"
+        resp = await self._send("GET", path, "scorecard_get")
+        if resp.status_code == 404:
+            return None
+        self._raise_for("GET", path, resp)
+        return resp.json().get("scorecard", {})
+
+    async def create_scorecard(self, blueprint: str, scorecard: Mapping[str, Any]) -> dict[str, Any]:
+        path = f"/v1/blueprints/{quote(blueprint, safe='')}/scorecards"
+        resp = await self._send("POST", path, "scorecard_create", content=_dump(dict(scorecard)))
+        self._raise_for("POST", path, resp)
+        return resp.json().get("scorecard", {})
 
     # -- integration ----------------------------------------------------------------------------------
 

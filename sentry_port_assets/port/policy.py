@@ -27,3 +27,6 @@ class PublishPolicy:
     blueprints: Sequence[Mapping[str, Any]] = field(default=())
     fragments: Sequence[Mapping[str, Any]] = field(default=())
     ensure_blueprints: bool = False
+    # Scorecards to create with the blueprints when missing (`[{blueprint, data: [scorecard]}]`, Ocean's
+    # scorecards.json shape); existing ones are left as they are.
+    scorecards: Sequence[Mapping[str, Any]] = field(default=())

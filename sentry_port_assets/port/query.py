@@ -14,8 +14,11 @@ from typing import Any
 
 from sentry_port_assets.timestamps import parse_iso
 
-OPERATORS = ("=", "!=", "in", "notIn", "contains", "containsAny", "beginsWith", "endsWith", "isEmpty", "isNotEmpty",
-             "between", "notBetween")
+OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "in", "notIn", "contains", "doesNotContains", "containsAny",
+             "beginsWith", "doesNotBeginsWith", "endsWith", "doesNotEndsWith", "isEmpty", "isNotEmpty", "between",
+             "notBetween")
+# Comparisons: on numbers only (and on text, the same type on both sides); an empty value fails them.
+_ORDER = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
 # The date presets of `between` (Port's docs, search-and-query/operators/comparison-operators): the ranges that end
 # now, as days back (`today`, `yesterday` and `tomorrow` are calendar days, in UTC here).
 PRESET_DAYS = {"lastDay": 1, "lastWeek": 7, "last2Weeks": 14, "lastMonth": 30, "last3Months": 90, "last6Months": 180,
@@ -52,18 +55,25 @@ def _rule_matches(entity: Mapping[str, Any], rule: Mapping[str, Any]) -> bool:
     if is_search_query(rule):
         return matches(entity, rule)
     try:
-        prop = rule["property"]
         op = rule["operator"]
+        # a scorecard's condition may test a relation instead of a property
+        actual = ((entity.get("relations") or {}).get(rule["relation"]) if "relation" in rule
+                  else _field(entity, rule["property"]))
     except (KeyError, TypeError) as exc:
-        raise QueryError(f"a search rule needs 'property' and 'operator': {rule!r}") from exc
+        raise QueryError(f"a search rule needs 'property' (or 'relation') and 'operator': {rule!r}") from exc
     value = rule.get("value")
-    actual = _field(entity, prop)
     if op == "=":
         if isinstance(actual, list):
             return value in actual
         return actual == value and actual is not None
     if op == "!=":
         return actual != value
+    if op in _ORDER:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (actual, value))
+        return (numbers or (isinstance(actual, str) and isinstance(value, str))) and _ORDER[op](actual, value)
+    if op in ("doesNotContains", "doesNotBeginsWith", "doesNotEndsWith"):
+        positive = {"doesNotContains": "contains", "doesNotBeginsWith": "beginsWith", "doesNotEndsWith": "endsWith"}
+        return not _rule_matches(entity, {**rule, "operator": positive[op]})
     if op == "in":
         if not isinstance(value, list):
             raise QueryError(f"operator 'in' needs a list value: {rule!r}")

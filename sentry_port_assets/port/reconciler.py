@@ -331,6 +331,9 @@ async def _begin(target: PortTarget, policy: PublishPolicy) -> PublishReport:
     if policy.ensure_blueprints and (policy.blueprints or policy.fragments):
         with report.phase("ensure_blueprints"):
             report.ensure = await target.ensure_blueprints(policy.blueprints, policy.fragments)
+            if policy.scorecards:
+                report.ensure.scorecards_created, report.ensure.scorecards_kept = await target.ensure_scorecards(
+                    policy.scorecards)
     return report
 
 

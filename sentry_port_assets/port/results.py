@@ -31,10 +31,14 @@ class EnsureReport:
     created: list[str] = field(default_factory=list)
     added: dict[str, list[str]] = field(default_factory=dict)
     unchanged: list[str] = field(default_factory=list)
+    scorecards_created: list[str] = field(default_factory=list)
+    scorecards_kept: list[str] = field(default_factory=list)
 
     def to_metadata(self) -> dict[str, object]:
         return {
             "created": list(self.created),
             "added": {k: list(v) for k, v in self.added.items()},
             "unchanged": list(self.unchanged),
+            "scorecards_created": list(self.scorecards_created),
+            "scorecards_kept": list(self.scorecards_kept),
         }

@@ -13,6 +13,7 @@ from typing import Any
 
 from sentry_port_assets.config import port_credentials_problem
 from sentry_port_assets.port.blueprints import ensure_blueprints as _ensure
+from sentry_port_assets.port.scorecards import ensure_scorecards as _ensure_scorecards
 from sentry_port_assets.port.client import PortClient
 from sentry_port_assets.port.catalog import MAX_SEARCH_LIMIT, CatalogError, LocalCatalog, default_catalog_path
 from sentry_port_assets.port.datasource import DEFAULT_DATASOURCE, Datasource, Writer
@@ -41,6 +42,11 @@ class PortTarget(abc.ABC):
     async def ensure_blueprints(
         self, blueprints: Iterable[Mapping[str, Any]], fragments: Iterable[Mapping[str, Any]] = ()
     ) -> EnsureReport: ...
+
+    @abc.abstractmethod
+    async def ensure_scorecards(self, scorecards: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+        """Creates the missing scorecards of `[{blueprint, data: [scorecard]}]`, leaves existing ones; returns the
+        `blueprint/identifier` of those created and of those kept (port/scorecards.py)."""
 
     @abc.abstractmethod
     async def get_blueprint(self, identifier: str) -> Blueprint | None: ...
@@ -162,6 +168,19 @@ class LocalCatalogTarget(PortTarget):
         except CatalogError as exc:
             raise PortConfigError(f"the local catalog refused a blueprint: {exc.message}", status=exc.status, error=exc.error) from None
 
+    async def ensure_scorecards(self, scorecards: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+        async def get(bp: str, i: str) -> dict[str, Any] | None:
+            return self.catalog.get_scorecard(bp, i)
+
+        async def create(bp: str, scorecard: dict[str, Any]) -> Any:
+            return self.catalog.create_scorecard(bp, scorecard)
+
+        try:
+            return await _ensure_scorecards(get, create, scorecards)
+        except CatalogError as exc:
+            raise PortConfigError(f"the local catalog refused a scorecard: {exc.message}", status=exc.status,
+                                  error=exc.error) from None
+
     async def get_blueprint(self, identifier: str) -> Blueprint | None:
         return self.catalog.get_blueprint(identifier)
 
@@ -263,6 +282,9 @@ class PortApiTarget(PortTarget):
         self, blueprints: Iterable[Mapping[str, Any]], fragments: Iterable[Mapping[str, Any]] = ()
     ) -> EnsureReport:
         return await self.client.ensure_blueprints(blueprints, fragments)
+
+    async def ensure_scorecards(self, scorecards: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+        return await self.client.ensure_scorecards(scorecards)
 
     async def get_blueprint(self, identifier: str) -> Blueprint | None:
         return await self.client.get_blueprint(identifier)
