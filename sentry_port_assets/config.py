@@ -10,10 +10,12 @@ the UI shows the variable's name, never its value). This module imports nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 # Our name -> the Ocean names accepted for it, in order of preference.
@@ -300,6 +302,8 @@ class Settings:
     local_catalog: str | None = None
     initialize_resources: bool = True
     owned_blueprints: tuple[str, ...] | None = None
+    # PORT_BLUEPRINTS_FILE: blueprints (or additions to them) ensured with the bundled ones
+    blueprints_file: str | None = None
     resync_cron: str = "0 * * * *"
     refused_entities: str = "fail"
     # Who this integration is in Port ($datasource): PORT_IDENTITY, else PORT_INTEGRATION_IDENTIFIER, else one per
@@ -425,6 +429,12 @@ def read_settings() -> Settings:
             problems.append(f"{ADOPT_ENV}={adopt!r} is set without Port credentials: an Ocean integration's entities "
                             "are in Port, not in the local catalog; set PORT_CLIENT_ID and PORT_CLIENT_SECRET")
 
+    blueprints_file = env_value("PORT_BLUEPRINTS_FILE")
+    if blueprints_file:
+        try:
+            load_extra_blueprints(blueprints_file)
+        except ValueError as exc:
+            problems.append(f"PORT_BLUEPRINTS_FILE: {exc}")
     if problems:
         raise ConfigError("; ".join(problems) + ".")
     owned = env_value("PORT_OWNED_BLUEPRINTS")
@@ -440,6 +450,7 @@ def read_settings() -> Settings:
         local_catalog=env_value("PORT_LOCAL_CATALOG"),
         initialize_resources=(env_value("PORT_INITIALIZE_RESOURCES") or "true").strip().lower() not in FALSE,
         owned_blueprints=tuple(b.strip() for b in owned.split(",") if b.strip()) if owned else None,
+        blueprints_file=blueprints_file,
         resync_cron=cron,
         refused_entities=refused,
         port_identity=identity,
@@ -452,3 +463,24 @@ def _label(name: str) -> str:
     """The variable as the user set it: an Ocean alias is named as such."""
     found = env_name(name)
     return name if found in (None, name) else f"{found} (alias of {name})"
+
+
+def load_extra_blueprints(path: str | None) -> list[dict[str, Any]]:
+    """PORT_BLUEPRINTS_FILE: blueprints in this file's format to ensure with the bundled ones. An entry for a bundled
+    blueprint adds the properties and relations it lacks (a relation to your `service` blueprint on `sentryProject`,
+    say); an entry with `"ownedByPort": true` only ever extends a blueprint someone else owns. Raises ValueError
+    naming what is wrong."""
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, list) or not all(isinstance(b, dict) and isinstance(b.get("identifier"), str)
+                                             for b in data):
+        raise ValueError(f"{path}: expected a JSON list of blueprints, each with an identifier (the format of "
+                         "sentry_port_assets/defaults/blueprints.json)")
+    return data

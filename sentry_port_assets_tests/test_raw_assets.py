@@ -143,7 +143,7 @@ def test_a_failed_organization_fetch_fails_its_step_and_keeps_the_others_recorde
     assert failure.step_key == "sentry_organization"
     assert "member:read" in str(failure.event_specific_data.error)
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
-    assert materialized == {"sentry/teams", "sentry/projects"}, "nothing downstream runs on a gap"
+    assert materialized == {"sentry/teams", "sentry/projects", "sentry/monitors"}, "nothing downstream runs on a gap"
 
 
 def test_demo_organization_is_the_embedded_default() -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sentry_port_assets.mapping.blueprints import load_default_scorecards, owned_blueprints, port_owned_fragments
+from sentry_port_assets.config import load_extra_blueprints
+from sentry_port_assets.mapping.blueprints import (OWNED_BY_PORT, load_default_scorecards, owned_blueprints,
+                                                  port_owned_fragments)
 from sentry_port_assets.mapping.compiled import CompiledMapping
 from sentry_port_assets.kinds import SYNCED
 from sentry_port_assets.mapping.jqcompile import constant_value
@@ -34,13 +36,14 @@ def mapped_blueprints(mapping: CompiledMapping, entities: Iterable[Mapping[str, 
 def publish_policy(port: PortResource, mapping: CompiledMapping, entities: Iterable[Mapping[str, Any]],
                    kinds: Sequence[str] = RESYNC_KINDS) -> PublishPolicy:
     config = mapping.config
+    extra = load_extra_blueprints(port.blueprints_file)
     return PublishPolicy(
         owned=frozenset(owned_blueprint_names(port) & mapped_blueprints(mapping, entities, kinds)),
         merge=config.enable_merge_entity,
         create_missing_related=config.create_missing_related_entities,
         deletion_threshold=config.entity_deletion_threshold,
-        blueprints=tuple(owned_blueprints()),
-        fragments=tuple(port_owned_fragments()),
+        blueprints=tuple(owned_blueprints()) + tuple(b for b in extra if not b.get(OWNED_BY_PORT)),
+        fragments=tuple(port_owned_fragments()) + tuple(b for b in extra if b.get(OWNED_BY_PORT)),
         ensure_blueprints=port.initialize_resources,
         scorecards=tuple(load_default_scorecards()),
     )

@@ -43,6 +43,9 @@ class PortResource(ConfigurableResource):
     initialize_resources: bool = True
     # Blueprints whose stale entities may be deleted; None: the bundled blueprints (never Port's own `_user`).
     owned_blueprints: Optional[list[str]] = None
+    # PORT_BLUEPRINTS_FILE: a JSON list in defaults/blueprints.json's format, ensured with the bundled blueprints
+    # (new blueprints, or properties and relations to add to ours or to Port's own).
+    blueprints_file: Optional[str] = None
     # "fail": entities Port refuses fail the run; "warn": they fail the publish's asset check instead.
     refused_entities: str = "fail"
     # Who this integration is in Port: its writes carry it as `$datasource`, and it deletes only what it wrote.

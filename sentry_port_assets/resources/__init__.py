@@ -43,6 +43,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         local_catalog=s.local_catalog,
         initialize_resources=s.initialize_resources,
         owned_blueprints=list(s.owned_blueprints) if s.owned_blueprints else None,
+        blueprints_file=s.blueprints_file,
         refused_entities=s.refused_entities,
         integration_identifier=s.port_identity,
         adopt_integration=s.adopt_integration,
