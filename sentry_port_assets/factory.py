@@ -16,7 +16,7 @@ from sentry_port_assets.assets.presentation import Presentation, Translate
 from sentry_port_assets.assets.checks import build_entity_checks
 from sentry_port_assets.assets.entities import OPTIONAL_ENTITIES, build_entity_assets, optional_entities, used_kinds
 from sentry_port_assets.assets.sentry_raw import build_raw_assets
-from sentry_port_assets.jobs import build_jobs
+from sentry_port_assets.jobs import RELEASE_KINDS, build_jobs
 from sentry_port_assets.config import webhooks_configured
 from sentry_port_assets.names import Names
 from sentry_port_assets.port.resource import PortResource
@@ -24,6 +24,7 @@ from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.schedules import resync_schedule
 from sentry_port_assets.sensors.mapping import build_mapping_sensor
 from sentry_port_assets.sensors.publish import build_publish_sensor
+from sentry_port_assets.sensors.releases import build_release_sensor
 from sentry_port_assets.sensors.webhooks import build_webhook_sensor
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.webhooks.job import build_webhook_job
@@ -84,6 +85,8 @@ def build_sentry_port_defs(
     jobs = build_jobs(names, used_kinds(mapping_at_load))
     webhook_job = build_webhook_job(names, webhook_inbox, webhook_installation)
     sensors = [build_mapping_sensor(names, jobs.sync), build_publish_sensor(names, jobs.publish)]
+    if set(RELEASE_KINDS) & set(used_kinds(mapping_at_load)):
+        sensors.append(build_release_sensor(names, jobs.releases.name))
     if webhooks:
         sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox, webhook_installation,
                                             running=webhooks_configured(webhook_inbox)))

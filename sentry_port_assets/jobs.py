@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the 
 # INFO: progress, counts, warnings and errors. SENTRY_PORT_LOG_LEVEL=DEBUG (or the launchpad, or
 # `-c` with loggers.console.config.log_level) brings the events back; the UI's run log always has all of them.
 LOGGING = {"loggers": {"console": {"config": {"log_level": log_level()}}}}
+# The kinds Sentry sends no webhook for that the release poll keeps current (sensors/releases.py).
+RELEASE_KINDS = ("release", "deploy")
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,13 @@ class Jobs:
     sync: UnresolvedAssetJobDefinition
     # Publish the latest entities; launched by the publish_on_new_entities sensor.
     publish: UnresolvedAssetJobDefinition
+    # Releases and deploys alone, fetched, mapped and published without deleting anything; launched by the
+    # sentry_release_sensor when Sentry's projects name a new release or deploy.
+    releases: UnresolvedAssetJobDefinition
 
     @property
     def all(self) -> list[UnresolvedAssetJobDefinition]:
-        return [self.refresh, self.sync, self.publish]
+        return [self.refresh, self.sync, self.publish, self.releases]
 
 
 def build_jobs(names: Names = DEFAULT, kinds: Sequence[str] = tuple(ENTITY_KINDS)) -> Jobs:
@@ -42,6 +47,9 @@ def build_jobs(names: Names = DEFAULT, kinds: Sequence[str] = tuple(ENTITY_KINDS
     catalog = AssetSelection.assets(names.key("port", "catalog"))
     refreshed = AssetSelection.assets(*kind_asset_keys(names, kinds))
     everything = refreshed | catalog
+    release_kinds = [k for k in RELEASE_KINDS if k in kinds] or list(RELEASE_KINDS)
+    partial = {**LOGGING, "ops": {names.key("port", "catalog").to_python_identifier(): {
+        "config": {"kinds": release_kinds}}}}
     return Jobs(
         refresh=define_asset_job(names.job("sentry_refresh"), selection=refreshed,
                                  description="Fetch from Sentry and build Port entities (no publish).", config=LOGGING),
@@ -50,8 +58,14 @@ def build_jobs(names: Names = DEFAULT, kinds: Sequence[str] = tuple(ENTITY_KINDS
         publish=define_asset_job(names.job("publish_to_port"), selection=catalog,
                                  description="Publish the latest entity materializations to Port (or the local "
                                              "catalog).", config=LOGGING),
+        releases=define_asset_job(
+            names.job("sentry_release_sync"), selection=AssetSelection.assets(*kind_asset_keys(names, release_kinds))
+            | catalog, config=partial,
+            description="Fetch, map and publish releases and deploys alone (no delete): what sentry_release_sensor "
+                        "launches when Sentry has a new release or deploy."),
     )
 
 
 _default = build_jobs()
 sentry_refresh, sentry_port_sync, publish_to_port = _default.refresh, _default.sync, _default.publish
+sentry_release_sync = _default.releases

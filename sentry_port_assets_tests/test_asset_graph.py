@@ -138,8 +138,8 @@ def test_webserver_shows_the_jobs_schedule_and_sensors(webserver: str) -> None:
             break
         time.sleep(0.5)
     [repo] = nodes
-    assert {"sentry_port_sync", "sentry_refresh", "publish_to_port", "sentry_webhook_sync"} <= {
+    assert {"sentry_port_sync", "sentry_refresh", "publish_to_port", "sentry_webhook_sync", "sentry_release_sync"} <= {
         j["name"] for j in repo["jobs"]}
     assert repo["schedules"] == [{"name": "sentry_resync_schedule", "cronSchedule": "0 * * * *"}]
     assert {s["name"] for s in repo["sensors"]} == {
-        "publish_on_new_entities", "sentry_webhook_sensor", "port_mapping_sensor"}
+        "publish_on_new_entities", "sentry_webhook_sensor", "port_mapping_sensor", "sentry_release_sensor"}

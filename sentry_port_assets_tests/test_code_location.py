@@ -14,7 +14,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 
 REPO = Path(__file__).resolve().parents[1]
-SENSORS = {"publish_on_new_entities", "port_mapping_sensor", "sentry_webhook_sensor"}
+SENSORS = {"publish_on_new_entities", "port_mapping_sensor", "sentry_webhook_sensor", "sentry_release_sensor"}
 SCHEDULES = {"sentry_resync_schedule"}
 
 

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from sentry_port_assets_tests.test_end_to_end import PORT_USER, expected_entitie
 CLIENT_ID, CLIENT_SECRET = "daemon-client", "daemon-secret-never-logged-31"
 SENTRY_TOKEN = "sntrys_daemon_token_never_logged_19"
 WEBHOOK_SECRET = "daemon-webhook-secret"
-SENSORS = ("publish_on_new_entities", "port_mapping_sensor", "sentry_webhook_sensor")
+SENSORS = ("publish_on_new_entities", "port_mapping_sensor", "sentry_webhook_sensor", "sentry_release_sensor")
 TIMEOUT = 240.0
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
@@ -192,6 +193,16 @@ def test_sensors_and_schedule_run_the_whole_loop_under_a_real_daemon(deployment:
     d.wait_for("sentry_webhook_sync launched by sentry_webhook_sensor",
                lambda: d.finished_run("sentry_webhook_sync"))
     assert not [e for e in d.held()["sentryIssue"] if e.startswith(f"{issue['id']}-")]
+
+    # A deploy recorded in Sentry, which sends no webhook for it: sentry_release_sensor sees it on its next poll
+    # (every minute) and sentry_release_sync brings it to Port, within 90 s.
+    release = sorted(data.releases.releases.values(), key=lambda r: r.date_created)[-1]
+    deploy = data.releases.deploy(release.version, "production", datetime.now(timezone.utc), name="daemon")
+    recorded = time.monotonic()
+    d.wait_for("the deploy in Port", lambda: deploy.id in {e["identifier"] for e in d.catalog.entities("sentryDeploy")},
+               timeout=90)
+    print(f"\ndeploy recorded in Sentry -> in Port: {time.monotonic() - recorded:.1f} s")
+    d.wait_for("sentry_release_sync launched by sentry_release_sensor", lambda: d.finished_run("sentry_release_sync"))
 
     d.wait_for("sentry_port_sync launched by port_mapping_sensor",
                lambda: d.finished_run("sentry_port_sync", **{"sentry_port/reason": "mapping changed"}))

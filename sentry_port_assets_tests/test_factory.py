@@ -38,7 +38,7 @@ def test_the_standalone_location_keeps_its_names() -> None:
     repo = defs.get_repository_def()
     assert {"sentry_port_sync", "sentry_refresh", "publish_to_port", "sentry_webhook_sync"} <= set(repo.job_names)
     assert {s.name for s in repo.sensor_defs} == {"port_mapping_sensor", "publish_on_new_entities",
-                                                   "sentry_webhook_sensor"}
+                                                   "sentry_webhook_sensor", "sentry_release_sensor"}
     assert {s.name for s in repo.schedule_defs} == {"sentry_resync_schedule"}
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "port/catalog" in keys and "sentry/members" in keys

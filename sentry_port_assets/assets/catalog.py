@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from dagster import (
+    Config,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -35,7 +36,7 @@ from sentry_port_assets.assets.entities import ENTITY_KINDS, by_kind, entity_inp
 from sentry_port_assets.assets.presentation import PLAIN, Presentation
 from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.assets.metadata import table
-from sentry_port_assets.assets.policy import publish_policy
+from sentry_port_assets.assets.policy import RESYNC_KINDS, publish_policy
 from sentry_port_assets.config import PORT_WRITES_POOL
 from sentry_port_assets.port.reconciler import PublishReport, reconcile
 from sentry_port_assets.port.resource import PortResource
@@ -122,6 +123,13 @@ def resync_started(instance: DagsterInstance, latest: Latest) -> str:
     return datetime.fromtimestamp(min(moments), timezone.utc).isoformat()
 
 
+class PublishConfig(Config):
+    """`kinds`: publish only the entities of these kinds, and delete nothing (the release poll's runs); empty:
+    every kind the mapping maps, with the safety rules deciding deletes."""
+
+    kinds: list[str] = []
+
+
 def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: Presentation = PLAIN) -> AssetsDefinition:
     key = names.key("port", "catalog")
     spec = AssetSpec(key=key, group_name=names.group("port"), kinds={"port"},
@@ -141,18 +149,23 @@ def build_port_catalog(names: Names = DEFAULT, links: Links = Links(), present: 
             description="Port accepted every entity. With PORT_REFUSED_ENTITIES=warn, entities Port refuses (an "
                         "identifier it does not allow, a value its schema rejects) fail this check instead of the run.")],
     )
-    def port_catalog(context: AssetExecutionContext, **inputs: Optional[list[Entity]]) -> MaterializeResult:
+    def port_catalog(context: AssetExecutionContext, config: PublishConfig,
+                     **inputs: Optional[list[Entity]]) -> MaterializeResult:
         bound = names.resources_of(context)
         port: PortResource = bound.port
         compiled = mapping_for_step(context, bound.mapping)
         kinds = used_kinds(compiled)
         values = by_kind(inputs)
-        # Only the kinds this mapping maps: an older materialization of another kind is not published again.
-        entities = [e for kind in kinds for e in values[kind] or []]
-        policy = publish_policy(port, compiled, entities)
+        # Only the kinds this mapping maps: an older materialization of another kind is not published again. A
+        # partial publish (`kinds` in its config) writes only those, and deletes nothing: stale entities of the
+        # kinds it read wait for the next full publish, and those of the others were not looked at.
+        partial = [k for k in kinds if k in config.kinds] if config.kinds else None
+        entities = [e for kind in (partial if partial is not None else kinds) for e in values[kind] or []]
+        policy = publish_policy(port, compiled, entities, partial or RESYNC_KINDS)
         owned = policy.owned
         latest = latest_materializations(context.instance, input_keys(names, kinds))
-        blocker = deletion_blocker(latest, compiled.sha256)
+        blocker = (f"a partial publish of {', '.join(partial) or 'no kind'}: deletes wait for a full publish"
+                   if partial is not None else deletion_blocker(latest, compiled.sha256))
 
         started = resync_started(context.instance, latest)
 

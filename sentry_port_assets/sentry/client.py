@@ -157,8 +157,13 @@ class SentryClient:
         the mapping reads; both are known: it lists active projects only, and the organization is
         `GET /organizations/{org}/` (which also turns a wrong slug into a clear error first)."""
         organization = await self.get_organization()
-        projects = await self._org_list("/organizations/{org}/projects/", "projects/")
+        projects = await self.list_organization_projects()
         return [{"status": "active", **p, "organization": p.get("organization") or organization} for p in projects]
+
+    async def list_organization_projects(self) -> list[Item]:
+        """`/organizations/{org}/projects/` as Sentry lists it (a request per 100 projects), each project with its
+        `latestRelease` and `latestDeploys` (its newest deploy per environment)."""
+        return await self._org_list("/organizations/{org}/projects/", "projects/")
 
     async def list_issues(self, project: Item, query: str, stats_period: str | None,
                           environment: str | None = None) -> list[Item]:

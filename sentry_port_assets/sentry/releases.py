@@ -237,3 +237,19 @@ async def read_deploys(client: SentryClient, release: Mapping[str, Any], vanishe
                 row["__projects"].append({"id": str(project["id"]), "slug": project.get("slug"),
                                           "name": project.get("name")})
     return sorted(rows.values(), key=lambda d: (d.get("dateFinished") or "", d["id"]), reverse=True)
+
+
+def release_signals(projects: Sequence[Item]) -> dict[str, Any]:
+    """What tells that a release or deploy appeared or moved, from the organization's project list alone: each
+    project's newest release (`latestRelease`) and newest deploy per environment (`latestDeploys`: version and when it
+    finished). A new release, a deploy, or an old release deployed again (a rollback, which the release list's
+    newest-first first page would not show) each change it; nothing else does."""
+    signals: dict[str, Any] = {}
+    for project in projects:
+        deploys = project.get("latestDeploys")
+        signals[str(project.get("id"))] = {
+            "release": (project.get("latestRelease") or {}).get("version"),
+            "deploys": {env: [(d or {}).get("version"), (d or {}).get("dateFinished")]
+                        for env, d in sorted(deploys.items())} if isinstance(deploys, Mapping) else {}}
+    return signals
+
