@@ -148,7 +148,7 @@ def test_dg_dev_serves_the_project_with_its_daemon(tmp_path: Path) -> None:
             time.sleep(1)
         status = {s["name"]: s["sensorState"]["status"] for s in sensors}
         assert status == {"port_mapping_sensor": "RUNNING", "publish_on_new_entities": "RUNNING",
-                          "sentry_webhook_sensor": "STOPPED"}
+                          "sentry_release_sensor": "RUNNING", "sentry_webhook_sensor": "STOPPED"}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
