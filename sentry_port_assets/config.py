@@ -88,6 +88,15 @@ def webhooks_configured(inbox: str | None = None) -> bool:
     """Whether this process is set up for webhooks: an inbox named (the instance's, or SENTRY_WEBHOOK_INBOX) or a
     receiver's secret set. Without any, the webhook sensor starts stopped: it would only find no inbox, every 10 s."""
     return bool(inbox) or any(os.environ.get(name, "").strip() for name in (INBOX_ENV, SECRET_ENV, INSTALLATIONS_ENV))
+WORKER_ENV = "SENTRY_WEBHOOK_WORKER"
+
+
+def webhook_worker_enabled() -> bool:
+    """SENTRY_WEBHOOK_WORKER: `true` keeps one long-lived run applying webhook events within seconds
+    (webhooks/worker.py) instead of a run per batch; default false."""
+    return (os.environ.get(WORKER_ENV) or "false").strip().lower() in ("1", "true", "yes", "on")
+
+
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -344,6 +353,7 @@ NUMBER_SETTINGS: dict[str, NumberSetting] = {
     "SENTRY_WEBHOOK_BODY_TIMEOUT_SECONDS": NumberSetting(10, 0, 3600, False, "seconds"),
     "SENTRY_WEBHOOK_MAX_CONNECTIONS_PER_CLIENT": NumberSetting(20, 1, 100_000, True, "connections"),
     "SENTRY_WEBHOOK_MAX_CONNECTIONS": NumberSetting(500, 1, 100_000, True, "connections"),
+    "SENTRY_WEBHOOK_WORKER_MINUTES": NumberSetting(60, 0, 60 * 11, False, "minutes"),
 }
 
 

@@ -17,7 +17,7 @@ from sentry_port_assets.assets.checks import build_entity_checks
 from sentry_port_assets.assets.entities import OPTIONAL_ENTITIES, build_entity_assets, optional_entities, used_kinds
 from sentry_port_assets.assets.sentry_raw import build_raw_assets
 from sentry_port_assets.jobs import RELEASE_KINDS, build_jobs
-from sentry_port_assets.config import webhooks_configured
+from sentry_port_assets.config import webhook_worker_enabled, webhooks_configured
 from sentry_port_assets.names import Names
 from sentry_port_assets.port.resource import PortResource
 from sentry_port_assets.resources.mapping import MappingResource
@@ -28,6 +28,7 @@ from sentry_port_assets.sensors.releases import build_release_sensor
 from sentry_port_assets.sensors.webhooks import build_webhook_sensor
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.webhooks.job import build_webhook_job
+from sentry_port_assets.webhooks.worker import build_webhook_worker_job
 
 # Shared by every instance (one object, so merged Definitions agree on it): values are stored per asset key.
 IO_MANAGER = FilesystemIOManager()
@@ -87,14 +88,17 @@ def build_sentry_port_defs(
     sensors = [build_mapping_sensor(names, jobs.sync), build_publish_sensor(names, jobs.publish)]
     if set(RELEASE_KINDS) & set(used_kinds(mapping_at_load)):
         sensors.append(build_release_sensor(names, jobs.releases.name))
+    worker_job = (build_webhook_worker_job(names, webhook_inbox, webhook_installation)
+                  if webhooks and webhook_worker_enabled() else None)
     if webhooks:
         sensors.append(build_webhook_sensor(names, webhook_job, webhook_inbox, webhook_installation,
-                                            running=webhooks_configured(webhook_inbox)))
+                                            running=webhooks_configured(webhook_inbox),
+                                            worker_job=worker_job.name if worker_job else None))
     return Definitions(
         assets=[*build_raw_assets(names, links, present), *build_entity_assets(names, mapping_at_load, links, present),
                 build_port_catalog(names, links, present)],
         asset_checks=[build_entity_checks(names)],
-        jobs=[*jobs.all, *([webhook_job] if webhooks else [])],
+        jobs=[*jobs.all, *([webhook_job] if webhooks else []), *([worker_job] if worker_job else [])],
         schedules=[resync_schedule(resync_cron, names, jobs.refresh)],
         sensors=sensors,
         resources={

@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ SECRETS = {"POSTGRES_PASSWORD": "", "SENTRY_TOKEN": "sntrys_topology_token_never
            "SENTRY_WEBHOOK_SECRET": "topology-webhook-secret"}
 BURST = 200
 TIMEOUT = 300.0
+WORKER = "sentry_webhook_worker"
+P50_BOUND, P95_BOUND = 5.0, 10.0
 
 
 def free_port() -> int:
@@ -227,7 +230,8 @@ def test_the_production_topology_end_to_end(topology: Topology, sentry_emulator:
                                     client_secret=SECRETS["PORT_CLIENT_SECRET"])
     with ServerThread(port_app) as port:
         topology.variables.update(SECRETS, SENTRY_HOST=sentry.url, SENTRY_ORGANIZATION=sentry.organization,
-                                  PORT_BASE_URL=port.url)
+                                  PORT_BASE_URL=port.url,
+                                  SENTRY_WEBHOOK_WORKER=os.environ.get("TOPOLOGY_WEBHOOK_WORKER", "true"))
         for service in ("codeserver", "webserver", "daemon", "receiver"):
             topology.start(service)
         topology.wait("the code server", lambda: subprocess.run(
@@ -263,6 +267,21 @@ def test_the_production_topology_end_to_end(topology: Topology, sentry_emulator:
         posted: dict[str, float] = {}
         statuses: dict[str, int] = {}
         refused = 0
+        # Arrivals are watched while the burst is posted, so each event's time is its own, not the burst's end.
+        arrived: dict[str, float] = {}
+        burst_over = threading.Event()
+
+        def watch() -> None:
+            while not burst_over.is_set() or len(arrived) < len(posted):
+                present = {e["identifier"].split("-")[0] for e in catalog.entities("sentryIssue")}
+                now = time.monotonic()
+                for issue_id in list(posted):
+                    if issue_id not in arrived and issue_id in present:
+                        arrived[issue_id] = now
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         for n, issue in enumerate(reserve):
             now = time.time()
             issue.update(firstSeen=_iso(now), lastSeen=_iso(now))
@@ -290,22 +309,15 @@ def test_the_production_topology_end_to_end(topology: Topology, sentry_emulator:
                 time.sleep(0.1)
             posted[issue["id"]] = time.monotonic()
 
-        arrived: dict[str, float] = {}
-
-        def all_arrived() -> bool:
-            present = {e["identifier"].split("-")[0] for e in catalog.entities("sentryIssue")}
-            for issue_id in posted.keys() - arrived.keys():
-                if issue_id in present:
-                    arrived[issue_id] = time.monotonic()
-            return len(arrived) == len(posted)
-
-        topology.wait("every burst issue in Port", all_arrived)
+        burst_over.set()
+        topology.wait("every burst issue in Port", lambda: len(arrived) == len(posted))
+        watcher.join(timeout=10)
 
         def settled() -> bool:
             runs = topology.graphql(RUNS)["runsOrError"]["results"]
-            return all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+            return all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs if r["jobName"] != WORKER)
 
-        topology.wait("every run to finish (the resync, the webhook runs, their replay)", settled)
+        topology.wait("every run to finish (the resync and its publish; the worker's replay)", settled)
         held = {bp: {e["identifier"] for e in catalog.entities(bp)} for bp in expected_entities(data)}
         assert held == expected_entities(data)
 
@@ -318,14 +330,26 @@ def test_the_production_topology_end_to_end(topology: Topology, sentry_emulator:
                 [(e.request_id, e.received_at.isoformat()) for e in burst[-3:]])
 
         runs = topology.graphql(RUNS)["runsOrError"]["results"]
-        assert runs and all(r["status"] == "SUCCESS" for r in runs), [(r["jobName"], r["status"]) for r in runs]
-        assert {r["jobName"] for r in runs} >= {"sentry_port_sync", "sentry_webhook_sync"}
+        worker = topology.variables["SENTRY_WEBHOOK_WORKER"] == "true"
+        # the webhook worker (SENTRY_WEBHOOK_WORKER, on in the recipe) is still running, waiting for the next event
+        assert [r["status"] for r in runs if r["jobName"] == WORKER] == (["STARTED"] if worker else []), [
+            (r["jobName"], r["status"]) for r in runs]
+        assert all(r["status"] == "SUCCESS" for r in runs if r["jobName"] != WORKER), [
+            (r["jobName"], r["status"]) for r in runs]
+        assert {r["jobName"] for r in runs} >= {"sentry_port_sync", WORKER if worker else "sentry_webhook_sync"}
         for secret in ("SENTRY_TOKEN", "PORT_CLIENT_SECRET", "SENTRY_WEBHOOK_SECRET"):
             assert SECRETS[secret] not in topology.log_tail()
 
     latencies = sorted(arrived[i] - posted[i] for i in posted)
+    if os.environ.get("TOPOLOGY_DEBUG"):
+        print("\nby event:", " ".join(f"{arrived[i] - posted[i]:.1f}" for i in posted))
     p50, p95 = statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))]
     webhook_runs = sum(1 for r in runs if r["jobName"] == "sentry_webhook_sync")
+    # The targets (p95 <= 5 s, p50 <= 3 s on this 2-core machine) are measured side by side with the batch runs in
+    # benchmarks/bench_webhook_latency.py; here, beside the other tests on shared cores, a bound that the worker meets
+    # with room and the batch runs (p50 9.4 s, p95 29.6 s measured alone) do not.
+    if topology.variables["SENTRY_WEBHOOK_WORKER"] == "true":
+        assert p95 <= P95_BOUND and p50 <= P50_BOUND, (p50, p95)
     print(f"\ntopology: wall {time.monotonic() - started:.1f} s; {BURST} events ({refused} posts refused while the "
           f"receiver restarted, all resent and acknowledged), {webhook_runs} webhook runs; POST -> Port entity "
           f"p50 {p50:.1f} s, p95 {p95:.1f} s")

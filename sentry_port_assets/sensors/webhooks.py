@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from dagster import (
-    AssetKey,
     JobDefinition,
     SensorDefinition,
     DagsterRunStatus,
@@ -40,11 +40,11 @@ from dagster import (
     sensor,
 )
 
-from sentry_port_assets.assets.catalog import RESYNC_STARTED
 from sentry_port_assets.names import DEFAULT, Names
 from sentry_port_assets.sensors.liveness import check_run
 from sentry_port_assets.webhooks.inbox import Inbox, default_inbox_path, describe, inbox_exists
 from sentry_port_assets.webhooks.job import OP, sentry_webhook_sync
+from sentry_port_assets.webhooks.replay import replay_after_publish
 
 BATCH_TAG = "sentry_port/webhook_batch"
 MAX_EVENTS = 1000
@@ -88,34 +88,6 @@ def _failed(context: SensorEvaluationContext, state: dict, batch: str, how: str,
                         + (", one at a time" if state.get("suspects") else ""))
 
 
-def _replay_after_publish(context: SensorEvaluationContext, state: dict, inbox: Inbox, catalog_key: AssetKey,
-                          installation: str | None) -> None:
-    """Adds to `state["replay"]` the events received since the latest resync began, once per new publish. The first
-    evaluation only records the latest publish: history is not replayed."""
-    records = context.instance.fetch_materializations(catalog_key, limit=1).records
-    if not records:
-        return
-    record = records[0]
-    if "published" not in state:
-        state["published"] = record.storage_id
-        return
-    if record.storage_id <= state["published"]:
-        return
-    state["published"] = record.storage_id
-    materialization = record.asset_materialization
-    started = materialization.metadata.get(RESYNC_STARTED) if materialization is not None else None
-    if started is None:
-        return
-    # A timestamp (epoch seconds); materializations of earlier releases hold the RFC 3339 text.
-    since = (datetime.fromtimestamp(started.value, timezone.utc) if isinstance(started.value, (int, float))
-             else datetime.fromisoformat(str(started.value)))
-    ids = [e.id for e in inbox.received_since(since, MAX_EVENTS, installation)]
-    if ids:
-        state["replay"] = sorted(set(state.get("replay", [])) | set(ids))
-        context.log.info(f"{len(ids)} webhook events received since the resync began reading Sentry ({since}) are "
-                         "applied again after its publish, so its older read does not have the last word")
-
-
 class MixedInstallations(RuntimeError):
     """An instance without an installation would apply the events of several Sentry installations as its own."""
 
@@ -134,14 +106,30 @@ def _refuse_mixed_installations(inbox: Inbox, names: Names) -> None:
             "Nothing was applied.")
 
 
+WORKER_ALIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                DagsterRunStatus.STARTED]
+
+
+def _alive_worker(context: SensorEvaluationContext, worker_job: str) -> Any:
+    """The worker run that is queued or running (its process alive), or None."""
+    for record in context.instance.get_run_records(RunsFilter(job_name=worker_job, statuses=WORKER_ALIVE), limit=5):
+        run = record.dagster_run
+        if run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING) and check_run(context.instance,
+                                                                                              run).dead:
+            continue  # its worker process is gone: check_run has reported it failed
+        return run
+    return None
+
+
 def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_webhook_sync,
                          inbox_location: str | None = None, installation: str | None = None,
-                         running: bool = True) -> SensorDefinition:
+                         running: bool = True, worker_job: str | None = None) -> SensorDefinition:
     """The webhook sensor of one instance (`names`), launching its `job`; `inbox_location`: its inbox (None: the
     SENTRY_WEBHOOK_INBOX of the process); `installation`: the Sentry installation uuid whose events it applies
     (None: every event in the inbox; set it when several instances share one receiver and inbox); `running`: whether
     it starts running (False where no inbox or receiver secret is configured: turn it on in the UI, Automation, or
-    with `dagster sensor start`, once the receiver runs)."""
+    with `dagster sensor start`, once the receiver runs); `worker_job`: the name of the instance's webhook worker job
+    (SENTRY_WEBHOOK_WORKER): the sensor then keeps one worker run going instead of launching a run per batch."""
     whose = f" of installation {installation}" if installation else ""
     catalog_key = names.key("port", "catalog")
 
@@ -152,7 +140,7 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
         name=names.job("sentry_webhook_sensor"),
         # By name: a sensor holding a job object that needs the code location's resources is copied when Dagster binds
         # them (Definitions' resource binding), and that copy trips its own beta warning on `owners`.
-        job_name=job.name,
+        job_name=worker_job or job.name,
         minimum_interval_seconds=10,
         default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
         description=f"Applies Sentry webhook events{whose} from the inbox to Port, within seconds."
@@ -173,6 +161,22 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
         with Inbox(path) as inbox:
             if installation is None:
                 _refuse_mixed_installations(inbox, names)
+            if worker_job is not None:
+                inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
+                dead = inbox.count_dead(installation)
+                pending_now = inbox.count_pending(installation)
+        if worker_job is not None:
+            dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
+            alive = _alive_worker(context, worker_job)
+            if alive is not None:
+                return SensorResult(skip_reason=SkipReason(
+                    f"the webhook worker (run {alive.run_id[:8]}) applies events as they arrive; {pending_now} "
+                    f"pending{dead_note}"), cursor=json.dumps(state))
+            state["worker"] = state.get("worker", 0) + 1
+            return SensorResult(run_requests=[RunRequest(run_key=f"webhook-worker-{tag(str(state['worker']))}-"
+                                                                 f"{int(time.time())}")],
+                                cursor=json.dumps(state))
+        with Inbox(path) as inbox:
             for batch, flight in list(state["inflight"].items()):
                 ids = flight["ids"]
                 records = context.instance.get_run_records(RunsFilter(tags={BATCH_TAG: tag(batch)}), limit=1)
@@ -195,7 +199,7 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
                     _failed(context, state, batch, f"ended {status.value}",
                             inbox if status == DagsterRunStatus.FAILURE else None, run.run_id)
             inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
-            _replay_after_publish(context, state, inbox, catalog_key, installation)
+            replay_after_publish(context.instance, context.log, state, inbox, catalog_key, installation)
             if state["inflight"]:
                 batch = next(iter(state["inflight"]))
                 return SensorResult(skip_reason=SkipReason(f"waiting for webhook batch {batch} to finish"),
