@@ -35,7 +35,10 @@ def test_a_batch_waits_for_the_writer_holding_the_pool_and_frees_it_after() -> N
 
         thread = threading.Thread(target=batch)
         thread.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while storage.get_concurrency_info(PORT_WRITES_POOL).pending_step_count == 0:  # the batch is in line
+            assert time.monotonic() < deadline, "the batch never asked for the pool"
+            time.sleep(0.01)
         assert order == [], "the batch must not write while the publish holds the pool"
         order.append("publish done")
         storage.free_concurrency_slot_for_step("resync", "port__catalog")

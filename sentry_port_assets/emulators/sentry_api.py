@@ -611,21 +611,24 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         return org_or_404(request) or page(request, dataset.health.repos)
 
     async def code_mappings(request: Request) -> Response:
-        if (missing := org_or_404(request)) is not None:
-            return missing
-        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        covered = listed_projects(request)
         if isinstance(covered, Response):
             return covered
         ids = {p["id"] for p in covered}
         return page(request, [m for m in dataset.health.code_mappings if m["projectId"] in ids])
 
-    def missing_endpoint() -> Response:
-        return JSONResponse(not_found, status_code=404)
-
-    async def org_monitors(request: Request) -> Response:
+    def listed_projects(request: Request, served: bool = True,
+                        include_all_accessible: bool = False) -> list[dict[str, Any]] | Response:
+        """The projects an organization list covers (`get_projects`, as issue_list_projects), or Sentry's answer: 404
+        for another organization or for an endpoint this installation does not serve (`served` false)."""
         if (missing := org_or_404(request)) is not None:
             return missing
-        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        if not served:
+            return JSONResponse(not_found, status_code=404)
+        return state.issue_list_projects(request.query_params.getlist("project"), include_all_accessible)
+
+    async def org_monitors(request: Request) -> Response:
+        covered = listed_projects(request)
         if isinstance(covered, Response):
             return covered
         ids = {p["id"] for p in covered}
@@ -640,11 +643,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         return page(request, sorted((m for m in dataset.alerts.monitors if m["project"]["id"] in ids), key=order))
 
     async def org_workflows(request: Request) -> Response:
-        if (missing := org_or_404(request)) is not None:
-            return missing
-        if not cfg.workflow_engine:
-            return missing_endpoint()
-        covered = state.issue_list_projects(request.query_params.getlist("project"), include_all_accessible=True)
+        covered = listed_projects(request, cfg.workflow_engine, include_all_accessible=True)
         if isinstance(covered, Response):
             return covered
         ids = {p["id"] for p in covered}
@@ -654,11 +653,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         return page(request, found, hits=True)
 
     async def org_detectors(request: Request) -> Response:
-        if (missing := org_or_404(request)) is not None:
-            return missing
-        if not cfg.workflow_engine:
-            return missing_endpoint()
-        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        covered = listed_projects(request, cfg.workflow_engine)
         if isinstance(covered, Response):
             return covered
         ids = {p["id"] for p in covered}
@@ -682,11 +677,7 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
         return page(request, rules)
 
     async def metric_alert_rules(request: Request) -> Response:
-        if (missing := org_or_404(request)) is not None:
-            return missing
-        if not cfg.incidents:
-            return missing_endpoint()
-        covered = state.issue_list_projects(request.query_params.getlist("project"))
+        covered = listed_projects(request, cfg.incidents)
         if isinstance(covered, Response):
             return covered
         slugs = {p["slug"] for p in covered}

@@ -28,31 +28,23 @@ DEFAULT_SCORECARDS_FILE = DEFAULT_BLUEPRINTS_FILE.parent / "scorecards.json"
 OWNED_BY_PORT = "ownedByPort"
 
 
-@lru_cache(maxsize=1)
-def _load(path: str) -> tuple[dict[str, Any], ...]:
+@lru_cache(maxsize=2)
+def _load(path: str, key: str, shape: str) -> tuple[dict[str, Any], ...]:
+    """A bundled JSON list whose entries each have `key` (read once per process)."""
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
-    if not isinstance(data, list) or not all(isinstance(b, dict) and b.get("identifier") for b in data):
-        raise ValueError(f"{path}: expected a JSON list of blueprints with identifiers")
+    if not isinstance(data, list) or not all(isinstance(entry, dict) and entry.get(key) for entry in data):
+        raise ValueError(f"{path}: expected a JSON list of {shape}")
     return tuple(data)
 
 
 def load_default_blueprints() -> list[dict[str, Any]]:
-    return copy.deepcopy(list(_load(str(DEFAULT_BLUEPRINTS_FILE))))
+    return copy.deepcopy(list(_load(str(DEFAULT_BLUEPRINTS_FILE), "identifier", "blueprints with identifiers")))
 
 
 def load_default_scorecards() -> list[dict[str, Any]]:
     """The bundled scorecards (`defaults/scorecards.json`, Ocean's `[{blueprint, data: [scorecard]}]`)."""
-    return copy.deepcopy(list(_load_scorecards(str(DEFAULT_SCORECARDS_FILE))))
-
-
-@lru_cache(maxsize=1)
-def _load_scorecards(path: str) -> tuple[dict[str, Any], ...]:
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    if not isinstance(data, list) or not all(isinstance(g, dict) and g.get("blueprint") for g in data):
-        raise ValueError(f"{path}: expected a JSON list of {{blueprint, data: [scorecard]}}")
-    return tuple(data)
+    return copy.deepcopy(list(_load(str(DEFAULT_SCORECARDS_FILE), "blueprint", "{blueprint, data: [scorecard]}")))
 
 
 def owned_blueprints() -> list[dict[str, Any]]:
