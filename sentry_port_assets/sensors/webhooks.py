@@ -121,6 +121,24 @@ def _alive_worker(context: SensorEvaluationContext, worker_job: str) -> Any:
     return None
 
 
+def _keep_worker(context: SensorEvaluationContext, state: dict, inbox: Inbox, worker_job: str,
+                 installation: str | None, tag: Any) -> SensorResult:
+    """Worker mode (SENTRY_WEBHOOK_WORKER): one run of `worker_job` applies the events; the sensor only starts the
+    next when none is queued or running, and purges old done events."""
+    inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
+    dead = inbox.count_dead(installation)
+    dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
+    alive = _alive_worker(context, worker_job)
+    if alive is not None:
+        return SensorResult(skip_reason=SkipReason(
+            f"the webhook worker (run {alive.run_id[:8]}) applies events as they arrive; "
+            f"{inbox.count_pending(installation)} pending{dead_note}"), cursor=json.dumps(state))
+    state["worker"] = state.get("worker", 0) + 1
+    return SensorResult(run_requests=[RunRequest(run_key=f"webhook-worker-{tag(str(state['worker']))}-"
+                                                         f"{int(time.time())}")],
+                        cursor=json.dumps(state))
+
+
 def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_webhook_sync,
                          inbox_location: str | None = None, installation: str | None = None,
                          running: bool = True, worker_job: str | None = None) -> SensorDefinition:
@@ -162,21 +180,7 @@ def build_webhook_sensor(names: Names = DEFAULT, job: JobDefinition = sentry_web
             if installation is None:
                 _refuse_mixed_installations(inbox, names)
             if worker_job is not None:
-                inbox.purge_done(datetime.now(timezone.utc) - RETAIN_DONE)
-                dead = inbox.count_dead(installation)
-                pending_now = inbox.count_pending(installation)
-        if worker_job is not None:
-            dead_note = f"; {dead} dead-lettered (sentry-port webhooks status)" if dead else ""
-            alive = _alive_worker(context, worker_job)
-            if alive is not None:
-                return SensorResult(skip_reason=SkipReason(
-                    f"the webhook worker (run {alive.run_id[:8]}) applies events as they arrive; {pending_now} "
-                    f"pending{dead_note}"), cursor=json.dumps(state))
-            state["worker"] = state.get("worker", 0) + 1
-            return SensorResult(run_requests=[RunRequest(run_key=f"webhook-worker-{tag(str(state['worker']))}-"
-                                                                 f"{int(time.time())}")],
-                                cursor=json.dumps(state))
-        with Inbox(path) as inbox:
+                return _keep_worker(context, state, inbox, worker_job, installation, tag)
             for batch, flight in list(state["inflight"].items()):
                 ids = flight["ids"]
                 records = context.instance.get_run_records(RunsFilter(tags={BATCH_TAG: tag(batch)}), limit=1)
