@@ -62,9 +62,10 @@ class Kind:
 DEFAULT_TAG = "environment"
 # What Sentry (and so Ocean) applies when no query is sent; "" syncs every status.
 DEFAULT_SENTRY_QUERY = "is:unresolved"
-# How `issue-tag` rows get their `__tags`: one tag-values request per issue (exact, Ocean's way), or, for the
-# `environment` tag, one issue list per project and environment (far fewer requests; see assets/plan.py).
-PER_ISSUE, BY_ENVIRONMENT = "per-issue", "by-environment"
+# How `issue-tag` rows get their `__tags`: one tag-values request per issue (Ocean's way), or, for the `environment`
+# tag, one issue list per project and environment (far fewer requests); `auto` (the default) takes the second
+# whenever the mapping provably reads nothing only the first has (assets/plan.py, `tag_values_choice`).
+AUTO, PER_ISSUE, BY_ENVIRONMENT = "auto", "per-issue", "by-environment"
 
 SENTRY_QUERY = Option("sentryQuery", "sentry_query", str, DEFAULT_SENTRY_QUERY)
 STATS_PERIOD = Option("statsPeriod", "stats_period", Optional[str], None)
@@ -138,7 +139,7 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("issue", ("projects", "issues"), "entities_issue", (SENTRY_QUERY, STATS_PERIOD, INCLUDE_ARCHIVED)),
     Kind("issue-tag", ("projects", "issues", "issue_tags"), "entities_issue_tag",
          (SENTRY_QUERY, STATS_PERIOD, INCLUDE_ARCHIVED,
-          Option("tagValues", "tag_values", Literal["per-issue", "by-environment"], PER_ISSUE))),
+          Option("tagValues", "tag_values", Literal["auto", "per-issue", "by-environment"], AUTO))),
     Kind("release", ("projects", "releases"), "entities_release",
          (RELEASE_QUERY, RELEASE_PERIOD, Option("health", "health", bool, False))),
     Kind("deploy", ("projects", "releases", "deploys"), "entities_deploy",

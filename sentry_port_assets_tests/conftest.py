@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sentry_port_assets.assets.entities import OPTIONAL_ENTITIES, optional_entities
 from sentry_port_assets.emulators.sentry_api import EmulatorConfig, SentryEmulatorState, create_sentry_emulator
 from sentry_port_assets.emulators.sentry_data import SentryDataset, demo_dataset
 from sentry_port_assets.emulators.serve import ServerThread
+from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
 from sentry_port_assets_tests.postgres import PostgresServer, start_postgres
 
 
@@ -63,6 +66,25 @@ def sentry_emulator() -> Iterator[Callable[..., RunningSentry]]:
     yield start
     for server in started:
         server.stop()
+
+
+def write_mapping(directory: Path, edit: Callable[[dict[str, Any]], None], name: str = "mapping.yaml") -> str:
+    """The bundled default mapping, changed by `edit`, written to `directory`; returns its path."""
+    data = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
+    edit(data)
+    path = directory / name
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def tag_values(how: str) -> Callable[[dict[str, Any]], None]:
+    """A `write_mapping` edit setting `tagValues: <how>` on every issue-tag resource (tests of the per-issue path
+    set `per-issue`: the default mapping lists environments instead)."""
+    def edit(mapping: dict[str, Any]) -> None:
+        for r in mapping["resources"]:
+            if r["kind"] == "issue-tag":
+                r["selector"]["tagValues"] = how
+    return edit
 
 
 def table_text(value: Any) -> str:

@@ -1,5 +1,6 @@
 """Incremental issue tags: a resync asks Sentry for the tag values of the issues that changed only, and produces
-exactly the entities a from-scratch resync produces."""
+exactly the entities a from-scratch resync produces. The per-issue path is what is cached, so these resyncs map with
+the default mapping set to `tagValues: per-issue` (left to itself, it lists environments instead)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,22 @@ from sentry_port_assets.assets.entities import ENTITY_ASSET_KEYS, entity_assets
 from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.resource import SentryResource
-from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.conftest import RunningSentry, tag_values, write_mapping
 
 TAGS = AssetKey(["sentry", "issue_tags"])
 TAG_ENDPOINT = "/organizations/{org}/issues/{issue}/tags/{key}/values/"
 
 
-def resync(sentry: RunningSentry, instance: DagsterInstance) -> tuple[dict[str, Any], dict[str, Any]]:
+@pytest.fixture(scope="module")
+def per_issue(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_mapping(tmp_path_factory.mktemp("mapping"), tag_values("per-issue"))
+
+
+def resync(sentry: RunningSentry, instance: DagsterInstance, mapping: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Raw and entity assets once; returns {kind: entities} and the issue_tags metadata."""
     resources = {"sentry": SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token,
                                           max_retries=1, backoff_seconds=0.01),
-                 "mapping": MappingResource()}
+                 "mapping": MappingResource(path=mapping)}
     result = materialize([*raw_assets, *entity_assets], resources=resources, instance=instance)
     assert result.success
     [tags] = [m for m in result.get_asset_materialization_events() if m.asset_key == TAGS]
@@ -38,15 +44,16 @@ def tag_requests(sentry: RunningSentry) -> int:
     return stats.requests if stats else 0
 
 
-def test_an_incremental_resync_equals_one_from_scratch(sentry_emulator: Callable[..., RunningSentry]) -> None:
+def test_an_incremental_resync_equals_one_from_scratch(sentry_emulator: Callable[..., RunningSentry],
+                                                       per_issue: str) -> None:
     sentry = sentry_emulator()
     data = sentry.state.dataset
     kept = DagsterInstance.ephemeral()
-    first, meta = resync(sentry, kept)
+    first, meta = resync(sentry, kept, per_issue)
     assert meta["tag_values_reused"] == 0 and "full fetch" in meta["tag_cache"]
 
     before = tag_requests(sentry)
-    again, meta = resync(sentry, kept)
+    again, meta = resync(sentry, kept, per_issue)
     assert tag_requests(sentry) == before, "nothing changed in Sentry: no tag values are asked for"
     assert meta["tag_values_fetched"] == 0 and meta["tag_values_reused"] > 0
     assert again == first
@@ -73,11 +80,11 @@ def test_an_incremental_resync_equals_one_from_scratch(sentry_emulator: Callable
         data.issue_tag_values[(template["id"], "environment")])
 
     before = tag_requests(sentry)
-    incremental, meta = resync(sentry, kept)
+    incremental, meta = resync(sentry, kept, per_issue)
     assert tag_requests(sentry) - before == 3, "the evented, the aged and the new issue only"
     assert meta["tag_values_fetched"] == 3
     with DagsterInstance.ephemeral() as fresh:
-        scratch, scratch_meta = resync(sentry, fresh)
+        scratch, scratch_meta = resync(sentry, fresh, per_issue)
     assert scratch_meta["tag_values_reused"] == 0
     assert incremental == scratch
     ids = {e["identifier"] for e in incremental["issue-tag"]}
@@ -88,37 +95,39 @@ def test_an_incremental_resync_equals_one_from_scratch(sentry_emulator: Callable
     assert f"{aged['id']}-{values[0]['name']}" not in ids
 
 
-def test_an_unreadable_cache_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry]) -> None:
+def test_an_unreadable_cache_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry],
+                                                per_issue: str) -> None:
     from sentry_port_assets.assets import tag_cache
 
     sentry = sentry_emulator()
     kept = DagsterInstance.ephemeral()
-    first, _ = resync(sentry, kept)
+    first, _ = resync(sentry, kept, per_issue)
     key = tag_cache.cache_key(sentry.url, sentry.organization)
     kept.run_storage.set_cursor_values({key: "not a cache"})
     before = tag_requests(sentry)
-    again, meta = resync(sentry, kept)
+    again, meta = resync(sentry, kept, per_issue)
     assert "full fetch" in meta["tag_cache"] and "unreadable" in meta["tag_cache"]
     assert tag_requests(sentry) > before and again == first
 
 
 def test_a_full_refresh_comes_every_configured_hours(sentry_emulator: Callable[..., RunningSentry],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch, per_issue: str) -> None:
     sentry = sentry_emulator()
     kept = DagsterInstance.ephemeral()
-    resync(sentry, kept)
+    resync(sentry, kept, per_issue)
     monkeypatch.setenv("SENTRY_PORT_FULL_REFRESH_HOURS", "0.0000001")
     before = tag_requests(sentry)
-    _, meta = resync(sentry, kept)
+    _, meta = resync(sentry, kept, per_issue)
     assert "SENTRY_PORT_FULL_REFRESH_HOURS" in meta["tag_cache"] and tag_requests(sentry) > before
 
 
-def test_long_fetches_say_how_far_and_how_long(sentry_emulator: Callable[..., RunningSentry]) -> None:
+def test_long_fetches_say_how_far_and_how_long(sentry_emulator: Callable[..., RunningSentry],
+                                               per_issue: str) -> None:
     sentry = sentry_emulator(latency_seconds=0.05)
     instance = DagsterInstance.ephemeral()
     resources = {"sentry": SentryResource(host=sentry.url, organization=sentry.organization, token=sentry.token,
                                           progress_interval_seconds=0.05),
-                 "mapping": MappingResource()}
+                 "mapping": MappingResource(path=per_issue)}
     result = materialize([*raw_assets, *entity_assets], resources=resources, instance=instance)
     assert result.success
     lines = [e.user_message for e in instance.all_logs(result.run_id) if "issue tags:" in (e.user_message or "")]
@@ -139,20 +148,21 @@ def _store(instance: DagsterInstance, key: str, data: Any) -> None:
     instance.run_storage.set_cursor_values({key: base64.b64encode(blob).decode()})
 
 
-def test_a_full_refresh_dated_in_the_future_is_due(sentry_emulator: Callable[..., RunningSentry]) -> None:
+def test_a_full_refresh_dated_in_the_future_is_due(sentry_emulator: Callable[..., RunningSentry],
+                                                   per_issue: str) -> None:
     """A worker whose clock ran ahead wrote the cache: its date must not postpone the full refresh for ever."""
     from sentry_port_assets.assets import tag_cache
 
     sentry = sentry_emulator()
     kept = DagsterInstance.ephemeral()
-    first, _ = resync(sentry, kept)
+    first, _ = resync(sentry, kept, per_issue)
     key = tag_cache.cache_key(sentry.url, sentry.organization)
     cache, _ = tag_cache.load(kept, key)
     assert cache is not None
     cache.full_refresh_at += 365 * 86400
     tag_cache.save(kept, key, cache)
     before = tag_requests(sentry)
-    again, meta = resync(sentry, kept)
+    again, meta = resync(sentry, kept, per_issue)
     assert "full fetch" in meta["tag_cache"] and "future" in meta["tag_cache"]
     assert tag_requests(sentry) > before and again == first
     cache, _ = tag_cache.load(kept, key)
@@ -168,12 +178,12 @@ def test_a_full_refresh_dated_in_the_future_is_due(sentry_emulator: Callable[...
     {"no tab": [None, None, None, None, []]},
 ])
 def test_a_cache_of_the_wrong_shape_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry],
-                                                       entries: Any) -> None:
+                                                       entries: Any, per_issue: str) -> None:
     from sentry_port_assets.assets import tag_cache
 
     sentry = sentry_emulator()
     kept = DagsterInstance.ephemeral()
-    first, _ = resync(sentry, kept)
+    first, _ = resync(sentry, kept, per_issue)
     key = tag_cache.cache_key(sentry.url, sentry.organization)
     cache, _ = tag_cache.load(kept, key)
     assert cache is not None
@@ -183,22 +193,23 @@ def test_a_cache_of_the_wrong_shape_means_a_full_fetch(sentry_emulator: Callable
     bad = entries if not isinstance(entries, dict) else {**good, **{
         (wanted if k == "1\tenvironment" else k): v for k, v in entries.items()}}
     _store(kept, key, {"version": 1, "full_refresh_at": cache.full_refresh_at, "entries": bad})
-    again, meta = resync(sentry, kept)
+    again, meta = resync(sentry, kept, per_issue)
     assert "full fetch" in meta["tag_cache"] and "unreadable" in meta["tag_cache"]
     assert again == first
 
 
 @pytest.mark.parametrize("stamp", ["soon", None, float("nan"), [1]])
-def test_a_cache_with_a_bad_date_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry], stamp: Any) -> None:
+def test_a_cache_with_a_bad_date_means_a_full_fetch(sentry_emulator: Callable[..., RunningSentry], stamp: Any,
+                                                    per_issue: str) -> None:
     from sentry_port_assets.assets import tag_cache
 
     sentry = sentry_emulator()
     kept = DagsterInstance.ephemeral()
-    first, _ = resync(sentry, kept)
+    first, _ = resync(sentry, kept, per_issue)
     key = tag_cache.cache_key(sentry.url, sentry.organization)
     cache, _ = tag_cache.load(kept, key)
     assert cache is not None
     _store(kept, key, {"version": 1, "full_refresh_at": stamp, "entries": cache.entries})
-    again, meta = resync(sentry, kept)
+    again, meta = resync(sentry, kept, per_issue)
     assert "full fetch" in meta["tag_cache"]
     assert again == first

@@ -30,7 +30,7 @@ from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets.sensors.webhooks import sentry_webhook_sensor
 from sentry_port_assets.webhooks.inbox import Inbox
 from sentry_port_assets_tests import port_fixtures as fx
-from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.conftest import RunningSentry, tag_values, write_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 TAGS_ENDPOINT = "/organizations/{org}/issues/{issue}/tags/{key}/values/"
@@ -116,8 +116,11 @@ def test_webhooks_arriving_mid_fetch_are_not_undone_by_the_resyncs_older_read(
     catalog = LocalCatalog(catalog_path)
     catalog.create_blueprint(fx.PORT_USER)
     monkeypatch.setenv("SENTRY_WEBHOOK_INBOX", str(inbox_path))
+    # The resync reads each issue's tag values (the default mapping alone would list environments instead).
+    mapping = write_mapping(tmp_path, tag_values("per-issue"))
+    monkeypatch.setenv("PORT_MAPPING_FILE", mapping)
     with fx.serve_port(catalog) as (url, _):
-        env = environment(home, sentry, url, inbox_path)
+        env = {**environment(home, sentry, url, inbox_path), "PORT_MAPPING_FILE": mapping}
         finished(dagster(["job", "execute", "-m", "sentry_port_assets", "-j", "sentry_port_sync"], env, tmp_path))
         Inbox(inbox_path).close()
         with DagsterInstance.from_config(str(home)) as instance:

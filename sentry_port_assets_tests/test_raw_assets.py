@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from dagster import AssetKey, DagsterInstance, materialize
 
 from sentry_port_assets.assets.sentry_raw import raw_assets
 from sentry_port_assets.emulators.sentry_api import Fault
-from sentry_port_assets.mapping.loader import DEFAULT_MAPPING_FILE
 from sentry_port_assets.resources.mapping import MappingResource
 from sentry_port_assets.sentry.client import SentryClient, progress_reporter
 from sentry_port_assets.resources.demo import DEMO_WARNING, DemoSentryResource
 from sentry_port_assets.sentry.resource import SentryResource
 from sentry_port_assets.sentry.selection import IssueFilter
-from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.conftest import RunningSentry, tag_values, write_mapping
 
 UNRESOLVED = IssueFilter("is:unresolved").key
 
@@ -34,14 +31,6 @@ def resources(sentry: RunningSentry | None, mapping_path: str | None = None) -> 
     return {"sentry": sentry_resource, "mapping": MappingResource(path=mapping_path)}
 
 
-def write_mapping(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> str:
-    data = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
-    edit(data)
-    path = tmp_path / "mapping.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
-
-
 def value(result: Any, *key: str) -> Any:
     return result.asset_value(AssetKey(list(key)))
 
@@ -52,10 +41,11 @@ def metadata(result: Any, *key: str) -> dict[str, Any]:
     return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
-def test_default_mapping_fetches_every_kind_it_needs(sentry_emulator: Callable[..., RunningSentry]) -> None:
+def test_default_mapping_fetches_every_kind_it_needs(sentry_emulator: Callable[..., RunningSentry],
+                                                     tmp_path: Path) -> None:
     sentry = sentry_emulator()
     dataset = sentry.state.dataset
-    result = materialize(raw_assets, resources=resources(sentry))
+    result = materialize(raw_assets, resources=resources(sentry, write_mapping(tmp_path, tag_values("per-issue"))))
     assert result.success
 
     assert len(value(result, "sentry", "members")) == len(dataset.members)
@@ -123,10 +113,11 @@ def test_a_bad_mapping_fails_before_any_sentry_request(sentry_emulator: Callable
 
 
 def test_a_missing_scope_fails_the_asset_instead_of_returning_nothing(
-        sentry_emulator: Callable[..., RunningSentry]) -> None:
+        sentry_emulator: Callable[..., RunningSentry], tmp_path: Path) -> None:
     sentry = sentry_emulator(faults=[Fault("403", endpoint="/organizations/{org}/issues/{issue}/tags/{key}/values/",
                                            times=None)])
-    result = materialize(raw_assets, resources=resources(sentry), raise_on_error=False)
+    result = materialize(raw_assets, resources=resources(sentry, write_mapping(tmp_path, tag_values("per-issue"))),
+                         raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure.step_key == "sentry__issue_tags"
@@ -171,24 +162,3 @@ def test_long_fetches_report_progress(sentry_emulator: Callable[..., RunningSent
     assert "issue tags:" in lines[-1] and "requests" in lines[-1] and "waiting for rate limits" in lines[-1]
 
 
-def test_environments_by_list_map_to_the_same_entities_without_per_issue_requests(
-        sentry_emulator: Callable[..., RunningSentry], tmp_path: Path) -> None:
-    from sentry_port_assets.assets.entities import entity_assets
-
-    def by_environment(m: dict[str, Any]) -> None:
-        for r in m["resources"]:
-            if r["kind"] == "issue-tag":
-                r["selector"]["tagValues"] = "by-environment"
-
-    exact_sentry, listed_sentry = sentry_emulator(), sentry_emulator()
-    exact = materialize([*raw_assets, *entity_assets], resources=resources(exact_sentry))
-    listed = materialize([*raw_assets, *entity_assets],
-                         resources=resources(listed_sentry, write_mapping(tmp_path, by_environment)))
-
-    def entities(result: Any) -> list[str]:
-        return sorted(json.dumps(e, sort_keys=True) for e in value(result, "port", "entities_issue_tag"))
-
-    assert entities(listed) == entities(exact) and entities(exact)
-    tag_endpoint = "/organizations/{org}/issues/{issue}/tags/{key}/values/"
-    assert exact_sentry.state.endpoints[tag_endpoint].requests > 0
-    assert tag_endpoint not in listed_sentry.state.endpoints

@@ -43,8 +43,10 @@ def test_an_environment_port_refuses_is_isolated_and_reported(
         gone = next(i for i in data.issues if i["status"] == "unresolved")
         data.remove_issue(gone["id"])
         first = data.issues[0]
-        data.project_tag_values[("python-fastapi", "environment")].append(
-            dict(data.project_tag_values[("python-fastapi", "environment")][0], name="staging eu", value="staging eu"))
+        # An environment is the project's as soon as one of its issues is seen there (Sentry's tag store).
+        slug = first["project"]["slug"]
+        data.project_tag_values[(slug, "environment")].append(
+            dict(data.project_tag_values[(slug, "environment")][0], name="staging eu", value="staging eu"))
         data.issue_tag_values[(first["id"], "environment")].append(
             dict(data.issue_tag_values[(first["id"], "environment")][0], name="staging eu", value="staging eu"))
         data.record_event(first["id"])  # a value appears with an event, which moves the issue's lastSeen and count
@@ -56,7 +58,7 @@ def test_an_environment_port_refuses_is_isolated_and_reported(
         refused = failure.event_specific_data.user_failure_data.metadata
         assert refused["failed"].value == 2 and "staging eu" in table_text(refused["failures"])
         assert emulator.stats.requests_refused_whole >= 1
-        assert catalog.get_entity("sentryProjectEnvironment", "python-fastapi-staging eu") is None
+        assert catalog.get_entity("sentryProjectEnvironment", f"{slug}-staging eu") is None
         assert not [e for e in catalog.entities("sentryIssue") if e["identifier"].startswith(f"{gone['id']}-")], \
             "the refused entities do not block deleting what is stale"
         assert catalog.count() < held_before

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sentry_port_assets.kinds import KINDS
+from sentry_port_assets.kinds import AUTO, BY_ENVIRONMENT, KINDS, PER_ISSUE
 from sentry_port_assets.mapping.compiled import CompiledMapping
-from sentry_port_assets.mapping.config import BY_ENVIRONMENT, MappingConfig, ResourceConfig
-from sentry_port_assets.mapping.engine import MappingResult
+from sentry_port_assets.mapping.config import MappingConfig, ResourceConfig
+from sentry_port_assets.mapping.engine import CompiledResource, MappingResult, compile_resource
+from sentry_port_assets.mapping.reads import CannotTell, reads, yields_path
 from sentry_port_assets.progress import Progress
 from sentry_port_assets.sentry.releases import ReleaseFilter
 from sentry_port_assets.sentry.selection import IssueFilter
@@ -31,6 +32,66 @@ Item = dict[str, Any]
 def issue_filter(resource: ResourceConfig) -> IssueFilter:
     """The Sentry side of an issue resource's selector: its search query and stats period."""
     return IssueFilter(resource.selector.sentry_query, resource.selector.stats_period)
+
+
+# What an issue list per environment says of an issue's `environment` tag value: which one it is. Its count and
+# first/last seen there are only in the per-issue answer (over the issue's whole retention, not a list's window).
+LISTED_FIELDS = frozenset({"name", "value", "key"})
+
+
+@dataclass(frozen=True)
+class TagValuesChoice:
+    """How an `issue-tag` resource's `__tags` are read (`per-issue` or `by-environment`), and why, in words."""
+
+    resource: str
+    how: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.how} ({self.why})"
+
+
+def tag_values_choice(compiled: CompiledResource) -> TagValuesChoice:
+    """`tagValues` as set, or for `auto` (the default) the cheapest way that yields the same entities: by
+    environment when the tag is `environment` and no expression of the resource reads more of a tag value than
+    `LISTED_FIELDS` (mapping/reads.py proves it without running the mapping), else per issue."""
+    resource = compiled.resource
+    name = f"resources[{compiled.index}] (issue-tag, tag {resource.selector.tag})"
+    chosen = resource.selector.tag_values
+    if chosen != AUTO:
+        return TagValuesChoice(name, chosen, f"tagValues: {chosen} is set")
+    if resource.selector.tag != "environment":
+        return TagValuesChoice(name, PER_ISSUE, "only the environment tag has an issue list per value")
+    reason = _reads_beyond_listed(compiled)
+    if reason:
+        return TagValuesChoice(name, PER_ISSUE, reason)
+    return TagValuesChoice(name, BY_ENVIRONMENT, "its expressions read only the environment's "
+                           + "/".join(sorted(LISTED_FIELDS)) + ", which an issue list per environment gives")
+
+
+def _reads_beyond_listed(compiled: CompiledResource) -> str | None:
+    """Why the resource needs per-issue tag values (None: it does not): the first expression reading a tag value's
+    count or dates, the whole value, or the whole row."""
+    element = compiled.items_to_parse_name
+    for path, expression in compiled.checks:
+        try:
+            if path == "port.itemsToParse":
+                target, read = yields_path(expression)
+                if target != ("__tags",) or read:
+                    return f"{path} {expression!r} is not plain .__tags"
+                continue
+            read = reads(expression)
+        except CannotTell as exc:
+            return f"{path} {expression!r} uses jq the plan cannot follow ({exc})"
+        for p in sorted(read):
+            if not p:
+                return f"{path} {expression!r} reads the whole row"
+            if p[0] == "__tags":
+                return f"{path} {expression!r} reads .__tags"
+            if compiled.items_to_parse and p[0] == element and path != "selector.query" and (
+                    len(p) < 2 or p[1] not in LISTED_FIELDS):
+                return f"{path} {expression!r} reads ." + ".".join(p)
+    return None
 
 
 def release_filter(resource: ResourceConfig) -> ReleaseFilter:
@@ -44,8 +105,8 @@ class FetchPlan:
     project_tag_keys: tuple[str, ...]
     issue_filters: tuple[IssueFilter, ...]
     issue_tag_keys: dict[IssueFilter, tuple[str, ...]]
-    # Filters whose `environment` values come from one issue list per project and environment (`tagValues:
-    # by-environment` on every issue-tag resource reading that tag with that filter).
+    # Filters whose `environment` values come from one issue list per project and environment (every issue-tag
+    # resource reading that tag with that filter chose `by-environment`: `tag_values_choice`).
     environments_by_list: frozenset[IssueFilter] = frozenset()
     # The kinds the mapping maps (kinds.py's order).
     kinds: tuple[str, ...] = ()
@@ -54,6 +115,8 @@ class FetchPlan:
     release_filters: tuple[ReleaseFilter, ...] = ()
     release_health: frozenset[ReleaseFilter] = frozenset()
     deploy_filters: tuple[ReleaseFilter, ...] = ()
+    # How each issue-tag resource reads its tag values, and why (the `sentry/issue_tags` metadata shows them).
+    tag_values: tuple[TagValuesChoice, ...] = ()
 
     def needed(self, raw: str) -> bool:
         """Whether a kind the mapping maps reads raw asset `raw`."""
@@ -77,21 +140,31 @@ class FetchPlan:
     def of(cls, mapping: CompiledMapping | MappingConfig) -> FetchPlan:
         issue_resources = mapping.resources_of("issue", "issue-tag")
         tag_keys: dict[IssueFilter, set[str]] = {}
-        strategies: dict[IssueFilter, set[str]] = {}
         for r in mapping.resources_of("issue-tag"):
             tag_keys.setdefault(issue_filter(r), set()).add(r.selector.tag)
-            if r.selector.tag == "environment":
-                strategies.setdefault(issue_filter(r), set()).add(r.selector.tag_values)
+        compiled = (mapping.of_kind("issue-tag") if isinstance(mapping, CompiledMapping) else
+                    [compile_resource(r, i) for i, r in enumerate(mapping.resources) if r.kind == "issue-tag"])
+        environment = [c for c in compiled if c.resource.selector.tag == "environment"]
+        choices = [(issue_filter(c.resource), tag_values_choice(c)) for c in compiled]
+        # One fetch per filter and key: the environment values are listed only if every resource reading them with
+        # that filter can take them so; otherwise all of them get the per-issue values.
+        listed = {f for f, choice in choices if choice.how == BY_ENVIRONMENT}
+        listed -= {issue_filter(c.resource) for c in environment if tag_values_choice(c).how == PER_ISSUE}
+        final = tuple(choice if choice.how == PER_ISSUE or f in listed else
+                      TagValuesChoice(choice.resource, PER_ISSUE, "another resource with the same sentryQuery and "
+                                                                  "statsPeriod needs the environment per issue")
+                      for f, choice in choices)
         return cls(
             team_members=any(r.selector.include_members for r in mapping.resources_of("team")),
             project_tag_keys=tuple(sorted({r.selector.tag for r in mapping.resources_of("project-tag")})),
             issue_filters=tuple(sorted({issue_filter(r) for r in issue_resources})),
             issue_tag_keys={f: tuple(sorted(keys)) for f, keys in sorted(tag_keys.items())},
-            environments_by_list=frozenset(f for f, used in strategies.items() if used == {BY_ENVIRONMENT}),
+            environments_by_list=frozenset(listed),
             kinds=tuple(kind for kind in KINDS if mapping.uses(kind)),
             release_filters=tuple(sorted({release_filter(r) for r in mapping.resources_of("release", "deploy")})),
             release_health=frozenset(release_filter(r) for r in mapping.resources_of("release") if r.selector.health),
             deploy_filters=tuple(sorted({release_filter(r) for r in mapping.resources_of("deploy")})),
+            tag_values=final,
         )
 
 

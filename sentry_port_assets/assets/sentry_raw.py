@@ -232,8 +232,10 @@ def issue_tags_asset(names: Names, attributes: dict[str, Any], resources: set[st
         summary = (f"full fetch: {why}" if full else
                    f"incremental: {len(reused)} reused, {fetched} fetched (issues whose {', '.join(tag_cache.CHANGE_FIELDS)} "
                    "moved, or new)")
-        context.log.info(f"issue tags: {summary}")
+        choices = "; ".join(str(c) for c in plan.tag_values)
+        context.log.info(f"issue tags: {choices}; {summary}")
         return _output(rows, config.sha256, cost, ["id", "status", "__tags"], vanished=len(vanished.items),
+                       tag_values=choices,
                        environments_by_list=", ".join(f.key for f in plan.environments_by_list) or "no",
                        tag_values_reused=len(reused), tag_values_fetched=fetched, tag_cache=summary)
 

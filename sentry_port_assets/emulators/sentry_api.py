@@ -184,6 +184,14 @@ class EmulatorConfig:
     # The organization has `organizations:incidents` (metric alerts); without it `/alert-rules/` is a 404
     # (OrganizationAlertRuleIndexEndpoint raises ResourceDoesNotExist).
     incidents: bool = True
+    # The organization's event retention: an issue's tag values are aggregated over its events within it (the tag
+    # store's Snuba query sets no start, and Snuba clamps it to the retention; 90 days by default and on sentry.io).
+    retention_days: int = 90
+    # Serve an issue list's later pages from the list computed for its first page (keyed by every parameter but the
+    # cursor). Sentry computes each page anew, and so does the emulator by default, which tests that change the data
+    # between two pages rely on; benchmarks of organizations with 100,000 issues, whose data stays put, set this so
+    # the emulator's filtering does not dominate what they measure.
+    snapshot_lists: bool = False
 
 
 @dataclass
@@ -210,6 +218,7 @@ class SentryEmulatorState:
         self.endpoints: dict[str, EndpointStats] = {}
         self.windows: dict[str, _Window] = {}
         self.paths: Counter[str] = Counter()
+        self.list_snapshots: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}  # EmulatorConfig.snapshot_lists
 
     def stats(self, endpoint: str) -> EndpointStats:
         return self.endpoints.setdefault(endpoint, EndpointStats())
@@ -425,18 +434,23 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
                 return JSONResponse({"detail": "Group ids must be integers"}, status_code=400)
             wanted_ids = {str(int(g)) for g in groups}
             return JSONResponse([i for i in dataset.issues if i["id"] in wanted_ids and i["project"]["id"] in wanted])
-        query = request.query_params.get("query", "is:unresolved")
-        found = [i for i in dataset.issues if i["project"]["id"] in wanted and _issue_matches(i, query)]
-        if environments:
-            found = [i for i in (_in_environments(dataset, i, environments) for i in found) if i is not None]
         since = _window_start(request.query_params)
         if since is None:
             return JSONResponse({"detail": "Invalid statsPeriod"}, status_code=400)
-        found = [i for i in found if _parse_iso(i["lastSeen"]) >= since]
-        # Sentry's default `sort=date` orders by last seen, newest first, so an issue that gets an event moves to
-        # the top while a client pages; `new` orders by first seen, which events do not change.
-        order = "firstSeen" if request.query_params.get("sort") == "new" else "lastSeen"
-        found.sort(key=lambda i: (i[order], i["id"]), reverse=True)
+        key = tuple(sorted((k, v) for k, v in request.query_params.multi_items() if k != "cursor"))
+        found = state.list_snapshots.get(key) if cfg.snapshot_lists else None
+        if found is None:
+            query = request.query_params.get("query", "is:unresolved")
+            found = [i for i in dataset.issues if i["project"]["id"] in wanted and _issue_matches(i, query)]
+            if environments:
+                found = [i for i in (_in_environments(dataset, i, environments) for i in found) if i is not None]
+            found = [i for i in found if _parse_iso(i["lastSeen"]) >= since]
+            # Sentry's default `sort=date` orders by last seen, newest first, so an issue that gets an event moves to
+            # the top while a client pages; `new` orders by first seen, which events do not change.
+            order = "firstSeen" if request.query_params.get("sort") == "new" else "lastSeen"
+            found.sort(key=lambda i: (i[order], i["id"]), reverse=True)
+            if cfg.snapshot_lists:
+                state.list_snapshots[key] = found
         return page(request, found, size_param="limit", hits=True)
 
     async def one_issue(request: Request) -> Response:
@@ -458,7 +472,8 @@ def create_sentry_emulator(dataset: SentryDataset, config: EmulatorConfig | None
 
     async def issue_tag_values(request: Request) -> Response:
         issue_id, key = request.path_params["issue"], request.path_params["key"]
-        values = dataset.issue_tag_values.get((issue_id, key))
+        since = datetime.now(timezone.utc) - timedelta(days=cfg.retention_days)
+        values = [v for v in dataset.issue_tag_values.get((issue_id, key)) or [] if _parse_iso(v["lastSeen"]) >= since]
         # Sentry: GroupTagKeyNotFound -> 404, so an issue without the key answers like a deleted issue
         if org_or_404(request) or dataset.issue(issue_id) is None or not values:
             return JSONResponse({"detail": "The requested resource does not exist"}, status_code=404)

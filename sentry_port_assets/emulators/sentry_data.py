@@ -292,8 +292,14 @@ def build_org(
         issue_list.append(issue)
         envs = project_envs[project["slug"]]
         chosen = envs if n == 0 else sorted(rnd.sample(envs, rnd.randint(1, len(envs))))
-        issue_tags[(issue["id"], "environment")] = [
-            _tag_value("environment", e, rnd.randint(1, 50), first_seen, last_seen) for e in chosen]
+        values = [_tag_value("environment", e, rnd.randint(1, 50), first_seen, last_seen) for e in chosen]
+        if n % 4 == 1 and len(values) > 1:
+            # An environment last seen three weeks before the issue's last event (a fix reached it first): the
+            # issue's tag values still name it, an issue list with a short statsPeriod does not.
+            stale = last_seen - timedelta(days=21)
+            values[-1].update(firstSeen=_iso(stale - timedelta(days=1)), lastSeen=_iso(stale))
+            issue["firstSeen"] = values[-1]["firstSeen"]
+        issue_tags[(issue["id"], "environment")] = values
     if many_values:
         issue_tags[(issue_list[0]["id"], MANY_VALUES_TAG)] = [
             _tag_value(MANY_VALUES_TAG, f"1.{v // 10}.{v % 10}", 1, recent - timedelta(days=2), recent)

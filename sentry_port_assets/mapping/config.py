@@ -36,7 +36,7 @@ class Selector(BaseModel):
     def _by_environment_needs_the_environment_tag(self) -> "Selector":
         if getattr(self, "tag_values", PER_ISSUE) == BY_ENVIRONMENT and self.tag != "environment":
             raise ValueError(f"tagValues: {BY_ENVIRONMENT} works for tag 'environment' only, not {self.tag!r}; "
-                             f"use tagValues: {PER_ISSUE} (the default) for other tags")
+                             f"use tagValues: {PER_ISSUE} or leave it out for other tags")
         return self
 
     @field_validator("query", mode="before")

@@ -73,13 +73,32 @@ async def fetch_project_tags(client: SentryClient, projects: Sequence[Item],
     return result
 
 
+# An issue's tag values cover its events within the organization's retention (the tag store's query sets no start
+# and Snuba clamps it to the retention: 90 days by default and on sentry.io), while an issue list covers its
+# `statsPeriod`. Listing each environment over the longest window the list takes (MAX_STATS_PERIOD, 90 days;
+# src/sentry/api/utils.py) finds every environment the tag values name, whatever the resource's own window.
+ENVIRONMENT_WINDOW = "90d"
+# Search keys about the issue itself rather than its events (Sentry's issue search: `is:`, `assigned:`, ...).
+ISSUE_LEVEL_TERMS = ("is:", "assigned:", "assigned_or_suggested:", "bookmarks:")
+
+
+def environment_query(query: str) -> str:
+    """The search an issue list per environment runs for `query`: the same one when it holds only issue-level terms
+    (status, assignment, bookmarks), which an environment filter does not change; else every issue (""), since an
+    event-level term (`release:`, `browser:`, free text) combined with `environment=` matches only events seen in that
+    environment, and an issue would then lose environments its tag values have. The caller keeps the issues of its
+    own list either way."""
+    return query if all(term.lstrip("!").startswith(ISSUE_LEVEL_TERMS) for term in query.split()) else ""
+
+
 async def environments_by_list(client: SentryClient, issues: Sequence[Item],
                                issue_filter: IssueFilter) -> dict[str, list[Item]]:
     """`{issue id: [environment values]}` from one issue list per project and environment (`tagValues:
     by-environment`): Sentry lists an issue under an environment only if it was seen there, with the count and
-    first/last seen of that environment, which is what the issue's tag values say. Far fewer requests than one
-    per issue; the counts cover the query's time window (`statsPeriod`)."""
+    first/last seen of that environment, as its tag values say. Far fewer requests than one per issue; the
+    environments are the same (see ENVIRONMENT_WINDOW), the counts and dates cover 90 days."""
     projects = {i["project"]["slug"]: i["project"] for i in issues}
+    query = environment_query(issue_filter.query)
 
     async def environments(slug: str) -> list[Item]:
         try:
@@ -90,7 +109,7 @@ async def environments_by_list(client: SentryClient, issues: Sequence[Item],
     per_project = dict(zip(projects, await gather_limited(environments(slug) for slug in projects)))
     pairs = [(projects[slug], env) for slug, envs in per_project.items() for env in envs]
     listed = await gather_limited(
-        client.list_issues(project, issue_filter.query, issue_filter.stats_period, environment=env["value"])
+        client.list_issues(project, query, ENVIRONMENT_WINDOW, environment=env["value"])
         for project, env in pairs)
     values: dict[str, list[Item]] = {}
     for (_, env), found in zip(pairs, listed):
