@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,15 @@ def tag_values(how: str) -> Callable[[dict[str, Any]], None]:
             if r["kind"] == "issue-tag":
                 r["selector"]["tagValues"] = how
     return edit
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Ends a process the test started: SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def table_text(value: Any) -> str:

@@ -14,6 +14,7 @@ import pytest
 from dagster import AssetKey
 
 from sentry_port_assets.definitions import defs
+from sentry_port_assets_tests.conftest import stop
 
 # The data flow (docs/architecture.md): asset -> its upstream assets.
 EXPECTED_GRAPH: dict[str, set[str]] = {
@@ -107,11 +108,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, timeout=20)
 
 
 def test_webserver_serves_the_asset_graph(webserver: str) -> None:

@@ -23,7 +23,7 @@ from dagster._core.instance.ref import InstanceRef
 from sentry_port_assets.emulators.sentry_data import build_org
 from sentry_port_assets.port.catalog import LocalCatalog
 from sentry_port_assets_tests import port_fixtures as fx
-from sentry_port_assets_tests.conftest import RunningSentry
+from sentry_port_assets_tests.conftest import RunningSentry, stop
 from sentry_port_assets_tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,11 +129,7 @@ def test_two_organizations_resync_at_once_and_write_to_port_one_at_a_time(
             assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), [(r.job_name, r.status) for r in runs]
             spans = {r.job_name.split("__")[0]: _intervals(instance, r.run_id) for r in runs}
         finally:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+            stop(daemon)
             log.close()
             instance.dispose()
 
