@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -67,9 +68,51 @@ def every_status_mapping(directory: Path) -> str:
     return str(path)
 
 
-def step_timings(home: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """From the run's event log: each step's duration, and its longest silence (the longest time between its start,
-    its log lines and its end, in seconds): a step that says nothing for minutes looks hung."""
+class PeakSampler:
+    """The processes under `root`, sampled every 0.2 s: the largest one's RSS at each moment (the job runs its steps
+    in one process: the in-process executor), to tell which step its peak falls in."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.series: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _children(self) -> dict[int, int]:
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        return parents
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            parents = self._children()
+            family = {self.root}
+            for _ in range(6):  # the wrapper, the CLI, the executor, its step processes
+                family |= {pid for pid, parent in parents.items() if parent in family}
+            largest = 0.0
+            for pid in family:
+                try:
+                    rss = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+                except OSError:
+                    continue
+                largest = max(largest, int(rss.group(1)) / 1024 if rss else 0.0)
+            self.series.append((time.time(), largest))
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stop.set()
+        self._thread.join()
+        return self.series
+
+
+def step_timings(home: Path) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """From the run's event log: each step's duration, its longest silence (the longest time between its start, its
+    log lines and its end, in seconds: a step that says nothing for minutes looks hung)."""
     from dagster import DagsterInstance
 
     with DagsterInstance.from_config(str(home)) as instance:
@@ -77,7 +120,7 @@ def step_timings(home: Path) -> tuple[dict[str, float], dict[str, float]]:
         events = [e for e in instance.all_logs(run.run_id) if e.step_key]
     starts: dict[str, float] = {}
     last: dict[str, float] = {}
-    took: dict[str, float] = {}
+    took: dict[str, tuple[float, float]] = {}
     silence: dict[str, float] = defaultdict(float)
     for e in events:
         step, kind = e.step_key, e.dagster_event.event_type_value if e.dagster_event else None
@@ -90,7 +133,7 @@ def step_timings(home: Path) -> tuple[dict[str, float], dict[str, float]]:
             silence[step] = max(silence[step], e.timestamp - last[step])
             last[step] = e.timestamp
         if kind == "STEP_SUCCESS":
-            took[step] = e.timestamp - starts[step]
+            took[step] = (starts[step], e.timestamp)
     return took, dict(silence)
 
 
@@ -116,20 +159,27 @@ def one_size(issues: int) -> dict[str, Any]:
                        "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True); "
                        "sys.exit(r.returncode)")
             started = time.monotonic()
-            job = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "dagster", "job", "execute",
-                                  "-m", "sentry_port_assets", "-j", "sentry_port_sync"],
-                                 env=env, cwd=home, capture_output=True, text=True)
+            process = subprocess.Popen([sys.executable, "-c", wrapper, sys.executable, "-m", "dagster", "job",
+                                        "execute", "-m", "sentry_port_assets", "-j", "sentry_port_sync"],
+                                       env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            sampler = PeakSampler(process.pid)
+            stdout, stderr = process.communicate()
             wall = time.monotonic() - started
+            series = sampler.stop()
+            job = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
             if job.returncode != 0:
                 raise RuntimeError(f"the job failed at {issues} issues:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}")
             entities = sum(1 for _ in _catalog_rows(directory / "port.sqlite"))
-            steps, silence = step_timings(home)
+            spans, silence = step_timings(home)
         finally:
             server.kill()
             server.wait()
     peak = int(re.search(r"PEAK_KIB (\d+)", job.stdout).group(1)) / 1024  # type: ignore[union-attr]
+    steps = {step: end - start for step, (start, end) in spans.items()}
+    step_peaks = {step: max((rss for t, rss in series if start <= t <= end), default=0.0)
+                  for step, (start, end) in spans.items()}
     return {"issues": issues, "wall": wall, "peak_mib": peak, "steps": steps, "silence": silence,
-            "entities": entities}
+            "entities": entities, "step_peaks": step_peaks}
 
 
 def _catalog_rows(path: Path) -> Any:
@@ -154,6 +204,9 @@ def main() -> None:
         print(f"{n:>8,} issues: wall {r['wall']:7.1f} s, {r['wall'] / n * 1000:5.2f} ms per issue, peak "
               f"{r['peak_mib']:6.0f} MiB, {r['entities']:,} entities in Port", flush=True)
         print("          slowest steps: " + ", ".join(f"{s} {t:.1f} s" for s, t in slow), flush=True)
+        big = sorted(r["step_peaks"].items(), key=lambda kv: -kv[1])[:4]
+        print("          memory of the job while each step ran, highest: "
+              + ", ".join(f"{s} {m:.0f} MiB" for s, m in big), flush=True)
         silent = {s: round(t) for s, t in r["silence"].items() if t > 60}
         print(f"          longest silence of a step: {max(r['silence'].values()):.1f} s; steps silent for over a "
               f"minute: {silent or 'none'}", flush=True)

@@ -99,7 +99,7 @@ def build_sentry_port_defs(
                 build_port_catalog(names, links, present)],
         asset_checks=[build_entity_checks(names)],
         jobs=[*jobs.all, *([webhook_job] if webhooks else []), *([worker_job] if worker_job else [])],
-        schedules=[resync_schedule(resync_cron, names, jobs.refresh)],
+        schedules=[resync_schedule(resync_cron, names, jobs.sync)],
         sensors=sensors,
         resources={
             names.resource("sentry"): sentry,

@@ -100,7 +100,8 @@ RAWS: dict[str, Raw] = {raw.name: raw for raw in (
                         "selected.",
         "GET /api/0/projects/{org}/{project}/tags/{key}/values/", f"{SENTRY_API_DOCS}/projects/list-a-tags-values/",
         ("slug", "__tags.key", "__tags.name", "__tags.count"), "read_project_tags", upstream="projects"),
-    Raw("issues", "Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query.",
+    Raw("issues", "Issues per project (kinds `issue`, `issue-tag`), one list per distinct Sentry query, each with "
+                  "the fields the mapping reads.",
         "GET /api/0/organizations/{org}/issues/", f"{SENTRY_API_DOCS}/events/list-an-organizations-issues/",
         ("id", "shortId", "status", "project.slug"), "read_issues", upstream="projects"),
     Raw("issue_tags", "Each issue with its `__tags` values (kind `issue-tag`), per selected tag key.",

@@ -49,4 +49,4 @@ def test_every_sensor_and_schedule_evaluates_through_the_code_server(code_locati
 
     for schedule in repo.get_schedules():
         data = location.get_schedule_execution_data(instance, repo.handle, schedule.name, None, log_key=None)
-        assert [r.job_name or schedule.job_name for r in data.run_requests] == ["sentry_refresh"], schedule.name
+        assert [r.job_name or schedule.job_name for r in data.run_requests] == ["sentry_port_sync"], schedule.name

@@ -164,6 +164,10 @@ def deployment(tmp_path: Path, sentry_emulator: Callable[..., RunningSentry]) ->
 def test_sensors_and_schedule_run_the_whole_loop_under_a_real_daemon(deployment: Deployment) -> None:
     d = deployment
     data = d.sentry.state.dataset
+    # The schedule (every minute here) runs sentry_port_sync, which publishes what it maps: while it ticks, the
+    # refresh below could be superseded before the publish sensor sees it. It is started again at the end.
+    stopped = d.cli("schedule", "stop", "sentry_resync_schedule", "-m", "sentry_port_assets")
+    assert stopped.returncode == 0, stopped.stdout[-2000:] + stopped.stderr[-2000:]
 
     # The daemon evaluates every sensor; the mapping sensor's first tick records the mapping it will compare with.
     # A tick is recorded when its evaluation starts: wait until each has finished, or a slow first evaluation of the
@@ -211,5 +215,9 @@ def test_sensors_and_schedule_run_the_whole_loop_under_a_real_daemon(deployment:
     assert d.held() == expected_entities(data)
     assert {e["title"] for e in d.catalog.entities("sentryTeam")} == {f"{t['name']} (Sentry)" for t in data.teams}
 
-    d.wait_for("a tick of sentry_resync_schedule", lambda: d.ticks().get("sentry_resync_schedule"), timeout=90)
+    before = len(d.ticks().get("sentry_resync_schedule", []))
+    started = d.cli("schedule", "start", "sentry_resync_schedule", "-m", "sentry_port_assets")
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    d.wait_for("a tick of sentry_resync_schedule",
+               lambda: len(d.ticks().get("sentry_resync_schedule", [])) > before, timeout=90)
     d.assert_healthy()

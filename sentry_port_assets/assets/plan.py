@@ -94,6 +94,32 @@ def _reads_beyond_listed(compiled: CompiledResource) -> str | None:
     return None
 
 
+# What this project's own code reads of a raw issue, whatever the mapping: its id and project (the environment lists,
+# the webhooks' lookups), status (`includeArchived`), the tag cache's change fields, and the asset preview's columns.
+ISSUE_FIELDS_USED = frozenset({"id", "shortId", "project", "status", "lastSeen", "count", "userCount", "firstSeen"})
+
+
+def issue_fields(resources: list[CompiledResource]) -> tuple[str, ...] | None:
+    """The top-level issue fields the `issue` and `issue-tag` resources read, with ISSUE_FIELDS_USED: the issue lists
+    keep only these (a Sentry issue is ~6 KB in memory, mostly `stats` and `lifetime`, which few mappings read).
+    None (keep every field) when an expression reads the whole issue or uses jq that mapping/reads.py cannot follow."""
+    fields = set(ISSUE_FIELDS_USED)
+    for compiled in resources:
+        element = compiled.items_to_parse_name if compiled.items_to_parse else None
+        for path, expression in compiled.checks:
+            try:
+                read = reads(expression)
+            except CannotTell:
+                return None
+            for p in read:
+                if not p:
+                    return None
+                if p[0] == "__tags" or (p[0] == element and path != "selector.query"):
+                    continue
+                fields.add(p[0])
+    return tuple(sorted(fields))
+
+
 def release_filter(resource: ResourceConfig) -> ReleaseFilter:
     """Which releases a release or deploy resource reads: its release query and period."""
     return ReleaseFilter(resource.selector.sentry_query, resource.selector.stats_period)
@@ -117,6 +143,8 @@ class FetchPlan:
     deploy_filters: tuple[ReleaseFilter, ...] = ()
     # How each issue-tag resource reads its tag values, and why (the `sentry/issue_tags` metadata shows them).
     tag_values: tuple[TagValuesChoice, ...] = ()
+    # The issue fields kept (`issue_fields`); None: all of them.
+    issue_fields: tuple[str, ...] | None = None
 
     def needed(self, raw: str) -> bool:
         """Whether a kind the mapping maps reads raw asset `raw`."""
@@ -131,7 +159,7 @@ class FetchPlan:
         return {
             "teams": {"include_members": self.team_members},
             "project_tags": {"keys": self.project_tag_keys},
-            "issues": {"filters": self.issue_filters},
+            "issues": {"filters": self.issue_filters, "fields": self.issue_fields},
             "releases": {"filters": self.release_filters, "health": self.release_health},
             "deploys": {"filters": self.deploy_filters},
         }.get(raw, {})
@@ -142,8 +170,9 @@ class FetchPlan:
         tag_keys: dict[IssueFilter, set[str]] = {}
         for r in mapping.resources_of("issue-tag"):
             tag_keys.setdefault(issue_filter(r), set()).add(r.selector.tag)
-        compiled = (mapping.of_kind("issue-tag") if isinstance(mapping, CompiledMapping) else
-                    [compile_resource(r, i) for i, r in enumerate(mapping.resources) if r.kind == "issue-tag"])
+        every = (list(mapping.resources) if isinstance(mapping, CompiledMapping) else
+                 [compile_resource(r, i) for i, r in enumerate(mapping.resources) if r.kind in ("issue", "issue-tag")])
+        compiled = [c for c in every if c.kind == "issue-tag"]
         environment = [c for c in compiled if c.resource.selector.tag == "environment"]
         choices = [(issue_filter(c.resource), tag_values_choice(c)) for c in compiled]
         # One fetch per filter and key: the environment values are listed only if every resource reading them with
@@ -165,6 +194,7 @@ class FetchPlan:
             release_health=frozenset(release_filter(r) for r in mapping.resources_of("release") if r.selector.health),
             deploy_filters=tuple(sorted({release_filter(r) for r in mapping.resources_of("deploy")})),
             tag_values=final,
+            issue_fields=issue_fields([c for c in every if c.kind in ("issue", "issue-tag")]),
         )
 
 

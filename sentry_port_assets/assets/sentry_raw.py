@@ -87,6 +87,8 @@ def _step(context: AssetExecutionContext, names: Names) -> tuple[SentryResource,
 def _params_text(params: dict[str, Any]) -> str:
     """What a fetch was asked for, in words ("keys: environment"), for the asset's metadata."""
     def show(value: Any) -> str:
+        if value is None:  # `fields`: every field of the item
+            return "all"
         if isinstance(value, (list, tuple, set, frozenset)):
             return ", ".join(show(v) for v in sorted(value, key=str)) or "none"
         return getattr(value, "key", str(value))  # an IssueFilter or ReleaseFilter by its key

@@ -166,8 +166,10 @@ class SentryClient:
         return await self._org_list("/organizations/{org}/projects/", "projects/")
 
     async def list_issues(self, project: Item, query: str, stats_period: str | None,
-                          environment: str | None = None) -> list[Item]:
-        """A project's issues; with `environment`, only those seen there, their counts and dates for it alone.
+                          environment: str | None = None, keep: tuple[str, ...] | None = None) -> list[Item]:
+        """A project's issues; with `environment`, only those seen there, their counts and dates for it alone; with
+        `keep`, only those fields of each, dropped page by page (an organization's issue lists per environment would
+        otherwise hold every issue several times over in memory).
 
         Paged in first-seen order (`sort=new`): Sentry's default order is last seen, in which an issue that gets an
         event while later pages are read jumps above the cursor and is never returned (and its entities would then
@@ -175,15 +177,17 @@ class SentryClient:
         params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE, "sort": "new"}
         if stats_period is not None:
             params["statsPeriod"] = stats_period
-        if environment is None:
-            issues = await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None)
-        else:
+        if environment is not None:
             params["environment"] = environment
-            try:  # the organization is known to exist here: a 404 names an environment Sentry does not have
-                issues = await self._list("/organizations/{org}/issues/", f"/organizations/{self.organization}/issues/",
-                                          params, page_param=None)
-            except SentryNotFoundError:
-                return []
+        issues: list[Item] = []
+        try:
+            async for page in self._pages("/organizations/{org}/issues/",
+                                          f"/organizations/{self.organization}/issues/", params, page_param=None):
+                issues.extend(page if keep is None else [{k: i[k] for k in keep if k in i} for i in page])
+        except SentryNotFoundError:
+            if environment is None:
+                raise SentryOrganizationNotFound(self.organization) from None
+            return []  # the organization is known to exist here: a 404 names an environment Sentry does not have
         seen: set[str] = set()
         return [i for i in issues if not (i["id"] in seen or seen.add(i["id"]))]
 

@@ -45,12 +45,14 @@ async def fetch_teams(client: SentryClient, include_members: bool, vanished: Van
     return [t for t in enriched if t is not None]
 
 
-async def fetch_issues(client: SentryClient, projects: Sequence[Item],
-                       filters: Sequence[IssueFilter]) -> dict[str, list[Item]]:
+async def fetch_issues(client: SentryClient, projects: Sequence[Item], filters: Sequence[IssueFilter],
+                       fields: Sequence[str] | None = None) -> dict[str, list[Item]]:
+    """`{filter key: [issue]}`; with `fields`, each issue holds only those (what the mapping reads)."""
     result: dict[str, list[Item]] = {}
+    keep = tuple(fields) if fields is not None else None
     for issue_filter in filters:
         per_project = await gather_limited(
-            client.list_issues(p, issue_filter.query, issue_filter.stats_period) for p in projects)
+            client.list_issues(p, issue_filter.query, issue_filter.stats_period, keep=keep) for p in projects)
         result[issue_filter.key] = [issue for issues in per_project for issue in issues]
     return result
 
@@ -109,7 +111,8 @@ async def environments_by_list(client: SentryClient, issues: Sequence[Item],
     per_project = dict(zip(projects, await gather_limited(environments(slug) for slug in projects)))
     pairs = [(projects[slug], env) for slug, envs in per_project.items() for env in envs]
     listed = await gather_limited(
-        client.list_issues(project, query, ENVIRONMENT_WINDOW, environment=env["value"])
+        client.list_issues(project, query, ENVIRONMENT_WINDOW, environment=env["value"],
+                           keep=("id", "count", "firstSeen", "lastSeen"))
         for project, env in pairs)
     values: dict[str, list[Item]] = {}
     for (_, env), found in zip(pairs, listed):
@@ -188,7 +191,7 @@ async def read_project_tags(client: SentryClient, params: Mapping[str, Any], ups
 
 
 async def read_issues(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished) -> Any:
-    return await fetch_issues(client, upstream, params["filters"])
+    return await fetch_issues(client, upstream, params["filters"], params.get("fields"))
 
 
 async def read_releases(client: SentryClient, params: Mapping[str, Any], upstream: Any, vanished: Vanished,
