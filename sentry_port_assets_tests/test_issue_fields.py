@@ -77,3 +77,16 @@ def test_trimmed_issues_map_to_the_same_entities(sentry_emulator: Callable[..., 
     assert fields is not None and "stats" not in fields
     trimmed, whole = _entities(sentry, mapping, fields), _entities(sentry, mapping, None)
     assert trimmed == whole and len(trimmed["issue"]) > 50 and len(trimmed["issue-tag"]) > 50
+
+
+def test_equal_relation_values_are_one_object_in_memory() -> None:
+    """300,000 issue entities would otherwise hold 300,000 copies of a few dozen assignee rules."""
+    [resource] = [c for c in load_mapping(None).resources if c.kind == "issue-tag"]
+    rows = [{"id": str(n), "title": "t", "permalink": "p", "status": "unresolved", "isUnhandled": True,
+             "project": {"slug": "web"}, "assignedTo": {"email": f"dev{n % 2}@example.com"},
+             "__tags": [{"key": "environment", "name": "production", "value": "production"}]} for n in range(300)]
+    entities = resource.map(rows, workers=1).entities
+    assignees = {id(e["relations"]["assignee"]) for e in entities}
+    assert len(entities) == 300 and len(assignees) == 2
+    assert {e["relations"]["assignee"]["rules"][0]["value"] for e in entities} == {"dev0@example.com",
+                                                                                    "dev1@example.com"}
