@@ -259,8 +259,9 @@ def test_rate_limit_headers_are_respected(users_bp, reset_header):
 
         elapsed, stats = call(scenario, url, max_concurrency=8)
         assert emulator.stats.requests["blueprint_get"] - emulator.stats.http_429 == n + 1
-        # a governed client barely sees 429s (a window boundary can still race)
-        assert emulator.stats.http_429 <= 3, emulator.stats.http_429
+        # A governed client barely sees 429s: a window boundary can still race, more often on a loaded machine
+        # (4 of 61 seen under the whole suite). Without the governor most of the 60 would be refused.
+        assert emulator.stats.http_429 <= 6, emulator.stats.http_429
         assert elapsed >= (n // limit - 1) * window * 0.9
 
 
