@@ -197,3 +197,8 @@ def test_tag_values_are_kept_for_the_retention_only(sentry_emulator: Callable[..
             return [v["value"] for v in await client.list_issue_tag_values(issue["id"], "environment")]
 
     assert "legacy" not in asyncio.run(read()) and asyncio.run(read())
+
+
+def test_jq_nested_past_the_recursion_limit_is_cannot_tell_not_a_crash() -> None:
+    with pytest.raises(CannotTell):
+        reads("(" * 5000 + ".item.name" + ")" * 5000)

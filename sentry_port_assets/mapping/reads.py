@@ -385,20 +385,30 @@ def _field(value: Value, name: str) -> Value:
     return frozenset(None if p is None else (*p, name) for p in value)
 
 
+def _evaluate(expr: str) -> tuple[Value, frozenset[Path]]:
+    """What `expr` outputs (abstractly) and the paths it reads on the way. Anything unexpected (nesting deeper than
+    the recursion limit, a token sequence the reader did not foresee) is CannotTell: the caller then assumes
+    everything is read, never fails."""
+    try:
+        tokens, _ = _tokenize(expr)
+        found: set[Path] = set()
+        out = _Reader(tokens, found).whole(frozenset({()}), {})
+    except CannotTell:
+        raise
+    except (IndexError, AttributeError, TypeError, RecursionError) as exc:
+        raise CannotTell(f"{type(exc).__name__}") from None
+    return out, frozenset(found)
+
+
 def reads(expr: str) -> frozenset[Path]:
     """The input paths `expr` reads (its outputs count as read). Raises CannotTell for jq it does not model."""
-    tokens, _ = _tokenize(expr)
-    found: set[Path] = set()
-    out = _Reader(tokens, found).whole(frozenset({()}), {})
-    found.update(p for p in out if p is not None)
-    return frozenset(found)
+    out, found = _evaluate(expr)
+    return found | {p for p in out if p is not None}
 
 
 def yields_path(expr: str) -> tuple[Path | None, frozenset[Path]]:
     """The single input path `expr` evaluates to (None when it is anything else) and what it reads on the way:
     `.__tags` -> (("__tags",), {})."""
-    tokens, _ = _tokenize(expr)
-    found: set[Path] = set()
-    out = _Reader(tokens, found).whole(frozenset({()}), {})
-    paths = [p for p in out]
-    return (paths[0] if len(paths) == 1 else None), frozenset(found)
+    out, found = _evaluate(expr)
+    paths = list(out)
+    return (paths[0] if len(paths) == 1 else None), found
