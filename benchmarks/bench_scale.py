@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -169,7 +170,7 @@ def one_size(issues: int) -> dict[str, Any]:
             job = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
             if job.returncode != 0:
                 raise RuntimeError(f"the job failed at {issues} issues:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}")
-            entities = sum(1 for _ in _catalog_rows(directory / "port.sqlite"))
+            entities = _entities_in(directory / "port.sqlite")
             spans, silence = step_timings(home)
         finally:
             server.kill()
@@ -182,10 +183,9 @@ def one_size(issues: int) -> dict[str, Any]:
             "entities": entities, "step_peaks": step_peaks}
 
 
-def _catalog_rows(path: Path) -> Any:
-    import sqlite3
+def _entities_in(path: Path) -> int:
     with sqlite3.connect(path) as db:
-        yield from db.execute("SELECT 1 FROM entities")
+        return db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
 
 
 def main() -> None:

@@ -172,17 +172,16 @@ class FetchPlan:
             tag_keys.setdefault(issue_filter(r), set()).add(r.selector.tag)
         every = (list(mapping.resources) if isinstance(mapping, CompiledMapping) else
                  [compile_resource(r, i) for i, r in enumerate(mapping.resources) if r.kind in ("issue", "issue-tag")])
-        compiled = [c for c in every if c.kind == "issue-tag"]
-        environment = [c for c in compiled if c.resource.selector.tag == "environment"]
-        choices = [(issue_filter(c.resource), tag_values_choice(c)) for c in compiled]
+        choices = [(issue_filter(c.resource), c.resource.selector.tag, tag_values_choice(c))
+                   for c in every if c.kind == "issue-tag"]
         # One fetch per filter and key: the environment values are listed only if every resource reading them with
         # that filter can take them so; otherwise all of them get the per-issue values.
-        listed = {f for f, choice in choices if choice.how == BY_ENVIRONMENT}
-        listed -= {issue_filter(c.resource) for c in environment if tag_values_choice(c).how == PER_ISSUE}
+        listed = {f for f, _, choice in choices if choice.how == BY_ENVIRONMENT}
+        listed -= {f for f, tag, choice in choices if tag == "environment" and choice.how == PER_ISSUE}
         final = tuple(choice if choice.how == PER_ISSUE or f in listed else
                       TagValuesChoice(choice.resource, PER_ISSUE, "another resource with the same sentryQuery and "
                                                                   "statsPeriod needs the environment per issue")
-                      for f, choice in choices)
+                      for f, _, choice in choices)
         return cls(
             team_members=any(r.selector.include_members for r in mapping.resources_of("team")),
             project_tag_keys=tuple(sorted({r.selector.tag for r in mapping.resources_of("project-tag")})),

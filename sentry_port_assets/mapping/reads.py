@@ -39,9 +39,10 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 _KEYWORDS = frozenset({"if", "then", "elif", "else", "end", "as", "try", "catch", "and", "or", "reduce", "foreach",
-                       "def", "label", "import", "include", "__loc__"})
-_UNMODELLED = frozenset({"reduce", "foreach", "def", "label", "import", "include", "getpath", "paths", "path",
-                         "leaf_paths", "input", "inputs", "$__loc__", "splits", "env", "input_filename"})
+                       "def", "label", "import", "include"})
+# Builtins and variables whose reads it does not follow (the keywords `reduce`, `def`, ... stop it in `keyword`).
+_UNMODELLED = frozenset({"getpath", "paths", "path", "leaf_paths", "input", "inputs", "$__loc__", "splits", "env",
+                         "input_filename"})
 # Builtins that yield constants and read nothing.
 _CONSTANTS = frozenset({"null", "true", "false", "empty", "now", "nan", "infinite"})
 _ASSIGNMENTS = frozenset({"=", "|=", "+=", "-=", "*=", "/=", "%=", "//=", "?//"})
@@ -135,8 +136,6 @@ class _Reader:
 
     # -- grammar: pipe > comma > // > or > and > comparison > additive > multiplicative > postfix --
     def pipe(self, inp: Value, env: dict[str, Value], commas: bool = True) -> Value:
-        if self.is_op("def", "reduce", "foreach", "label", "import", "include"):
-            raise CannotTell(self.peek().text)  # type: ignore[union-attr]
         left = self.comma(inp, env) if commas else self.alternative(inp, env)
         if self.is_op("as"):
             self.at += 1
@@ -193,7 +192,7 @@ class _Reader:
                 value = _field(value, t.text[1:])
             elif t.kind == "op" and t.text == "." and self.peek(1) is not None and self.peek(1).kind == "string":  # type: ignore[union-attr]
                 self.at += 1
-                value = _field(value, self._plain_string(inp, env))
+                value = _field(value, self._plain_string())
             elif t.kind == "op" and t.text == "." and self.peek(1) is not None and self.peek(1).text == "[":  # type: ignore[union-attr]
                 self.at += 1
             elif t.kind == "op" and t.text == "[":
@@ -224,7 +223,7 @@ class _Reader:
         self.read(value)
         return OPAQUE
 
-    def _plain_string(self, inp: Value, env: dict[str, Value]) -> str:
+    def _plain_string(self) -> str:
         t = self.peek()
         assert t is not None
         self.at += 1
@@ -273,7 +272,7 @@ class _Reader:
         if t.text == ".":
             nxt = self.peek()
             if nxt is not None and nxt.kind == "string":
-                return _field(inp, self._plain_string(inp, env))
+                return _field(inp, self._plain_string())
             if nxt is not None and nxt.text == "[":
                 return self.index(inp, inp, env)
             return inp

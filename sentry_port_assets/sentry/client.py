@@ -168,8 +168,7 @@ class SentryClient:
     async def list_issues(self, project: Item, query: str, stats_period: str | None,
                           environment: str | None = None, keep: tuple[str, ...] | None = None) -> list[Item]:
         """A project's issues; with `environment`, only those seen there, their counts and dates for it alone; with
-        `keep`, only those fields of each, dropped page by page (an organization's issue lists per environment would
-        otherwise hold every issue several times over in memory).
+        `keep`, only those fields of each.
 
         Paged in first-seen order (`sort=new`): Sentry's default order is last seen, in which an issue that gets an
         event while later pages are read jumps above the cursor and is never returned (and its entities would then
@@ -177,17 +176,16 @@ class SentryClient:
         params: dict[str, Any] = {"project": project["id"], "query": query, "limit": PAGE_SIZE, "sort": "new"}
         if stats_period is not None:
             params["statsPeriod"] = stats_period
-        if environment is not None:
+        if environment is None:
+            issues = await self._org_list("/organizations/{org}/issues/", "issues/", params, page_param=None,
+                                          keep=keep)
+        else:
             params["environment"] = environment
-        issues: list[Item] = []
-        try:
-            async for page in self._pages("/organizations/{org}/issues/",
-                                          f"/organizations/{self.organization}/issues/", params, page_param=None):
-                issues.extend(page if keep is None else [{k: i[k] for k in keep if k in i} for i in page])
-        except SentryNotFoundError:
-            if environment is None:
-                raise SentryOrganizationNotFound(self.organization) from None
-            return []  # the organization is known to exist here: a 404 names an environment Sentry does not have
+            try:  # the organization is known to exist here: a 404 names an environment Sentry does not have
+                issues = await self._list("/organizations/{org}/issues/", f"/organizations/{self.organization}/issues/",
+                                          params, page_param=None, keep=keep)
+            except SentryNotFoundError:
+                return []
         seen: set[str] = set()
         return [i for i in issues if not (i["id"] in seen or seen.add(i["id"]))]
 
@@ -328,12 +326,15 @@ class SentryClient:
     # ----- pagination, limits, retries ------------------------------------------------------------
 
     async def _list(
-        self, endpoint: str, path: str, params: dict[str, Any] | None = None, page_param: str | None = "per_page"
+        self, endpoint: str, path: str, params: dict[str, Any] | None = None, page_param: str | None = "per_page",
+        keep: tuple[str, ...] | None = None,
     ) -> list[Item]:
-        """Every page of a list endpoint, following `rel="next"` while it has results, within `PageWalk`'s bounds."""
+        """Every page of a list endpoint, following `rel="next"` while it has results, within `PageWalk`'s bounds;
+        with `keep`, each item holds only those fields, dropped page by page (a list of 100,000 issues held whole is
+        gigabytes)."""
         items: list[Item] = []
         async for page in self._pages(endpoint, path, params, page_param):
-            items.extend(page)
+            items.extend(page if keep is None else [{k: i[k] for k in keep if k in i} for i in page])
         return items
 
     async def _pages(
@@ -358,10 +359,10 @@ class SentryClient:
             yield page
 
     async def _org_list(self, endpoint: str, tail: str, params: dict[str, Any] | None = None,
-                        page_param: str | None = "per_page") -> list[Item]:
+                        page_param: str | None = "per_page", keep: tuple[str, ...] | None = None) -> list[Item]:
         """A list under /organizations/{org}/: there a 404 means the organization slug is wrong."""
         try:
-            return await self._list(endpoint, f"/organizations/{self.organization}/{tail}", params, page_param)
+            return await self._list(endpoint, f"/organizations/{self.organization}/{tail}", params, page_param, keep)
         except SentryNotFoundError:
             raise SentryOrganizationNotFound(self.organization) from None
 
